@@ -1,0 +1,789 @@
+// ngx_http_rate_guard_module: one shared rate limit per client across a fleet
+// of nginx servers, kept in Redis. This file is the nginx side only: the
+// directives, the PREACCESS handler that suspends a request while its check is
+// in Redis, the header filter and the variables. Decisions are made in src/.
+
+#include <new>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "ngx.hpp"
+#include "redis_checker.h"
+#include "redis_event_adapter.hpp"
+#include "redis_key.h"
+#include "zone_config.h"
+
+extern ngx_module_t ngx_http_rate_guard_module;
+
+namespace {
+
+using rate_guard::CheckError;
+using rate_guard::CheckOutcome;
+using rate_guard::RedisChecker;
+
+// One `rate_guard_zone`.
+struct Zone {
+  ngx_str_t name;
+  ngx_http_complex_value_t key;
+  rate_guard::ZoneConfig* config;
+};
+
+// One `rate_guard zone=NAME [cost=N]` line; the zone is found once the whole
+// http block is read, so zones may be defined after their use.
+struct ZoneUse {
+  ngx_str_t zone_name;
+  Zone* zone;
+  uint64_t cost;
+  ngx_str_t file;
+  ngx_uint_t line;
+};
+
+struct MainConf {
+  rate_guard::RedisConfig* redis;
+  ngx_array_t zones;  // of Zone
+  bool used;          // some location applies a zone
+};
+
+enum FailPolicy : ngx_uint_t { kFailOpen = 0, kFailClosed = 1 };
+enum HeadersMode : ngx_uint_t { kHeadersOff = 0, kHeadersOn = 1, kHeadersDraft = 2 };
+
+struct LocConf {
+  ngx_array_t* uses;  // of ZoneUse; NGX_CONF_UNSET_PTR: inherit; nullptr: `rate_guard off`
+  ngx_uint_t status;
+  ngx_uint_t fail;
+  ngx_uint_t headers;
+  ngx_flag_t dry_run;
+  ngx_uint_t log_level;
+};
+
+enum class Verdict : uint8_t { none, passed, rejected, rejected_dry_run, error };
+
+// Per-request state. It lives in the request pool; a pool cleanup cancels a
+// check still in flight, so a late reply never touches a freed request, and
+// lets an internal redirect find the state again (the module ctx is cleared).
+struct RequestCtx {
+  ngx_http_request_t* request;
+  LocConf* lcf;  // the location that made the check
+  RedisChecker::PendingCheck* pending;
+  const Zone** zones;
+  ngx_str_t* keys;
+  size_t count;
+  Verdict verdict;
+  bool answered;  // the phase handler has acted on the verdict
+  CheckError error;
+  rate_guard::Decision decision;
+};
+static_assert(std::is_trivially_destructible<RequestCtx>::value, "lives in an nginx pool");
+
+// The worker's Redis client, made in init_process.
+struct Worker {
+  NgxEventLoop loop;
+  RedisChecker checker;
+  explicit Worker(const rate_guard::RedisConfig& config) : checker(config, loop) {}
+};
+Worker* worker;
+
+ngx_http_output_header_filter_pt next_header_filter;
+
+// ---- configuration -------------------------------------------------------
+
+template <class T>
+T* pool_new(ngx_pool_t* pool, T&& value) {
+  ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(pool, sizeof(T));
+  if (cln == nullptr) {
+    return nullptr;
+  }
+  T* object = new (cln->data) T(std::forward<T>(value));
+  cln->handler = [](void* data) { static_cast<T*>(data)->~T(); };
+  return object;
+}
+
+std::vector<std::string_view> arguments_after(ngx_conf_t* cf, ngx_uint_t first) {
+  auto* value = static_cast<ngx_str_t*>(cf->args->elts);
+  std::vector<std::string_view> args;
+  for (ngx_uint_t i = first; i < cf->args->nelts; i++) {
+    args.push_back(to_string_view(value[i]));
+  }
+  return args;
+}
+
+char* conf_error(ngx_conf_t* cf, const std::string& message) {
+  ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%*s", message.size(), message.data());
+  return static_cast<char*>(NGX_CONF_ERROR);
+}
+
+ngx_str_t copy_str(ngx_pool_t* pool, std::string_view text) {
+  ngx_str_t s{0, nullptr};
+  s.data = static_cast<u_char*>(ngx_pnalloc(pool, text.size() + 1));
+  if (s.data != nullptr) {
+    ngx_memcpy(s.data, text.data(), text.size());
+    s.data[text.size()] = '\0';
+    s.len = text.size();
+  }
+  return s;
+}
+
+// Hostnames are resolved here, when the configuration loads, so that a worker
+// never blocks on DNS.
+char* resolve_redis_host(ngx_conf_t* cf, rate_guard::RedisConfig& config) {
+  if (config.host.empty()) {
+    return NGX_CONF_OK;
+  }
+  ngx_url_t u;
+  ngx_memzero(&u, sizeof(ngx_url_t));
+  std::string address = config.host.find(':') != std::string::npos
+                            ? "[" + config.host + "]:" + std::to_string(config.port)
+                            : config.host + ":" + std::to_string(config.port);
+  u.url = copy_str(cf->pool, address);
+  u.default_port = config.port;
+  if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+    return conf_error(cf, "cannot resolve Redis address \"" + config.host + "\"" +
+                              (u.err ? std::string(": ") + u.err : std::string()));
+  }
+  u_char text[NGX_SOCKADDR_STRLEN];
+  size_t len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text, sizeof(text), 0);
+  config.host.assign(reinterpret_cast<char*>(text), len);
+  return NGX_CONF_OK;
+}
+
+char* rate_guard_redis(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+  auto* mcf = static_cast<MainConf*>(conf);
+  if (mcf->redis != nullptr) {
+    return const_cast<char*>("is duplicate");
+  }
+  auto parsed = rate_guard::parse_redis_config(arguments_after(cf, 1));
+  if (!parsed) {
+    return conf_error(cf, parsed.error());
+  }
+  if (char* rv = resolve_redis_host(cf, parsed.value()); rv != NGX_CONF_OK) {
+    return rv;
+  }
+  mcf->redis = pool_new(cf->pool, std::move(parsed.value()));
+  return mcf->redis != nullptr ? NGX_CONF_OK : static_cast<char*>(NGX_CONF_ERROR);
+}
+
+char* rate_guard_zone(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+  auto* mcf = static_cast<MainConf*>(conf);
+  auto parsed = rate_guard::parse_zone_options(arguments_after(cf, 2));
+  if (!parsed) {
+    return conf_error(cf, parsed.error());
+  }
+  auto* zones = static_cast<Zone*>(mcf->zones.elts);
+  for (ngx_uint_t i = 0; i < mcf->zones.nelts; i++) {
+    if (to_string_view(zones[i].name) == parsed.value().name) {
+      return conf_error(cf, "duplicate zone \"" + parsed.value().name + "\"");
+    }
+  }
+  auto* zone = static_cast<Zone*>(ngx_array_push(&mcf->zones));
+  if (zone == nullptr) {
+    return static_cast<char*>(NGX_CONF_ERROR);
+  }
+  ngx_memzero(zone, sizeof(Zone));
+  auto* value = static_cast<ngx_str_t*>(cf->args->elts);
+  ngx_http_compile_complex_value_t ccv;
+  ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+  ccv.cf = cf;
+  ccv.value = &value[1];
+  ccv.complex_value = &zone->key;
+  if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+    return static_cast<char*>(NGX_CONF_ERROR);
+  }
+  zone->config = pool_new(cf->pool, std::move(parsed.value()));
+  if (zone->config == nullptr) {
+    return static_cast<char*>(NGX_CONF_ERROR);
+  }
+  zone->name = copy_str(cf->pool, zone->config->name);
+  return NGX_CONF_OK;
+}
+
+char* rate_guard(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+  auto* lcf = static_cast<LocConf*>(conf);
+  auto* value = static_cast<ngx_str_t*>(cf->args->elts);
+  if (cf->args->nelts == 2 && to_string_view(value[1]) == "off") {
+    if (lcf->uses != NGX_CONF_UNSET_PTR) {
+      return conf_error(cf, "\"rate_guard off\" cannot be combined with other \"rate_guard\" lines");
+    }
+    lcf->uses = nullptr;
+    return NGX_CONF_OK;
+  }
+  if (lcf->uses == nullptr) {
+    return conf_error(cf, "\"rate_guard off\" cannot be combined with other \"rate_guard\" lines");
+  }
+  auto parsed = rate_guard::parse_zone_use(arguments_after(cf, 1));
+  if (!parsed) {
+    return conf_error(cf, parsed.error());
+  }
+  if (lcf->uses == NGX_CONF_UNSET_PTR) {
+    lcf->uses = ngx_array_create(cf->pool, 2, sizeof(ZoneUse));
+    if (lcf->uses == nullptr) {
+      return static_cast<char*>(NGX_CONF_ERROR);
+    }
+  }
+  auto* uses = static_cast<ZoneUse*>(lcf->uses->elts);
+  for (ngx_uint_t i = 0; i < lcf->uses->nelts; i++) {
+    if (to_string_view(uses[i].zone_name) == parsed.value().zone) {
+      return conf_error(cf, "zone \"" + parsed.value().zone + "\" is applied twice");
+    }
+  }
+  auto* use = static_cast<ZoneUse*>(ngx_array_push(lcf->uses));
+  if (use == nullptr) {
+    return static_cast<char*>(NGX_CONF_ERROR);
+  }
+  use->zone_name = copy_str(cf->pool, parsed.value().zone);
+  use->zone = nullptr;
+  use->cost = parsed.value().cost;
+  use->file = cf->conf_file->file.name;
+  use->line = cf->conf_file->line;
+  auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
+  mcf->used = true;
+  return NGX_CONF_OK;
+}
+
+char* rate_guard_metrics(ngx_conf_t* cf, ngx_command_t*, void*);
+
+// No C++ exception crosses into nginx: a directive handler that throws
+// (std::bad_alloc) fails the configuration with a message instead.
+template <char* (*Handler)(ngx_conf_t*, ngx_command_t*, void*)>
+char* guarded(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) {
+  try {
+    return Handler(cf, cmd, conf);
+  } catch (const std::exception& e) {
+    return conf_error(cf, std::string("rate_guard: ") + e.what());
+  }
+}
+
+ngx_conf_num_bounds_t status_bounds = {ngx_conf_check_num_bounds, 400, 599};
+
+ngx_conf_enum_t fail_values[] = {
+    {ngx_string("open"), kFailOpen},
+    {ngx_string("closed"), kFailClosed},
+    {ngx_null_string, 0},
+};
+
+ngx_conf_enum_t headers_values[] = {
+    {ngx_string("off"), kHeadersOff},
+    {ngx_string("on"), kHeadersOn},
+    {ngx_string("draft"), kHeadersDraft},
+    {ngx_null_string, 0},
+};
+
+ngx_conf_enum_t log_level_values[] = {
+    {ngx_string("info"), NGX_LOG_INFO},
+    {ngx_string("notice"), NGX_LOG_NOTICE},
+    {ngx_string("warn"), NGX_LOG_WARN},
+    {ngx_string("error"), NGX_LOG_ERR},
+    {ngx_null_string, 0},
+};
+
+ngx_command_t commands[] = {
+    {ngx_string("rate_guard_redis"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, guarded<rate_guard_redis>,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("rate_guard_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE, guarded<rate_guard_zone>,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("rate_guard"),
+     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12,
+     guarded<rate_guard>,
+     NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+    {ngx_string("rate_guard_status"),
+     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_num_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, status), &status_bounds},
+    {ngx_string("rate_guard_fail"),
+     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_enum_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, fail), &fail_values},
+    {ngx_string("rate_guard_headers"),
+     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_enum_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, headers), &headers_values},
+    {ngx_string("rate_guard_dry_run"),
+     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
+     ngx_conf_set_flag_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, dry_run), nullptr},
+    {ngx_string("rate_guard_log_level"),
+     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_enum_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, log_level),
+     &log_level_values},
+    {ngx_string("rate_guard_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, rate_guard_metrics,
+     NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+    ngx_null_command,
+};
+
+void* create_main_conf(ngx_conf_t* cf) {
+  auto* mcf = static_cast<MainConf*>(ngx_pcalloc(cf->pool, sizeof(MainConf)));
+  if (mcf == nullptr || ngx_array_init(&mcf->zones, cf->pool, 4, sizeof(Zone)) != NGX_OK) {
+    return nullptr;
+  }
+  return mcf;
+}
+
+void* create_loc_conf(ngx_conf_t* cf) {
+  auto* lcf = static_cast<LocConf*>(ngx_pcalloc(cf->pool, sizeof(LocConf)));
+  if (lcf == nullptr) {
+    return nullptr;
+  }
+  lcf->uses = static_cast<ngx_array_t*>(NGX_CONF_UNSET_PTR);
+  lcf->status = NGX_CONF_UNSET_UINT;
+  lcf->fail = NGX_CONF_UNSET_UINT;
+  lcf->headers = NGX_CONF_UNSET_UINT;
+  lcf->dry_run = NGX_CONF_UNSET;
+  lcf->log_level = NGX_CONF_UNSET_UINT;
+  return lcf;
+}
+
+// Finds the zone of every line; errors name the line of the `rate_guard`
+// directive, since merging happens after the whole http block is read.
+char* resolve_uses(ngx_conf_t* cf, ngx_array_t* array) {
+  if (array == nullptr || array == NGX_CONF_UNSET_PTR) {
+    return NGX_CONF_OK;
+  }
+  auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
+  auto* uses = static_cast<ZoneUse*>(array->elts);
+  auto* zones = static_cast<Zone*>(mcf->zones.elts);
+  for (ngx_uint_t i = 0; i < array->nelts; i++) {
+    ZoneUse& use = uses[i];
+    if (use.zone != nullptr) {
+      continue;
+    }
+    if (mcf->redis == nullptr) {
+      ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                    "\"rate_guard\" needs a \"rate_guard_redis\" in the http block in %V:%ui",
+                    &use.file, use.line);
+      return static_cast<char*>(NGX_CONF_ERROR);
+    }
+    for (ngx_uint_t z = 0; z < mcf->zones.nelts; z++) {
+      if (zones[z].name.len == use.zone_name.len &&
+          ngx_strncmp(zones[z].name.data, use.zone_name.data, use.zone_name.len) == 0) {
+        use.zone = &zones[z];
+      }
+    }
+    if (use.zone == nullptr) {
+      ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "unknown rate_guard zone \"%V\" in %V:%ui",
+                    &use.zone_name, &use.file, use.line);
+      return static_cast<char*>(NGX_CONF_ERROR);
+    }
+  }
+  return NGX_CONF_OK;
+}
+
+char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
+  auto* prev = static_cast<LocConf*>(parent);
+  auto* conf = static_cast<LocConf*>(child);
+  // A level with its own lines does not inherit its parent's, as limit_req.
+  if (conf->uses == NGX_CONF_UNSET_PTR) {
+    conf->uses = prev->uses == NGX_CONF_UNSET_PTR ? nullptr : prev->uses;
+  }
+  if (char* rv = resolve_uses(cf, conf->uses); rv != NGX_CONF_OK) {
+    return rv;
+  }
+  ngx_conf_merge_uint_value(conf->status, prev->status, 429);
+  ngx_conf_merge_uint_value(conf->fail, prev->fail, kFailOpen);
+  ngx_conf_merge_uint_value(conf->headers, prev->headers, kHeadersOn);
+  ngx_conf_merge_value(conf->dry_run, prev->dry_run, 0);
+  ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_ERR);
+  return NGX_CONF_OK;
+}
+
+// ---- per request ---------------------------------------------------------
+
+void ctx_cleanup(void* data) {
+  auto* ctx = static_cast<RequestCtx*>(data);
+  if (ctx->pending != nullptr && worker != nullptr) {
+    worker->checker.cancel(ctx->pending);
+  }
+  ctx->pending = nullptr;
+}
+
+RequestCtx* get_ctx(ngx_http_request_t* r) {
+  auto* ctx = static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_rate_guard_module));
+  if (ctx != nullptr) {
+    return ctx;
+  }
+  // An internal redirect (try_files, error_page, named location) cleared the
+  // module ctx; the pool still holds it.
+  for (ngx_pool_cleanup_t* cln = r->pool->cleanup; cln != nullptr; cln = cln->next) {
+    if (cln->handler == ctx_cleanup) {
+      ctx = static_cast<RequestCtx*>(cln->data);
+      ngx_http_set_ctx(r, ctx, ngx_http_rate_guard_module);
+      return ctx;
+    }
+  }
+  return nullptr;
+}
+
+void record(RequestCtx* ctx, const CheckOutcome& outcome) {
+  ctx->error = outcome.error;
+  ctx->decision = outcome.decision;
+  if (outcome.error != CheckError::none) {
+    ctx->verdict = Verdict::error;
+  } else if (outcome.decision.allowed) {
+    ctx->verdict = Verdict::passed;
+  } else {
+    ctx->verdict = ctx->lcf->dry_run ? Verdict::rejected_dry_run : Verdict::rejected;
+  }
+}
+
+ngx_int_t answer(ngx_http_request_t* r, RequestCtx* ctx) {
+  ctx->answered = true;
+  switch (ctx->verdict) {
+    case Verdict::error:
+      return ctx->lcf->fail == kFailClosed ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_DECLINED;
+    case Verdict::rejected:
+    case Verdict::rejected_dry_run: {
+      const size_t index = ctx->decision.zone_index;
+      std::string key = rate_guard::escape_for_log(to_string_view(ctx->keys[index]));
+      ngx_log_error(ctx->lcf->log_level, r->connection->log, 0,
+                    "limiting requests%s by zone \"%V\", key \"%*s\"",
+                    ctx->verdict == Verdict::rejected_dry_run ? ", dry run," : "",
+                    &ctx->zones[index]->name, key.size(), key.data());
+      return ctx->verdict == Verdict::rejected ? static_cast<ngx_int_t>(ctx->lcf->status)
+                                               : NGX_DECLINED;
+    }
+    default:
+      return NGX_DECLINED;
+  }
+}
+
+void on_check_done(void* data, const CheckOutcome& outcome) {
+  auto* ctx = static_cast<RequestCtx*>(data);
+  ctx->pending = nullptr;
+  record(ctx, outcome);
+  // Resume through the request's own write event: the phases run after this
+  // Redis callback returns, as for any posted event of the connection.
+  ngx_http_request_t* r = ctx->request;
+  r->read_event_handler = ngx_http_block_reading;
+  r->write_event_handler = ngx_http_core_run_phases;
+  ngx_post_event(r->connection->write, &ngx_posted_events);
+}
+
+ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
+  const size_t total = lcf->uses->nelts;
+  auto* uses = static_cast<ZoneUse*>(lcf->uses->elts);
+  auto* ctx = static_cast<RequestCtx*>(ngx_pcalloc(r->pool, sizeof(RequestCtx)));
+  auto* requests = static_cast<rate_guard::ZoneRequest*>(
+      ngx_palloc(r->pool, total * sizeof(rate_guard::ZoneRequest)));
+  if (ctx == nullptr || requests == nullptr) {
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+  }
+  ctx->zones = static_cast<const Zone**>(ngx_palloc(r->pool, total * sizeof(Zone*)));
+  ctx->keys = static_cast<ngx_str_t*>(ngx_palloc(r->pool, total * sizeof(ngx_str_t)));
+  if (ctx->zones == nullptr || ctx->keys == nullptr) {
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+  }
+  size_t count = 0;
+  for (size_t i = 0; i < total; i++) {
+    ngx_str_t key;
+    if (ngx_http_complex_value(r, &uses[i].zone->key, &key) != NGX_OK) {
+      return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (key.len == 0) {
+      continue;  // an empty key is not limited: map and geo exempt clients this way
+    }
+    ctx->zones[count] = uses[i].zone;
+    ctx->keys[count] = key;
+    requests[count] = {uses[i].zone->config, to_string_view(key), uses[i].cost};
+    count++;
+  }
+  if (count == 0) {
+    return NGX_DECLINED;
+  }
+  ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(r->pool, 0);
+  if (cln == nullptr) {
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+  }
+  cln->handler = ctx_cleanup;
+  cln->data = ctx;
+  ctx->request = r;
+  ctx->lcf = lcf;
+  ctx->count = count;
+  ngx_http_set_ctx(r, ctx, ngx_http_rate_guard_module);
+
+  CheckOutcome immediate;
+  if (worker == nullptr) {
+    immediate.error = CheckError::unavailable;
+  } else {
+    ctx->pending = worker->checker.check(requests, count, on_check_done, ctx, &immediate);
+  }
+  if (ctx->pending == nullptr) {
+    record(ctx, immediate);
+    return answer(r, ctx);
+  }
+  r->read_event_handler = ngx_http_test_reading;  // notices a client that leaves
+  r->write_event_handler = ngx_http_request_empty_handler;
+  return NGX_AGAIN;
+}
+
+ngx_int_t run_access_phase(ngx_http_request_t* r) {
+  RequestCtx* ctx = get_ctx(r);
+  if (ctx != nullptr) {
+    if (ctx->pending != nullptr) {
+      return NGX_AGAIN;
+    }
+    // The first run after the reply acts on it; an internal redirect later
+    // finds the request already checked.
+    return ctx->answered ? NGX_DECLINED : answer(r, ctx);
+  }
+  auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_rate_guard_module));
+  if (lcf->uses == nullptr || lcf->uses->nelts == 0) {
+    return NGX_DECLINED;
+  }
+  return start_check(r, lcf);
+}
+
+ngx_int_t access_handler(ngx_http_request_t* r) {
+  // Subrequests are part of their main request, which is checked itself.
+  if (r != r->main) {
+    return NGX_DECLINED;
+  }
+  try {
+    return run_access_phase(r);
+  } catch (const std::exception& e) {
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "rate_guard: %s", e.what());
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+  }
+}
+
+// ---- response headers ----------------------------------------------------
+
+ngx_int_t add_header(ngx_http_request_t* r, ngx_str_t name, std::string_view value) {
+  auto* h = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
+  if (h == nullptr) {
+    return NGX_ERROR;
+  }
+  h->hash = 1;
+  h->key = name;
+  h->value = copy_str(r->pool, value);
+#if nginx_version >= 1023000
+  h->next = nullptr;
+#endif
+  return h->value.data != nullptr ? NGX_OK : NGX_ERROR;
+}
+
+ngx_int_t add_rate_limit_headers(ngx_http_request_t* r, const RequestCtx* ctx) {
+  const rate_guard::Decision& d = ctx->decision;
+  const std::string reset = std::to_string(rate_guard::reset_seconds(d.reset_ms));
+  ngx_int_t rc = NGX_OK;
+  if (ctx->lcf->headers == kHeadersDraft) {
+    // draft-ietf-httpapi-ratelimit-headers: structured fields naming the policy.
+    const Zone* zone = ctx->zones[d.zone_index];
+    const std::string name(to_string_view(zone->name));
+    const uint64_t window_s = (zone->config->window_ms + 999) / 1000;
+    rc |= add_header(r, ngx_string("RateLimit-Policy"),
+                     "\"" + name + "\";q=" + std::to_string(d.limit) + ";w=" + std::to_string(window_s));
+    rc |= add_header(r, ngx_string("RateLimit"),
+                     "\"" + name + "\";r=" + std::to_string(d.remaining) + ";t=" + reset);
+  } else {
+    rc |= add_header(r, ngx_string("X-RateLimit-Limit"), std::to_string(d.limit));
+    rc |= add_header(r, ngx_string("X-RateLimit-Remaining"), std::to_string(d.remaining));
+    rc |= add_header(r, ngx_string("X-RateLimit-Reset"), reset);
+  }
+  if (ctx->verdict == Verdict::rejected) {
+    rc |= add_header(r, ngx_string("Retry-After"),
+                     std::to_string(rate_guard::retry_after_seconds(d.reset_ms)));
+  }
+  return rc == NGX_OK ? NGX_OK : NGX_ERROR;
+}
+
+ngx_int_t header_filter(ngx_http_request_t* r) {
+  if (r != r->main) {
+    return next_header_filter(r);
+  }
+  RequestCtx* ctx = get_ctx(r);
+  if (ctx == nullptr || ctx->pending != nullptr || ctx->lcf->headers == kHeadersOff ||
+      (ctx->verdict != Verdict::passed && ctx->verdict != Verdict::rejected &&
+       ctx->verdict != Verdict::rejected_dry_run)) {
+    return next_header_filter(r);
+  }
+  try {
+    if (add_rate_limit_headers(r, ctx) != NGX_OK) {
+      return NGX_ERROR;
+    }
+  } catch (const std::exception& e) {
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "rate_guard: %s", e.what());
+    return NGX_ERROR;
+  }
+  return next_header_filter(r);
+}
+
+// ---- variables -----------------------------------------------------------
+
+enum VariableField : uintptr_t { kStatus, kLimit, kRemaining, kReset, kZone };
+
+ngx_int_t set_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, std::string_view text) {
+  ngx_str_t copy = copy_str(r->pool, text);
+  if (copy.data == nullptr) {
+    return NGX_ERROR;
+  }
+  v->data = copy.data;
+  v->len = static_cast<unsigned>(copy.len);
+  v->valid = 1;
+  v->no_cacheable = 0;
+  v->not_found = 0;
+  return NGX_OK;
+}
+
+ngx_int_t get_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_t field) {
+  RequestCtx* ctx = get_ctx(r->main);
+  if (ctx == nullptr || ctx->verdict == Verdict::none) {
+    v->not_found = 1;
+    return NGX_OK;
+  }
+  const bool decided = ctx->verdict != Verdict::error;
+  const rate_guard::Decision& d = ctx->decision;
+  try {
+    switch (field) {
+      case kStatus: {
+        static constexpr std::string_view names[] = {"", "PASSED", "REJECTED", "REJECTED_DRY_RUN",
+                                                     "ERROR"};
+        return set_variable(r, v, names[static_cast<int>(ctx->verdict)]);
+      }
+      case kLimit:
+        if (decided) return set_variable(r, v, std::to_string(d.limit));
+        break;
+      case kRemaining:
+        if (decided) return set_variable(r, v, std::to_string(d.remaining));
+        break;
+      case kReset:
+        if (decided) return set_variable(r, v, std::to_string(rate_guard::reset_seconds(d.reset_ms)));
+        break;
+      case kZone:
+        if (decided) return set_variable(r, v, to_string_view(ctx->zones[d.zone_index]->name));
+        break;
+    }
+  } catch (const std::exception&) {
+    return NGX_ERROR;
+  }
+  v->not_found = 1;
+  return NGX_OK;
+}
+
+ngx_http_variable_t variables[] = {
+    {ngx_string("rate_guard_status"), nullptr, get_variable, kStatus, NGX_HTTP_VAR_NOCACHEABLE, 0},
+    {ngx_string("rate_guard_limit"), nullptr, get_variable, kLimit, NGX_HTTP_VAR_NOCACHEABLE, 0},
+    {ngx_string("rate_guard_remaining"), nullptr, get_variable, kRemaining, NGX_HTTP_VAR_NOCACHEABLE, 0},
+    {ngx_string("rate_guard_reset"), nullptr, get_variable, kReset, NGX_HTTP_VAR_NOCACHEABLE, 0},
+    {ngx_string("rate_guard_zone"), nullptr, get_variable, kZone, NGX_HTTP_VAR_NOCACHEABLE, 0},
+    ngx_http_null_variable,
+};
+
+// ---- metrics -------------------------------------------------------------
+
+ngx_int_t metrics_handler(ngx_http_request_t* r) {
+  if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) {
+    return NGX_HTTP_NOT_ALLOWED;
+  }
+  ngx_int_t rc = ngx_http_discard_request_body(r);
+  if (rc != NGX_OK) {
+    return rc;
+  }
+  std::string body;
+  try {
+    const RedisChecker::Stats stats = worker != nullptr ? worker->checker.stats() : RedisChecker::Stats{};
+    auto counter = [&body](const char* name, const char* help, uint64_t value) {
+      body += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
+              " " + std::to_string(value) + "\n";
+    };
+    counter("rate_guard_redis_round_trips_total", "Check commands sent to Redis by this worker.",
+            stats.round_trips);
+    counter("rate_guard_redis_errors_total", "Checks that ended in an error in this worker.",
+            stats.errors);
+    counter("rate_guard_redis_timeouts_total", "Checks that Redis did not answer in time.",
+            stats.timeouts);
+    counter("rate_guard_redis_reconnects_total", "Reconnection attempts to Redis.", stats.reconnects);
+  } catch (const std::exception& e) {
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "rate_guard: %s", e.what());
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+  }
+  r->headers_out.status = NGX_HTTP_OK;
+  r->headers_out.content_length_n = static_cast<off_t>(body.size());
+  ngx_str_set(&r->headers_out.content_type, "text/plain; version=0.0.4");
+  r->headers_out.content_type_len = r->headers_out.content_type.len;
+  rc = ngx_http_send_header(r);
+  if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+    return rc;
+  }
+  ngx_buf_t* b = ngx_create_temp_buf(r->pool, body.size());
+  if (b == nullptr) {
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+  }
+  b->last = ngx_cpymem(b->last, body.data(), body.size());
+  b->last_buf = 1;
+  b->last_in_chain = 1;
+  ngx_chain_t out = {b, nullptr};
+  return ngx_http_output_filter(r, &out);
+}
+
+char* rate_guard_metrics(ngx_conf_t* cf, ngx_command_t*, void*) {
+  auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+  clcf->handler = metrics_handler;
+  return NGX_CONF_OK;
+}
+
+// ---- registration --------------------------------------------------------
+
+ngx_int_t preconfiguration(ngx_conf_t* cf) {
+  for (ngx_http_variable_t* v = variables; v->name.len != 0; v++) {
+    ngx_http_variable_t* var = ngx_http_add_variable(cf, &v->name, v->flags);
+    if (var == nullptr) {
+      return NGX_ERROR;
+    }
+    var->get_handler = v->get_handler;
+    var->data = v->data;
+  }
+  return NGX_OK;
+}
+
+ngx_int_t postconfiguration(ngx_conf_t* cf) {
+  auto* cmcf = static_cast<ngx_http_core_main_conf_t*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
+  auto* h = static_cast<ngx_http_handler_pt*>(ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers));
+  if (h == nullptr) {
+    return NGX_ERROR;
+  }
+  *h = access_handler;
+  next_header_filter = ngx_http_top_header_filter;
+  ngx_http_top_header_filter = header_filter;
+  return NGX_OK;
+}
+
+ngx_int_t init_process(ngx_cycle_t* cycle) {
+  if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) {
+    return NGX_OK;
+  }
+  auto* mcf = static_cast<MainConf*>(ngx_http_cycle_get_module_main_conf(cycle, ngx_http_rate_guard_module));
+  if (mcf == nullptr || mcf->redis == nullptr || !mcf->used) {
+    return NGX_OK;
+  }
+  try {
+    worker = new Worker(*mcf->redis);
+    worker->checker.start();
+  } catch (const std::exception& e) {
+    ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "rate_guard: cannot start: %s", e.what());
+    return NGX_ERROR;
+  }
+  return NGX_OK;
+}
+
+void exit_process(ngx_cycle_t*) {
+  delete worker;
+  worker = nullptr;
+}
+
+ngx_http_module_t module_ctx = {
+    preconfiguration,  postconfiguration, create_main_conf, nullptr, nullptr,
+    nullptr,           create_loc_conf,   merge_loc_conf,
+};
+
+}  // namespace
+
+ngx_module_t ngx_http_rate_guard_module = {
+    NGX_MODULE_V1,
+    &module_ctx,
+    commands,
+    NGX_HTTP_MODULE,
+    nullptr,       // init master
+    nullptr,       // init module
+    init_process,  // init process
+    nullptr,       // init thread
+    nullptr,       // exit thread
+    exit_process,  // exit process
+    nullptr,       // exit master
+    NGX_MODULE_V1_PADDING,
+};

@@ -1,0 +1,146 @@
+// The Redis client of a worker: one persistent, pipelined hiredis async
+// connection, the check script loaded on connect (NOSCRIPT: load and retry
+// once), per-check timeouts, reconnection with backoff, and errors logged at
+// most about once a second.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "decision.h"
+#include "event_loop.h"
+#include "zone_config.h"
+
+struct redisAsyncContext;
+struct redisReply;
+
+namespace rate_guard {
+
+// One zone of a request's check.
+struct ZoneRequest {
+  const ZoneConfig* zone = nullptr;
+  std::string_view key;  // the client key; binary-safe
+  uint64_t cost = 1;
+};
+
+enum class CheckError : uint8_t {
+  none,
+  unavailable,   // Redis is known to be unreachable: decided at once
+  timeout,       // no answer within `timeout`
+  disconnected,  // the connection dropped with the check in flight
+  redis_error,   // an error reply (script error, OOM, READONLY, ...)
+  bad_reply,     // a reply the module cannot read
+};
+std::string_view check_error_name(CheckError error);
+
+struct CheckOutcome {
+  CheckError error = CheckError::none;  // none: `decision` holds the answer
+  Decision decision;
+};
+
+// Called once with the outcome, unless the check was cancelled first.
+using CheckCallback = void (*)(void* data, const CheckOutcome& outcome);
+
+// Decodes the check script's reply (4 integers per zone) into `verdicts`.
+bool decode_check_reply(const redisReply* reply, size_t zones, ZoneVerdict* verdicts);
+
+class RedisChecker {
+ public:
+  struct PendingCheck;
+
+  RedisChecker(RedisConfig config, EventLoop& loop);
+  ~RedisChecker();
+  RedisChecker(const RedisChecker&) = delete;
+  RedisChecker& operator=(const RedisChecker&) = delete;
+
+  // Starts connecting; checks made before the first connection is up wait for it.
+  void start();
+
+  // Sends one EVALSHA for all `zones`. Returns the pending check, whose
+  // callback fires later; or nullptr when the outcome is known at once (Redis
+  // known to be down), written to `*immediate`, and the callback never fires.
+  PendingCheck* check(const ZoneRequest* zones, size_t count, CheckCallback callback, void* data,
+                      CheckOutcome* immediate);
+
+  // The callback of `pending` will never fire. Safe at any time before it fired.
+  void cancel(PendingCheck* pending);
+
+  // Drops the connection without calling any callback (worker exit).
+  void shutdown();
+
+  bool connected() const { return state_ == State::ready; }
+  size_t pending_count() const { return live_count_; }
+
+  // Counters for the tests and the metrics.
+  struct Stats {
+    uint64_t round_trips = 0;
+    uint64_t errors = 0;
+    uint64_t timeouts = 0;
+    uint64_t reconnects = 0;
+    uint64_t script_loads = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  enum class State : uint8_t { idle, connecting, ready, waiting_to_reconnect };
+
+  static void on_connect(const redisAsyncContext* context, int status);
+  static void on_disconnect(const redisAsyncContext* context, int status);
+  static void on_check_reply(redisAsyncContext* context, void* reply, void* privdata);
+  static void on_script_load_reply(redisAsyncContext* context, void* reply, void* privdata);
+  static void on_handshake_reply(redisAsyncContext* context, void* reply, void* privdata);
+
+  void connect();
+  void send_handshake();
+  void drop_connection();
+  void connection_lost(std::string_view reason);
+  void schedule_reconnect();
+  void sweep_timeouts();
+  void handle_check_reply(PendingCheck* pending, redisReply* reply);
+  bool send_check(PendingCheck* pending);
+  void complete(PendingCheck* pending, const CheckOutcome& outcome);
+  void release(PendingCheck* pending);
+  void unlink(PendingCheck* pending);
+  std::string address() const;
+  PendingCheck* acquire();
+  void format_command(PendingCheck* pending, const ZoneRequest* zones, size_t count);
+  void log_error(std::string_view message);
+
+  RedisConfig config_;
+  EventLoop& loop_;
+  redisAsyncContext* context_ = nullptr;
+  State state_ = State::idle;
+  bool ever_connected_ = false;
+  std::string script_sha_;  // empty until the first SCRIPT LOAD answered
+  uint64_t consecutive_failures_ = 0;
+  std::unique_ptr<Timer> timeout_timer_;
+  std::unique_ptr<Timer> connect_timer_;
+  std::unique_ptr<Timer> reconnect_timer_;
+
+  // Checks waiting for their answer, in the order they were sent.
+  PendingCheck* live_head_ = nullptr;
+  PendingCheck* live_tail_ = nullptr;
+  size_t live_count_ = 0;
+  std::vector<std::unique_ptr<PendingCheck>> all_;
+  std::vector<PendingCheck*> free_;  // reused: no allocation per check
+  std::vector<PendingCheck*> expired_;
+
+  // Scratch space reused by every command.
+  std::string text_;
+  std::vector<size_t> offsets_;
+  std::vector<const char*> argv_;
+  std::vector<size_t> argvlen_;
+  std::vector<ZoneVerdict> verdicts_;
+
+  uint64_t last_error_log_ms_ = 0;
+  bool logged_any_error_ = false;
+  uint64_t suppressed_errors_ = 0;
+
+  Stats stats_;
+};
+
+}  // namespace rate_guard

@@ -1,0 +1,29 @@
+// Redis key layout and the safe rendering of client keys.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace rate_guard {
+
+// Client keys longer than this are replaced by their digest, so that a client
+// cannot grow Redis memory by sending huge header values.
+constexpr size_t kMaxRawKeyBytes = 64;
+
+std::array<uint8_t, 32> sha256(std::string_view data);
+
+// Appends "<prefix><zone>:<client_key>" to `out`; a client key longer than
+// kMaxRawKeyBytes is written as "sha256:<64 hex digits>" instead (71 bytes, so
+// no raw key can take that form). Binary bytes are kept as they are: Redis
+// arguments are length-prefixed.
+void append_redis_key(std::string& out, std::string_view prefix, std::string_view zone,
+                      std::string_view client_key);
+
+// Printable ASCII is kept except '"' and '\\'; every other byte becomes \xHH.
+// Output longer than `max_bytes` of input is cut and ends with "...".
+std::string escape_for_log(std::string_view bytes, size_t max_bytes = 256);
+
+}  // namespace rate_guard

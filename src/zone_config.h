@@ -1,0 +1,61 @@
+// The immutable configuration objects of the core: zones, their use in a
+// location, and the Redis connection. Built once from directive arguments.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "result.h"
+
+namespace rate_guard {
+
+enum class Algorithm : uint8_t { sliding_window = 0, sliding_log = 1, fixed_window = 2, token_bucket = 3 };
+
+Result<Algorithm> parse_algorithm(std::string_view text);
+std::string_view algorithm_name(Algorithm algorithm);
+
+struct ZoneConfig {
+  std::string name;
+  uint64_t limit = 0;       // requests per window (token_bucket: refill of `limit` per window)
+  uint64_t window_ms = 0;
+  Algorithm algorithm = Algorithm::sliding_window;
+  uint64_t burst = 0;       // token_bucket capacity; equals limit unless burst= is given
+};
+
+// The options of `rate_guard_zone KEY zone=NAME rate=... [window=T] [algorithm=A] [burst=N]`,
+// that is, every argument after KEY.
+Result<ZoneConfig> parse_zone_options(const std::vector<std::string_view>& options);
+
+// Zone names become part of Redis keys and of metric labels.
+bool is_valid_zone_name(std::string_view name);
+
+// `rate_guard zone=NAME [cost=N]`: every argument after the directive name.
+struct ZoneUse {
+  std::string zone;
+  uint64_t cost = 1;
+};
+Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options);
+
+constexpr uint64_t kMaxCost = 1000000;
+
+struct RedisConfig {
+  std::string host;        // empty for a unix socket
+  uint16_t port = 6379;
+  std::string unix_path;   // set for "unix:/path"
+  std::string username;
+  std::string password;
+  uint32_t db = 0;
+  std::string prefix = "rate_guard:";
+  uint64_t connect_timeout_ms = 50;
+  uint64_t timeout_ms = 50;
+};
+
+// `rate_guard_redis ADDRESS [password=S] [username=S] [db=N] [prefix=S]
+//                  [connect_timeout=T] [timeout=T]`: every argument after the
+// directive name. ADDRESS is "host:port", "host" (port 6379) or "unix:/path".
+// The host is kept as written; resolving it is the caller's business.
+Result<RedisConfig> parse_redis_config(const std::vector<std::string_view>& args);
+
+}  // namespace rate_guard

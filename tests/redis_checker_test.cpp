@@ -1,0 +1,325 @@
+// The Redis client logic on a real event loop (libevent) against a real
+// redis-server: pipelining, script loading, NOSCRIPT, timeouts, failures and
+// reconnection.
+#include "redis_checker.h"
+
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "libevent_loop.h"
+#include "redis_key.h"
+#include "redis_server.h"
+
+namespace rate_guard {
+namespace {
+
+using testing::LibeventLoop;
+using testing::RedisServer;
+
+struct Outcomes {
+  std::vector<CheckOutcome> received;
+  static void collect(void* data, const CheckOutcome& outcome) {
+    static_cast<Outcomes*>(data)->received.push_back(outcome);
+  }
+  size_t allowed() const {
+    size_t n = 0;
+    for (const auto& o : received) n += o.error == CheckError::none && o.decision.allowed;
+    return n;
+  }
+  size_t rejected() const {
+    size_t n = 0;
+    for (const auto& o : received) n += o.error == CheckError::none && !o.decision.allowed;
+    return n;
+  }
+  size_t errors(CheckError error) const {
+    size_t n = 0;
+    for (const auto& o : received) n += o.error == error;
+    return n;
+  }
+};
+
+redisReply* command(redisContext* c, const char* text) {
+  return static_cast<redisReply*>(redisCommand(c, text));
+}
+
+class RedisCheckerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!server().running()) {
+      server().start();
+    }
+    admin_.reset(server().connect());
+    ASSERT_NE(admin_, nullptr);
+    freeReplyObject(command(admin_.get(), "FLUSHALL"));
+    zone_.name = "z" + std::to_string(counter_++);
+    zone_.limit = 10;
+    zone_.window_ms = 60000;
+    zone_.algorithm = Algorithm::sliding_log;
+    zone_.burst = 10;
+    config_.host = "127.0.0.1";
+    config_.port = static_cast<uint16_t>(server().port());
+    config_.timeout_ms = 100;
+    config_.connect_timeout_ms = 100;
+  }
+
+  static RedisServer& server() {
+    static RedisServer instance;  // started on first use, stopped by PID at exit
+    return instance;
+  }
+
+  std::unique_ptr<RedisChecker> make_checker() {
+    auto checker = std::make_unique<RedisChecker>(config_, loop_);
+    checker->start();
+    EXPECT_TRUE(loop_.run_until([&] { return checker->connected(); }));
+    return checker;
+  }
+
+  // Sends one check for `key` and returns at once; the outcome lands in outcomes_.
+  RedisChecker::PendingCheck* send(RedisChecker& checker, std::string_view key, uint64_t cost = 1) {
+    ZoneRequest request{&zone_, key, cost};
+    CheckOutcome immediate;
+    RedisChecker::PendingCheck* pending =
+        checker.check(&request, 1, Outcomes::collect, &outcomes_, &immediate);
+    if (pending == nullptr) {
+      outcomes_.received.push_back(immediate);
+    }
+    return pending;
+  }
+
+  void wait_for(size_t outcomes, uint64_t timeout_ms = 2000) {
+    loop_.run_until([&] { return outcomes_.received.size() >= outcomes; }, timeout_ms);
+  }
+
+  struct ContextFree {
+    void operator()(redisContext* c) const { redisFree(c); }
+  };
+  static inline int counter_ = 0;
+  LibeventLoop loop_;
+  RedisConfig config_;
+  ZoneConfig zone_;
+  Outcomes outcomes_;
+  std::unique_ptr<redisContext, ContextFree> admin_;
+};
+
+TEST_F(RedisCheckerTest, AllowsUpToTheLimitThenRejects) {
+  auto checker = make_checker();
+  for (int i = 0; i < 12; i++) {
+    send(*checker, "client-a");
+    wait_for(static_cast<size_t>(i + 1));
+  }
+  ASSERT_EQ(outcomes_.received.size(), 12u);
+  EXPECT_EQ(outcomes_.allowed(), 10u);
+  EXPECT_EQ(outcomes_.rejected(), 2u);
+  EXPECT_EQ(outcomes_.received[0].decision.remaining, 9u);
+  EXPECT_EQ(outcomes_.received[9].decision.remaining, 0u);
+  EXPECT_EQ(outcomes_.received[11].decision.limit, 10u);
+  EXPECT_GT(outcomes_.received[11].decision.reset_ms, 59000u);
+}
+
+TEST_F(RedisCheckerTest, ManyChecksShareOnePipelinedConnection) {
+  auto checker = make_checker();
+  for (int i = 0; i < 50; i++) {
+    ASSERT_NE(send(*checker, "client-b"), nullptr);
+  }
+  EXPECT_EQ(checker->pending_count(), 50u);
+  wait_for(50);
+  EXPECT_EQ(outcomes_.allowed(), 10u);
+  EXPECT_EQ(outcomes_.rejected(), 40u);
+  EXPECT_EQ(checker->stats().round_trips, 50u);
+  EXPECT_EQ(checker->pending_count(), 0u);
+  redisReply* clients = command(admin_.get(), "CLIENT LIST TYPE normal");
+  ASSERT_EQ(clients->type, REDIS_REPLY_STRING);
+  const std::string list(clients->str, clients->len);
+  freeReplyObject(clients);
+  size_t lines = 0;
+  for (char ch : list) lines += ch == '\n';
+  EXPECT_EQ(lines, 2u) << list;  // the checker's connection and ours
+}
+
+TEST_F(RedisCheckerTest, KeysAreWrittenWithThePrefixAndZone) {
+  config_.prefix = "rg-test:";
+  auto checker = make_checker();
+  send(*checker, "client-c");
+  wait_for(1);
+  std::string key;
+  append_redis_key(key, "rg-test:", zone_.name, "client-c");
+  redisReply* exists = static_cast<redisReply*>(
+      redisCommand(admin_.get(), "EXISTS %b", key.data(), key.size()));
+  EXPECT_EQ(exists->integer, 1);
+  freeReplyObject(exists);
+}
+
+TEST_F(RedisCheckerTest, CancelledCheckNeverCallsBack) {
+  auto checker = make_checker();
+  RedisChecker::PendingCheck* pending = send(*checker, "client-d");
+  ASSERT_NE(pending, nullptr);
+  checker->cancel(pending);
+  EXPECT_EQ(checker->pending_count(), 0u);
+  send(*checker, "client-d");
+  wait_for(1);
+  loop_.run_for(50);
+  ASSERT_EQ(outcomes_.received.size(), 1u);
+  EXPECT_EQ(outcomes_.received[0].error, CheckError::none);
+}
+
+TEST_F(RedisCheckerTest, NoscriptAfterScriptFlushIsLoadedAndRetriedOnce) {
+  auto checker = make_checker();
+  send(*checker, "client-e");
+  wait_for(1);
+  const uint64_t loads = checker->stats().script_loads;
+  freeReplyObject(command(admin_.get(), "SCRIPT FLUSH"));
+  send(*checker, "client-e");
+  wait_for(2);
+  ASSERT_EQ(outcomes_.received.size(), 2u);
+  EXPECT_EQ(outcomes_.received[1].error, CheckError::none);
+  EXPECT_EQ(outcomes_.received[1].decision.remaining, 8u);
+  EXPECT_EQ(checker->stats().script_loads, loads + 1);
+}
+
+TEST_F(RedisCheckerTest, ErrorReplyEndsTheCheckWithRedisError) {
+  auto checker = make_checker();
+  // A read-only replica refuses scripts that write (its master need not exist).
+  freeReplyObject(command(admin_.get(), "REPLICAOF 127.0.0.1 1"));
+  send(*checker, "client-f");
+  wait_for(1);
+  freeReplyObject(command(admin_.get(), "REPLICAOF NO ONE"));
+  ASSERT_EQ(outcomes_.received.size(), 1u);
+  EXPECT_EQ(outcomes_.received[0].error, CheckError::redis_error);
+  EXPECT_TRUE(checker->connected());
+  ASSERT_GE(loop_.count_logs(LogLevel::error), 1u);
+  EXPECT_NE(loop_.logs.back().second.find("READONLY"), std::string::npos) << loop_.logs.back().second;
+  send(*checker, "client-f");
+  wait_for(2);
+  EXPECT_EQ(outcomes_.received[1].error, CheckError::none);
+}
+
+TEST_F(RedisCheckerTest, PausedRedisTimesOutWithinTheTimeout) {
+  auto checker = make_checker();
+  freeReplyObject(command(admin_.get(), "CLIENT PAUSE 400 ALL"));
+  const uint64_t start = loop_.now_ms();
+  send(*checker, "client-g");
+  wait_for(1);
+  const uint64_t elapsed = loop_.now_ms() - start;
+  ASSERT_EQ(outcomes_.received.size(), 1u);
+  EXPECT_EQ(outcomes_.received[0].error, CheckError::timeout);
+  EXPECT_GE(elapsed, 100u);
+  EXPECT_LT(elapsed, 200u);
+  // Until a fresh connection is up, checks are decided at once.
+  EXPECT_EQ(send(*checker, "client-g"), nullptr);
+  EXPECT_EQ(outcomes_.received.back().error, CheckError::unavailable);
+  // Once the pause is over the client reconnects by itself.
+  loop_.run_for(400);
+  EXPECT_TRUE(loop_.run_until([&] { return checker->connected(); }, 3000));
+  send(*checker, "client-g");
+  wait_for(3);
+  EXPECT_EQ(outcomes_.received.back().error, CheckError::none);
+}
+
+TEST_F(RedisCheckerTest, KilledConnectionFailsChecksInFlightAndReconnects) {
+  auto checker = make_checker();
+  // One answered check first: Redis has then accepted the connection (a
+  // connect completes in the kernel before Redis accepts it).
+  send(*checker, "client-h");
+  wait_for(1);
+  for (int i = 0; i < 5; i++) send(*checker, "client-h");
+  // Kill the checker's connection (not ours) before the 5 commands are written.
+  redisReply* killed = command(admin_.get(), "CLIENT KILL TYPE normal SKIPME yes");
+  ASSERT_EQ(killed->type, REDIS_REPLY_INTEGER) << killed->str;
+  EXPECT_EQ(killed->integer, 1);
+  freeReplyObject(killed);
+  wait_for(6);
+  ASSERT_EQ(outcomes_.received.size(), 6u);
+  EXPECT_EQ(outcomes_.errors(CheckError::disconnected), 5u)
+      << "allowed " << outcomes_.allowed() << ", unavailable " << outcomes_.errors(CheckError::unavailable)
+      << ", timeout " << outcomes_.errors(CheckError::timeout);
+  EXPECT_TRUE(loop_.run_until([&] { return checker->connected(); }, 3000));
+  send(*checker, "client-h");
+  wait_for(7);
+  EXPECT_EQ(outcomes_.received.back().error, CheckError::none);
+  EXPECT_EQ(outcomes_.received.back().decision.remaining, 8u);  // the 5 failed checks counted nothing
+}
+
+TEST_F(RedisCheckerTest, RedisDownIsDecidedAtOnceAndLoggedAboutOnceASecond) {
+  auto checker = make_checker();
+  server().stop();
+  EXPECT_TRUE(loop_.run_until([&] { return !checker->connected(); }));
+  const size_t logs_before = loop_.count_logs(LogLevel::error);
+  for (int i = 0; i < 100; i++) {
+    EXPECT_EQ(send(*checker, "client-i"), nullptr);
+    loop_.run_for(5);
+  }
+  EXPECT_EQ(outcomes_.errors(CheckError::unavailable), 100u);
+  // ~0.5 s of failures and reconnect attempts: one or two lines, not 100.
+  EXPECT_LE(loop_.count_logs(LogLevel::error) - logs_before, 2u);
+  server().start();
+  EXPECT_TRUE(loop_.run_until([&] { return checker->connected(); }, 3000));
+  send(*checker, "client-i");
+  wait_for(101);
+  EXPECT_EQ(outcomes_.received.back().error, CheckError::none);
+  EXPECT_EQ(outcomes_.received.back().decision.remaining, 9u);
+}
+
+TEST_F(RedisCheckerTest, PasswordAndDatabaseAreSentOnConnect) {
+  freeReplyObject(command(admin_.get(), "CONFIG SET requirepass s3cret"));
+  config_.password = "s3cret";
+  config_.db = 3;
+  auto checker = make_checker();
+  send(*checker, "client-j");
+  wait_for(1);
+  EXPECT_EQ(outcomes_.received[0].error, CheckError::none);
+  freeReplyObject(command(admin_.get(), "AUTH s3cret"));
+  freeReplyObject(command(admin_.get(), "SELECT 3"));
+  redisReply* size = command(admin_.get(), "DBSIZE");
+  EXPECT_EQ(size->integer, 1);
+  freeReplyObject(size);
+  freeReplyObject(redisCommand(admin_.get(), "CONFIG SET requirepass %s", ""));
+  freeReplyObject(command(admin_.get(), "SELECT 0"));
+}
+
+TEST_F(RedisCheckerTest, WrongPasswordIsAnError) {
+  config_.password = "wrong";
+  auto checker = std::make_unique<RedisChecker>(config_, loop_);
+  checker->start();
+  send(*checker, "client-k");
+  wait_for(1);
+  ASSERT_EQ(outcomes_.received.size(), 1u);
+  EXPECT_NE(outcomes_.received[0].error, CheckError::none);
+  EXPECT_GE(loop_.count_logs(LogLevel::error), 1u);
+}
+
+TEST_F(RedisCheckerTest, UnixSocketWorks) {
+  config_.host.clear();
+  config_.unix_path = server().unix_path();
+  auto checker = make_checker();
+  send(*checker, "client-l");
+  wait_for(1);
+  EXPECT_EQ(outcomes_.received[0].error, CheckError::none);
+  EXPECT_TRUE(outcomes_.received[0].decision.allowed);
+}
+
+TEST(DecodeCheckReply, RejectsRepliesOfTheWrongShape) {
+  redisReply integer{};
+  integer.type = REDIS_REPLY_INTEGER;
+  integer.integer = 1;
+  redisReply* elements[4] = {&integer, &integer, &integer, &integer};
+  redisReply array{};
+  array.type = REDIS_REPLY_ARRAY;
+  array.elements = 4;
+  array.element = elements;
+  ZoneVerdict verdicts[2];
+  EXPECT_TRUE(decode_check_reply(&array, 1, verdicts));
+  EXPECT_FALSE(decode_check_reply(&array, 2, verdicts));
+  redisReply negative{};
+  negative.type = REDIS_REPLY_INTEGER;
+  negative.integer = -1;
+  elements[2] = &negative;
+  EXPECT_FALSE(decode_check_reply(&array, 1, verdicts));
+  EXPECT_FALSE(decode_check_reply(nullptr, 1, verdicts));
+}
+
+}  // namespace
+}  // namespace rate_guard

@@ -1,0 +1,217 @@
+#include "redis_server.h"
+
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace rate_guard {
+namespace testing {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kStartTimeout = std::chrono::seconds(10);
+constexpr auto kStopTimeout = std::chrono::seconds(10);
+constexpr auto kPoll = std::chrono::milliseconds(5);
+// A port picked free may be taken by someone else before redis-server binds it.
+constexpr int kPortAttempts = 5;
+
+// A loopback port that nobody listens on right now: bind to port 0, read the
+// port the kernel chose, and release it.
+int pick_free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) {
+    throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    int error = errno;
+    ::close(fd);
+    throw std::runtime_error(std::string("bind/getsockname: ") + std::strerror(error));
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string make_temp_dir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "rate_guard_redis.XXXXXX").string();
+  std::vector<char> buffer(pattern.begin(), pattern.end());
+  buffer.push_back('\0');
+  if (::mkdtemp(buffer.data()) == nullptr) {
+    throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+  }
+  return buffer.data();
+}
+
+}  // namespace
+
+RedisServer::RedisServer() : dir_(make_temp_dir()) {
+  unix_path_ = dir_ + "/redis.sock";
+  log_path_ = dir_ + "/redis.log";
+  std::string last_error;
+  for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
+    port_ = pick_free_port();
+    try {
+      start();
+      return;
+    } catch (const std::runtime_error& error) {
+      last_error = error.what();
+    }
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+  throw std::runtime_error(last_error);
+}
+
+RedisServer::~RedisServer() {
+  stop();
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+}
+
+void RedisServer::start() {
+  if (running()) {
+    return;
+  }
+  launch();
+  const auto deadline = Clock::now() + kStartTimeout;
+  while (Clock::now() < deadline) {
+    if (!running()) {
+      throw std::runtime_error("redis-server exited at start: " + log_tail());
+    }
+    if (answers_ping()) {
+      return;
+    }
+    std::this_thread::sleep_for(kPoll);
+  }
+  stop();
+  throw std::runtime_error("redis-server did not answer PING: " + log_tail());
+}
+
+void RedisServer::launch() {
+  const std::string port = std::to_string(port_);
+  std::vector<std::string> args = {
+      "redis-server",   "--bind",         "127.0.0.1", "--port",      port,
+      "--unixsocket",   unix_path_,       "--unixsocketperm", "700",  "--save",
+      "",               "--appendonly",   "no",        "--daemonize", "no",
+      "--dir",          dir_,             "--logfile", log_path_};
+  std::vector<char*> argv;
+  for (std::string& arg : args) {
+    argv.push_back(arg.data());
+  }
+  argv.push_back(nullptr);
+
+  const pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    // Do not outlive a test binary that crashes or is killed.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) {
+      ::_exit(1);
+    }
+    ::execvp("redis-server", argv.data());
+    ::execv("/usr/bin/redis-server", argv.data());
+    ::_exit(127);
+  }
+  pid_ = pid;
+}
+
+void RedisServer::stop() {
+  if (pid_ <= 0) {
+    return;
+  }
+  ::kill(pid_, SIGTERM);
+  const auto deadline = Clock::now() + kStopTimeout;
+  int status = 0;
+  while (::waitpid(pid_, &status, WNOHANG) == 0) {
+    if (Clock::now() >= deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(kPoll);
+  }
+  pid_ = -1;
+}
+
+bool RedisServer::running() const {
+  if (pid_ <= 0) {
+    return false;
+  }
+  int status = 0;
+  pid_t result = ::waitpid(pid_, &status, WNOHANG);
+  if (result == 0) {
+    return true;
+  }
+  pid_ = -1;  // exited (and now reaped), or not our child any more
+  return false;
+}
+
+redisContext* RedisServer::connect() const {
+  const timeval timeout{2, 0};
+  redisContext* context = redisConnectWithTimeout("127.0.0.1", port_, timeout);
+  if (context == nullptr) {
+    return nullptr;
+  }
+  if (context->err != 0) {
+    redisFree(context);
+    return nullptr;
+  }
+  redisSetTimeout(context, timeout);
+  return context;
+}
+
+bool RedisServer::answers_ping() const {
+  const timeval timeout{1, 0};
+  redisContext* context = redisConnectUnixWithTimeout(unix_path_.c_str(), timeout);
+  if (context == nullptr) {
+    return false;
+  }
+  bool pong = false;
+  if (context->err == 0) {
+    auto* reply = static_cast<redisReply*>(redisCommand(context, "PING"));
+    pong = reply != nullptr && reply->type == REDIS_REPLY_STATUS &&
+           std::string(reply->str, reply->len) == "PONG";
+    freeReplyObject(reply);
+  }
+  redisFree(context);
+  return pong;
+}
+
+std::string RedisServer::log_tail() const {
+  std::ifstream in(log_path_);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string log = text.str();
+  constexpr size_t kTail = 2000;
+  return log.size() > kTail ? log.substr(log.size() - kTail) : log;
+}
+
+}  // namespace testing
+}  // namespace rate_guard
