@@ -432,3 +432,46 @@ qr/\[error\] .*rate_guard: Redis 127\.0\.0\.1:\d+ did not answer within 100ms/
 ["GET /t", "GET /t"]
 --- error_code eval
 [200, 429]
+
+
+
+=== TEST 17: the variables are usable in log_format
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $remote_addr zone=t010_17 rate=5r/m algorithm=sliding_log;
+    log_format rate_guard_fields 'rg-access status=$rate_guard_status zone=$rate_guard_zone limit=$rate_guard_limit remaining=$rate_guard_remaining reset=$rate_guard_reset';
+--- config
+    location = /t {
+        rate_guard zone=t010_17;
+        # Into the error log, where the suite can read it.
+        access_log logs/error.log rate_guard_fields;
+        empty_gif;
+    }
+--- request
+GET /t
+--- error_code: 200
+--- error_log
+rg-access status=PASSED zone=t010_17 limit=5 remaining=4 reset=0
+
+
+
+=== TEST 18: draft headers: RateLimit-Policy and RateLimit
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $remote_addr zone=t010_18 rate=2r/m algorithm=sliding_log;
+--- config
+    location = /t {
+        rate_guard zone=t010_18;
+        rate_guard_headers draft;
+        empty_gif;
+    }
+--- request eval
+["GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[200, 200, 429]
+--- response_headers eval
+["RateLimit-Policy: \"t010_18\";q=2;w=60\nRateLimit: \"t010_18\";r=1;t=0\n!X-RateLimit-Limit",
+ "RateLimit-Policy: \"t010_18\";q=2;w=60",
+ "RateLimit-Policy: \"t010_18\";q=2;w=60\n!X-RateLimit-Remaining"]
+--- response_headers_like eval
+["", "RateLimit: \"t010_18\";r=0;t=[1-9][0-9]*", "RateLimit: \"t010_18\";r=0;t=[1-9][0-9]*\nRetry-After: [1-9][0-9]*"]
