@@ -143,7 +143,7 @@ local function sliding_log(key, limit, window_ms, burst, cost)
     if k > count then
       return start + (k - count - 1)
     end
-    local rank = total - count + k - 1
+    local rank = fmt(total - count + k - 1)
     return tonumber(redis.call('ZRANGE', key, rank, rank, 'WITHSCORES')[2])
   end
   -- ms until the k-th oldest entry has left the window.
@@ -314,6 +314,8 @@ local function token_bucket(key, limit, window_ms, burst, cost)
   if not stale then
     local stored = redis.call('HMGET', key, 'tat', 'rem')
     tat, rem = tonumber(stored[1]) or now, tonumber(stored[2]) or 0
+    -- a reload may have lowered the limit: keep rem < limit, a tiny rounding
+    rem = math.min(rem, limit - 1)
   end
   if tat < now then
     -- a full bucket: idle time beyond that earns nothing

@@ -57,7 +57,8 @@ int pick_free_port() {
 }
 
 std::string make_temp_dir() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "rate_guard_redis.XXXXXX").string();
+  std::string pattern =
+      (std::filesystem::temp_directory_path() / "rate_guard_redis.XXXXXX").string();
   std::vector<char> buffer(pattern.begin(), pattern.end());
   buffer.push_back('\0');
   if (::mkdtemp(buffer.data()) == nullptr) {
@@ -113,11 +114,17 @@ void RedisServer::start() {
 
 void RedisServer::launch() {
   const std::string port = std::to_string(port_);
-  std::vector<std::string> args = {
-      "redis-server",   "--bind",         "127.0.0.1", "--port",      port,
-      "--unixsocket",   unix_path_,       "--unixsocketperm", "700",  "--save",
-      "",               "--appendonly",   "no",        "--daemonize", "no",
-      "--dir",          dir_,             "--logfile", log_path_};
+  // --save "" and --appendonly no: nothing is ever written but the log.
+  std::vector<std::string> args = {"redis-server",
+                                   "--bind", "127.0.0.1",
+                                   "--port", port,
+                                   "--unixsocket", unix_path_,
+                                   "--unixsocketperm", "700",
+                                   "--save", "",
+                                   "--appendonly", "no",
+                                   "--daemonize", "no",
+                                   "--dir", dir_,
+                                   "--logfile", log_path_};
   std::vector<char*> argv;
   for (std::string& arg : args) {
     argv.push_back(arg.data());
