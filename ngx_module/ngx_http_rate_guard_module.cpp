@@ -3,12 +3,16 @@
 // directives, the PREACCESS handler that suspends a request while its check is
 // in Redis, the header filter and the variables. Decisions are made in src/.
 
+#include <cstring>
 #include <new>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "block_cache.h"
+#include "metrics.h"
 #include "ngx.hpp"
 #include "redis_checker.h"
 #include "redis_event_adapter.hpp"
@@ -28,6 +32,8 @@ struct Zone {
   ngx_str_t name;
   ngx_http_complex_value_t key;
   rate_guard::ZoneConfig* config;
+  uint64_t cache_id;  // block_cache_zone_id(*config)
+  size_t index;       // in MainConf::zones and in the metrics
 };
 
 // One `rate_guard zone=NAME [cost=N]` line; the zone is found once the whole
@@ -44,6 +50,15 @@ struct MainConf {
   rate_guard::RedisConfig* redis;
   ngx_array_t zones;  // of Zone
   bool used;          // some location applies a zone
+  size_t block_cache_size;  // 0: off
+  ngx_shm_zone_t* block_cache_zone;
+  ngx_shm_zone_t* metrics_zone;
+};
+
+// The blocked-key cache's shared memory: its size, then the cache itself.
+struct BlockCacheRegion {
+  size_t bytes;
+  alignas(8) unsigned char memory[1];
 };
 
 enum FailPolicy : ngx_uint_t { kFailOpen = 0, kFailClosed = 1 };
@@ -67,11 +82,14 @@ struct RequestCtx {
   ngx_http_request_t* request;
   LocConf* lcf;  // the location that made the check
   RedisChecker::PendingCheck* pending;
+  ngx_msec_t sent_ms;  // when the check went to Redis, for the blocked-key cache
   const Zone** zones;
   ngx_str_t* keys;
+  rate_guard::ZoneRequest* requests;
   size_t count;
   Verdict verdict;
   bool answered;  // the phase handler has acted on the verdict
+  bool from_block_cache;
   CheckError error;
   rate_guard::Decision decision;
 };
@@ -81,9 +99,16 @@ static_assert(std::is_trivially_destructible<RequestCtx>::value, "lives in an ng
 struct Worker {
   NgxEventLoop loop;
   RedisChecker checker;
-  explicit Worker(const rate_guard::RedisConfig& config) : checker(config, loop) {}
+  ngx_slab_pool_t* cache_pool = nullptr;  // its mutex guards `cache`
+  std::optional<rate_guard::BlockCache> cache;
+  Worker(const rate_guard::RedisConfig& config, rate_guard::RedisCounters* counters)
+      : checker(config, loop, counters) {}
 };
 Worker* worker;
+
+// The counters of all workers, in shared memory; set in every process that
+// serves requests.
+std::optional<rate_guard::Metrics> metrics;
 
 ngx_http_output_header_filter_pt next_header_filter;
 
@@ -181,6 +206,7 @@ char* rate_guard_zone(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     return static_cast<char*>(NGX_CONF_ERROR);
   }
   ngx_memzero(zone, sizeof(Zone));
+  zone->index = mcf->zones.nelts - 1;
   auto* value = static_cast<ngx_str_t*>(cf->args->elts);
   ngx_http_compile_complex_value_t ccv;
   ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
@@ -195,6 +221,7 @@ char* rate_guard_zone(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     return static_cast<char*>(NGX_CONF_ERROR);
   }
   zone->name = copy_str(cf->pool, zone->config->name);
+  zone->cache_id = rate_guard::block_cache_zone_id(*zone->config);
   return NGX_CONF_OK;
 }
 
@@ -242,6 +269,31 @@ char* rate_guard(ngx_conf_t* cf, ngx_command_t*, void* conf) {
 }
 
 char* rate_guard_metrics(ngx_conf_t* cf, ngx_command_t*, void*);
+
+// The smallest cache worth a shared zone: nginx's slab allocator needs a few pages.
+constexpr size_t kMinBlockCacheSize = 32 * 1024;
+
+char* rate_guard_block_cache(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+  auto* mcf = static_cast<MainConf*>(conf);
+  if (mcf->block_cache_size != NGX_CONF_UNSET_SIZE) {
+    return const_cast<char*>("is duplicate");
+  }
+  auto* value = static_cast<ngx_str_t*>(cf->args->elts);
+  if (to_string_view(value[1]) == "off") {
+    mcf->block_cache_size = 0;
+    return NGX_CONF_OK;
+  }
+  ssize_t size = ngx_parse_size(&value[1]);
+  if (size == NGX_ERROR) {
+    return conf_error(cf, "invalid size \"" + std::string(to_string_view(value[1])) + "\"");
+  }
+  if (static_cast<size_t>(size) < kMinBlockCacheSize) {
+    return conf_error(cf, "block cache \"" + std::string(to_string_view(value[1])) +
+                              "\" is too small, at least 32k");
+  }
+  mcf->block_cache_size = size;
+  return NGX_CONF_OK;
+}
 
 // No C++ exception crosses into nginx: a directive handler that throws
 // (std::bad_alloc) fails the configuration with a message instead.
@@ -304,6 +356,8 @@ ngx_command_t commands[] = {
      &log_level_values},
     {ngx_string("rate_guard_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, rate_guard_metrics,
      NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+    {ngx_string("rate_guard_block_cache"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+     guarded<rate_guard_block_cache>, NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     ngx_null_command,
 };
 
@@ -312,7 +366,80 @@ void* create_main_conf(ngx_conf_t* cf) {
   if (mcf == nullptr || ngx_array_init(&mcf->zones, cf->pool, 4, sizeof(Zone)) != NGX_OK) {
     return nullptr;
   }
+  mcf->block_cache_size = NGX_CONF_UNSET_SIZE;
   return mcf;
+}
+
+constexpr size_t kDefaultBlockCacheSize = 1024 * 1024;
+
+char* init_main_conf(ngx_conf_t*, void* conf) {
+  auto* mcf = static_cast<MainConf*>(conf);
+  if (mcf->block_cache_size == NGX_CONF_UNSET_SIZE) {
+    mcf->block_cache_size = kDefaultBlockCacheSize;
+  }
+  return NGX_CONF_OK;
+}
+
+std::vector<std::string_view> zone_names(const MainConf* mcf) {
+  std::vector<std::string_view> names;
+  auto* zones = static_cast<Zone*>(mcf->zones.elts);
+  for (ngx_uint_t i = 0; i < mcf->zones.nelts; i++) {
+    names.push_back(to_string_view(zones[i].name));
+  }
+  return names;
+}
+
+// The counters keep their counts over a reload that keeps the zones.
+ngx_int_t init_metrics_zone(ngx_shm_zone_t* shm_zone, void* data) {
+  auto* pool = reinterpret_cast<ngx_slab_pool_t*>(shm_zone->shm.addr);
+  auto* mcf = static_cast<MainConf*>(shm_zone->data);
+  void* region = data;
+  if (region == nullptr && shm_zone->shm.exists) {
+    region = pool->data;
+  }
+  try {
+    const std::vector<std::string_view> names = zone_names(mcf);
+    if (region == nullptr) {
+      region = ngx_slab_alloc(pool, rate_guard::Metrics::bytes_for(names.size()));
+      if (region == nullptr) {
+        return NGX_ERROR;
+      }
+      std::memset(region, 0, rate_guard::Metrics::bytes_for(names.size()));
+      pool->data = region;
+    }
+    rate_guard::Metrics(region, names);
+  } catch (const std::exception& e) {
+    ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0, "rate_guard: %s", e.what());
+    return NGX_ERROR;
+  }
+  shm_zone->data = region;
+  return NGX_OK;
+}
+
+// A reload that keeps the zone's size keeps its entries: they name the zone
+// configuration they came from (block_cache_zone_id), so changed zones miss.
+ngx_int_t init_block_cache_zone(ngx_shm_zone_t* shm_zone, void* data) {
+  auto* pool = reinterpret_cast<ngx_slab_pool_t*>(shm_zone->shm.addr);
+  if (data != nullptr) {
+    shm_zone->data = data;
+    return NGX_OK;
+  }
+  if (shm_zone->shm.exists) {
+    shm_zone->data = pool->data;
+    return NGX_OK;
+  }
+  // All the free pages of the fresh zone, in one piece.
+  const size_t bytes = pool->pfree * ngx_pagesize;
+  auto* region = static_cast<BlockCacheRegion*>(ngx_slab_alloc(pool, bytes));
+  if (region == nullptr) {
+    ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0, "rate_guard: block cache zone is too small");
+    return NGX_ERROR;
+  }
+  region->bytes = bytes - offsetof(BlockCacheRegion, memory);
+  rate_guard::BlockCache cache(region->memory, region->bytes, true);
+  pool->data = region;
+  shm_zone->data = region;
+  return NGX_OK;
 }
 
 void* create_loc_conf(ngx_conf_t* cf) {
@@ -421,8 +548,39 @@ void record(RequestCtx* ctx, const CheckOutcome& outcome) {
   }
 }
 
+// A passed request or a fail-policy decision counts in every zone of the
+// request; a rejection in the zone that decided.
+void count(const RequestCtx* ctx) {
+  if (!metrics) {
+    return;
+  }
+  auto bump = [](std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); };
+  rate_guard::ZoneCounters& decider = metrics->zone(ctx->zones[ctx->decision.zone_index]->index);
+  switch (ctx->verdict) {
+    case Verdict::passed:
+    case Verdict::error:
+      for (size_t i = 0; i < ctx->count; i++) {
+        rate_guard::ZoneCounters& zone = metrics->zone(ctx->zones[i]->index);
+        bump(ctx->verdict == Verdict::passed ? zone.passed : zone.fail_policy);
+      }
+      break;
+    case Verdict::rejected:
+      bump(decider.rejected);
+      break;
+    case Verdict::rejected_dry_run:
+      bump(decider.rejected_dry_run);
+      break;
+    case Verdict::none:
+      break;
+  }
+  if (ctx->from_block_cache) {
+    bump(decider.block_cache_hits);
+  }
+}
+
 ngx_int_t answer(ngx_http_request_t* r, RequestCtx* ctx) {
   ctx->answered = true;
+  count(ctx);
   switch (ctx->verdict) {
     case Verdict::error:
       return ctx->lcf->fail == kFailClosed ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_DECLINED;
@@ -442,9 +600,43 @@ ngx_int_t answer(ngx_http_request_t* r, RequestCtx* ctx) {
   }
 }
 
+// A key known to be blocked is rejected here, without Redis, with the same
+// headers Redis gave.
+bool answer_from_block_cache(RequestCtx* ctx, CheckOutcome* outcome) {
+  if (!worker->cache) {
+    return false;
+  }
+  rate_guard::CachedRejection hit;
+  bool found = false;
+  ngx_shmtx_lock(&worker->cache_pool->mutex);
+  for (size_t i = 0; i < ctx->count && !found; i++) {
+    const rate_guard::ZoneRequest& request = ctx->requests[i];
+    if (worker->cache->lookup(ctx->zones[i]->cache_id, request.key, request.cost, ngx_current_msec, &hit)) {
+      outcome->error = CheckError::none;
+      outcome->decision = {false, i, hit.limit, hit.remaining, hit.reset_ms};
+      found = true;
+    }
+  }
+  ngx_shmtx_unlock(&worker->cache_pool->mutex);
+  return found;
+}
+
+void remember_rejection(const RequestCtx* ctx, const CheckOutcome& outcome) {
+  if (!worker->cache || outcome.error != CheckError::none || outcome.decision.allowed) {
+    return;
+  }
+  const rate_guard::Decision& d = outcome.decision;
+  const rate_guard::ZoneRequest& request = ctx->requests[d.zone_index];
+  ngx_shmtx_lock(&worker->cache_pool->mutex);
+  worker->cache->record(ctx->zones[d.zone_index]->cache_id, request.key, request.cost, ctx->sent_ms,
+                        d.limit, d.remaining, d.reset_ms);
+  ngx_shmtx_unlock(&worker->cache_pool->mutex);
+}
+
 void on_check_done(void* data, const CheckOutcome& outcome) {
   auto* ctx = static_cast<RequestCtx*>(data);
   ctx->pending = nullptr;
+  remember_rejection(ctx, outcome);
   record(ctx, outcome);
   // Resume through the request's own write event: the phases run after this
   // Redis callback returns, as for any posted event of the connection.
@@ -458,6 +650,7 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
   const size_t total = lcf->uses->nelts;
   auto* uses = static_cast<ZoneUse*>(lcf->uses->elts);
   auto* ctx = static_cast<RequestCtx*>(ngx_pcalloc(r->pool, sizeof(RequestCtx)));
+  ctx->requests = nullptr;
   auto* requests = static_cast<rate_guard::ZoneRequest*>(
       ngx_palloc(r->pool, total * sizeof(rate_guard::ZoneRequest)));
   if (ctx == nullptr || requests == nullptr) {
@@ -494,12 +687,16 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
   ctx->request = r;
   ctx->lcf = lcf;
   ctx->count = count;
+  ctx->requests = requests;
   ngx_http_set_ctx(r, ctx, ngx_http_rate_guard_module);
 
   CheckOutcome immediate;
   if (worker == nullptr) {
     immediate.error = CheckError::unavailable;
+  } else if (answer_from_block_cache(ctx, &immediate)) {
+    ctx->from_block_cache = true;
   } else {
+    ctx->sent_ms = ngx_current_msec;
     ctx->pending = worker->checker.check(requests, count, on_check_done, ctx, &immediate);
   }
   if (ctx->pending == nullptr) {
@@ -676,18 +873,9 @@ ngx_int_t metrics_handler(ngx_http_request_t* r) {
   }
   std::string body;
   try {
-    const RedisChecker::Stats stats = worker != nullptr ? worker->checker.stats() : RedisChecker::Stats{};
-    auto counter = [&body](const char* name, const char* help, uint64_t value) {
-      body += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
-              " " + std::to_string(value) + "\n";
-    };
-    counter("rate_guard_redis_round_trips_total", "Check commands sent to Redis by this worker.",
-            stats.round_trips);
-    counter("rate_guard_redis_errors_total", "Checks that ended in an error in this worker.",
-            stats.errors);
-    counter("rate_guard_redis_timeouts_total", "Checks that Redis did not answer in time.",
-            stats.timeouts);
-    counter("rate_guard_redis_reconnects_total", "Reconnection attempts to Redis.", stats.reconnects);
+    if (metrics) {
+      body = rate_guard::render_prometheus(*metrics);
+    }
   } catch (const std::exception& e) {
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "rate_guard: %s", e.what());
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -697,7 +885,7 @@ ngx_int_t metrics_handler(ngx_http_request_t* r) {
   ngx_str_set(&r->headers_out.content_type, "text/plain; version=0.0.4");
   r->headers_out.content_type_len = r->headers_out.content_type.len;
   rc = ngx_http_send_header(r);
-  if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+  if (rc == NGX_ERROR || rc > NGX_OK || r->header_only || body.empty()) {
     return rc;
   }
   ngx_buf_t* b = ngx_create_temp_buf(r->pool, body.size());
@@ -738,6 +926,29 @@ ngx_int_t postconfiguration(ngx_conf_t* cf) {
     return NGX_ERROR;
   }
   *h = access_handler;
+
+  auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
+  if (mcf->used && mcf->block_cache_size > 0) {
+    ngx_str_t name = ngx_string("rate_guard_block_cache");
+    mcf->block_cache_zone = ngx_shared_memory_add(cf, &name, mcf->block_cache_size, &ngx_http_rate_guard_module);
+    if (mcf->block_cache_zone == nullptr) {
+      return NGX_ERROR;
+    }
+    mcf->block_cache_zone->init = init_block_cache_zone;
+  }
+
+  // Sized for this configuration's zones: a configuration with more zones
+  // gets a new shared zone.
+  ngx_str_t name = ngx_string("rate_guard_metrics");
+  const size_t bytes = rate_guard::Metrics::bytes_for(mcf->zones.nelts);
+  const size_t size = ngx_align(bytes + 8 * ngx_pagesize, ngx_pagesize);
+  mcf->metrics_zone = ngx_shared_memory_add(cf, &name, size, &ngx_http_rate_guard_module);
+  if (mcf->metrics_zone == nullptr) {
+    return NGX_ERROR;
+  }
+  mcf->metrics_zone->init = init_metrics_zone;
+  mcf->metrics_zone->data = mcf;
+
   next_header_filter = ngx_http_top_header_filter;
   ngx_http_top_header_filter = header_filter;
   return NGX_OK;
@@ -748,11 +959,22 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
     return NGX_OK;
   }
   auto* mcf = static_cast<MainConf*>(ngx_http_cycle_get_module_main_conf(cycle, ngx_http_rate_guard_module));
-  if (mcf == nullptr || mcf->redis == nullptr || !mcf->used) {
+  if (mcf == nullptr) {
     return NGX_OK;
   }
   try {
-    worker = new Worker(*mcf->redis);
+    if (mcf->metrics_zone != nullptr) {
+      metrics.emplace(mcf->metrics_zone->data, zone_names(mcf));
+    }
+    if (mcf->redis == nullptr || !mcf->used) {
+      return NGX_OK;
+    }
+    worker = new Worker(*mcf->redis, metrics ? &metrics->redis() : nullptr);
+    if (mcf->block_cache_zone != nullptr) {
+      auto* region = static_cast<BlockCacheRegion*>(mcf->block_cache_zone->data);
+      worker->cache_pool = reinterpret_cast<ngx_slab_pool_t*>(mcf->block_cache_zone->shm.addr);
+      worker->cache.emplace(region->memory, region->bytes, false);
+    }
     worker->checker.start();
   } catch (const std::exception& e) {
     ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "rate_guard: cannot start: %s", e.what());
@@ -764,11 +986,12 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
 void exit_process(ngx_cycle_t*) {
   delete worker;
   worker = nullptr;
+  metrics.reset();
 }
 
 ngx_http_module_t module_ctx = {
-    preconfiguration,  postconfiguration, create_main_conf, nullptr, nullptr,
-    nullptr,           create_loc_conf,   merge_loc_conf,
+    preconfiguration, postconfiguration, create_main_conf, init_main_conf, nullptr,
+    nullptr,          create_loc_conf,   merge_loc_conf,
 };
 
 }  // namespace

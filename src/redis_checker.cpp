@@ -4,6 +4,7 @@
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
+#include <chrono>
 #include <charconv>
 #include <cstdlib>
 
@@ -24,6 +25,15 @@ bool starts_with(const redisReply* reply, std::string_view prefix) {
   return reply->len >= prefix.size() && std::string_view(reply->str, prefix.size()) == prefix;
 }
 
+uint64_t steady_now_us() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count());
+}
+
+void bump(std::atomic<uint64_t>& counter) {
+  counter.fetch_add(1, std::memory_order_relaxed);
+}
+
 void append_number(std::string& out, uint64_t value) {
   char buffer[24];
   auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
@@ -37,6 +47,7 @@ struct RedisChecker::PendingCheck {
   CheckCallback callback = nullptr;  // null once completed or cancelled
   void* data = nullptr;
   uint64_t deadline_ms = 0;
+  uint64_t sent_us = 0;  // for the latency histogram
   size_t zones = 0;
   char* command = nullptr;  // formatted once, kept for a NOSCRIPT retry
   size_t command_len = 0;
@@ -79,8 +90,8 @@ bool decode_check_reply(const redisReply* reply, size_t zones, ZoneVerdict* verd
   return true;
 }
 
-RedisChecker::RedisChecker(RedisConfig config, EventLoop& loop)
-    : config_(std::move(config)), loop_(loop) {
+RedisChecker::RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* counters)
+    : config_(std::move(config)), loop_(loop), counters_(counters != nullptr ? counters : &own_counters_) {
   timeout_timer_ = loop_.make_timer([this] { sweep_timeouts(); }, true);
   connect_timer_ = loop_.make_timer(
       [this] {
@@ -159,7 +170,7 @@ void RedisChecker::send_handshake() {
   }
   redisAsyncCommand(context_, on_script_load_reply, nullptr, "SCRIPT LOAD %b", kCheckScript.data(),
                     kCheckScript.size());
-  stats_.script_loads++;
+  bump(counters_->script_loads);
 }
 
 void RedisChecker::on_connect(const redisAsyncContext* context, int status) {
@@ -242,7 +253,7 @@ void RedisChecker::schedule_reconnect() {
     delay_ms = kFirstBackoffMs << std::min<uint64_t>(consecutive_failures_ - 2, 4);
     delay_ms = std::min(delay_ms, kMaxBackoffMs);
   }
-  stats_.reconnects++;
+  bump(counters_->reconnects);
   reconnect_timer_->arm(delay_ms);
 }
 
@@ -317,7 +328,7 @@ bool RedisChecker::send_check(PendingCheck* pending) {
     return false;
   }
   pending->in_flight = true;
-  stats_.round_trips++;
+  bump(counters_->round_trips);
   return true;
 }
 
@@ -343,6 +354,7 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
   pending->data = data;
   pending->zones = count;
   pending->deadline_ms = loop_.now_ms() + config_.timeout_ms;
+  pending->sent_us = steady_now_us();
   pending->live = true;
   pending->next = nullptr;
   pending->prev = live_tail_;
@@ -379,7 +391,9 @@ void RedisChecker::unlink(PendingCheck* pending) {
 
 void RedisChecker::complete(PendingCheck* pending, const CheckOutcome& outcome) {
   if (outcome.error != CheckError::none) {
-    stats_.errors++;
+    bump(counters_->errors);
+  } else {
+    counters_->observe_latency_us(steady_now_us() - pending->sent_us);
   }
   unlink(pending);
   CheckCallback callback = pending->callback;
@@ -418,7 +432,7 @@ void RedisChecker::handle_check_reply(PendingCheck* pending, redisReply* reply) 
       pending->retried = true;
       redisAsyncCommand(context_, on_script_load_reply, nullptr, "SCRIPT LOAD %b",
                         kCheckScript.data(), kCheckScript.size());
-      stats_.script_loads++;
+      bump(counters_->script_loads);
       if (send_check(pending)) {
         return;
       }
@@ -456,7 +470,7 @@ void RedisChecker::sweep_timeouts() {
   if (expired_.empty()) {
     return;
   }
-  stats_.timeouts += expired_.size();
+  counters_->timeouts.fetch_add(expired_.size(), std::memory_order_relaxed);
   CheckOutcome outcome;
   outcome.error = CheckError::timeout;
   for (PendingCheck* pending : expired_) {

@@ -13,6 +13,7 @@
 
 #include "decision.h"
 #include "event_loop.h"
+#include "metrics.h"
 #include "zone_config.h"
 
 struct redisAsyncContext;
@@ -52,7 +53,9 @@ class RedisChecker {
  public:
   struct PendingCheck;
 
-  RedisChecker(RedisConfig config, EventLoop& loop);
+  // `counters` (shared by the workers in nginx) receive the client's counts;
+  // without them the client keeps its own.
+  RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* counters = nullptr);
   ~RedisChecker();
   RedisChecker(const RedisChecker&) = delete;
   RedisChecker& operator=(const RedisChecker&) = delete;
@@ -75,15 +78,7 @@ class RedisChecker {
   bool connected() const { return state_ == State::ready; }
   size_t pending_count() const { return live_count_; }
 
-  // Counters for the tests and the metrics.
-  struct Stats {
-    uint64_t round_trips = 0;
-    uint64_t errors = 0;
-    uint64_t timeouts = 0;
-    uint64_t reconnects = 0;
-    uint64_t script_loads = 0;
-  };
-  const Stats& stats() const { return stats_; }
+  const RedisCounters& counters() const { return *counters_; }
 
  private:
   enum class State : uint8_t { idle, connecting, ready, waiting_to_reconnect };
@@ -140,7 +135,8 @@ class RedisChecker {
   bool logged_any_error_ = false;
   uint64_t suppressed_errors_ = 0;
 
-  Stats stats_;
+  RedisCounters own_counters_;
+  RedisCounters* counters_;
 };
 
 }  // namespace rate_guard

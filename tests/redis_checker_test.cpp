@@ -129,7 +129,7 @@ TEST_F(RedisCheckerTest, ManyChecksShareOnePipelinedConnection) {
   wait_for(50);
   EXPECT_EQ(outcomes_.allowed(), 10u);
   EXPECT_EQ(outcomes_.rejected(), 40u);
-  EXPECT_EQ(checker->stats().round_trips, 50u);
+  EXPECT_EQ(checker->counters().round_trips.load(), 50u);
   EXPECT_EQ(checker->pending_count(), 0u);
   redisReply* clients = command(admin_.get(), "CLIENT LIST TYPE normal");
   ASSERT_EQ(clients->type, REDIS_REPLY_STRING);
@@ -170,14 +170,14 @@ TEST_F(RedisCheckerTest, NoscriptAfterScriptFlushIsLoadedAndRetriedOnce) {
   auto checker = make_checker();
   send(*checker, "client-e");
   wait_for(1);
-  const uint64_t loads = checker->stats().script_loads;
+  const uint64_t loads = checker->counters().script_loads.load();
   freeReplyObject(command(admin_.get(), "SCRIPT FLUSH"));
   send(*checker, "client-e");
   wait_for(2);
   ASSERT_EQ(outcomes_.received.size(), 2u);
   EXPECT_EQ(outcomes_.received[1].error, CheckError::none);
   EXPECT_EQ(outcomes_.received[1].decision.remaining, 8u);
-  EXPECT_EQ(checker->stats().script_loads, loads + 1);
+  EXPECT_EQ(checker->counters().script_loads.load(), loads + 1);
 }
 
 TEST_F(RedisCheckerTest, ErrorReplyEndsTheCheckWithRedisError) {
