@@ -32,8 +32,10 @@ struct Zone {
   ngx_str_t name;
   ngx_http_complex_value_t key;
   rate_guard::ZoneConfig* config;
-  uint64_t cache_id;  // block_cache_zone_id(*config)
-  size_t index;       // in MainConf::zones and in the metrics
+  ngx_http_complex_value_t* rate;  // `rate=$var`, or nullptr
+  rate_guard::RequestLimits limits;  // when the rate is not a variable
+  uint64_t cache_id;                 // block_cache_zone_id(*config, limits)
+  size_t index;                      // in MainConf::zones and in the metrics
 };
 
 // One `rate_guard zone=NAME [cost=N]` line; the zone is found once the whole
@@ -42,6 +44,7 @@ struct ZoneUse {
   ngx_str_t zone_name;
   Zone* zone;
   uint64_t cost;
+  ngx_http_complex_value_t* cost_value;  // `cost=$var`, or nullptr
   ngx_str_t file;
   ngx_uint_t line;
 };
@@ -86,6 +89,7 @@ struct RequestCtx {
   const Zone** zones;
   ngx_str_t* keys;
   rate_guard::ZoneRequest* requests;
+  uint64_t* cache_ids;
   size_t count;
   Verdict verdict;
   bool answered;  // the phase handler has acted on the verdict
@@ -173,6 +177,20 @@ char* resolve_redis_host(ngx_conf_t* cf, rate_guard::RedisConfig& config) {
   return NGX_CONF_OK;
 }
 
+ngx_http_complex_value_t* compile_complex_value(ngx_conf_t* cf, std::string_view text) {
+  auto* value = static_cast<ngx_http_complex_value_t*>(ngx_pcalloc(cf->pool, sizeof(ngx_http_complex_value_t)));
+  ngx_str_t source = copy_str(cf->pool, text);
+  if (value == nullptr || source.data == nullptr) {
+    return nullptr;
+  }
+  ngx_http_compile_complex_value_t ccv;
+  ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+  ccv.cf = cf;
+  ccv.value = &source;
+  ccv.complex_value = value;
+  return ngx_http_compile_complex_value(&ccv) == NGX_OK ? value : nullptr;
+}
+
 char* rate_guard_redis(ngx_conf_t* cf, ngx_command_t*, void* conf) {
   auto* mcf = static_cast<MainConf*>(conf);
   if (mcf->redis != nullptr) {
@@ -205,7 +223,7 @@ char* rate_guard_zone(ngx_conf_t* cf, ngx_command_t*, void* conf) {
   if (zone == nullptr) {
     return static_cast<char*>(NGX_CONF_ERROR);
   }
-  ngx_memzero(zone, sizeof(Zone));
+  *zone = Zone{};
   zone->index = mcf->zones.nelts - 1;
   auto* value = static_cast<ngx_str_t*>(cf->args->elts);
   ngx_http_compile_complex_value_t ccv;
@@ -221,7 +239,14 @@ char* rate_guard_zone(ngx_conf_t* cf, ngx_command_t*, void* conf) {
     return static_cast<char*>(NGX_CONF_ERROR);
   }
   zone->name = copy_str(cf->pool, zone->config->name);
-  zone->cache_id = rate_guard::block_cache_zone_id(*zone->config);
+  if (!zone->config->rate_variable.empty()) {
+    zone->rate = compile_complex_value(cf, zone->config->rate_variable);
+    if (zone->rate == nullptr) {
+      return static_cast<char*>(NGX_CONF_ERROR);
+    }
+  }
+  zone->limits = {zone->config->limit, zone->config->window_ms, zone->config->burst};
+  zone->cache_id = rate_guard::block_cache_zone_id(*zone->config, zone->limits);
   return NGX_CONF_OK;
 }
 
@@ -261,6 +286,13 @@ char* rate_guard(ngx_conf_t* cf, ngx_command_t*, void* conf) {
   use->zone_name = copy_str(cf->pool, parsed.value().zone);
   use->zone = nullptr;
   use->cost = parsed.value().cost;
+  use->cost_value = nullptr;
+  if (!parsed.value().cost_variable.empty()) {
+    use->cost_value = compile_complex_value(cf, parsed.value().cost_variable);
+    if (use->cost_value == nullptr) {
+      return static_cast<char*>(NGX_CONF_ERROR);
+    }
+  }
   use->file = cf->conf_file->file.name;
   use->line = cf->conf_file->line;
   auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
@@ -611,7 +643,7 @@ bool answer_from_block_cache(RequestCtx* ctx, CheckOutcome* outcome) {
   ngx_shmtx_lock(&worker->cache_pool->mutex);
   for (size_t i = 0; i < ctx->count && !found; i++) {
     const rate_guard::ZoneRequest& request = ctx->requests[i];
-    if (worker->cache->lookup(ctx->zones[i]->cache_id, request.key, request.cost, ngx_current_msec, &hit)) {
+    if (worker->cache->lookup(ctx->cache_ids[i], request.key, request.cost, ngx_current_msec, &hit)) {
       outcome->error = CheckError::none;
       outcome->decision = {false, i, hit.limit, hit.remaining, hit.reset_ms};
       found = true;
@@ -628,7 +660,7 @@ void remember_rejection(const RequestCtx* ctx, const CheckOutcome& outcome) {
   const rate_guard::Decision& d = outcome.decision;
   const rate_guard::ZoneRequest& request = ctx->requests[d.zone_index];
   ngx_shmtx_lock(&worker->cache_pool->mutex);
-  worker->cache->record(ctx->zones[d.zone_index]->cache_id, request.key, request.cost, ctx->sent_ms,
+  worker->cache->record(ctx->cache_ids[d.zone_index], request.key, request.cost, ctx->sent_ms,
                         d.limit, d.remaining, d.reset_ms);
   ngx_shmtx_unlock(&worker->cache_pool->mutex);
 }
@@ -646,23 +678,71 @@ void on_check_done(void* data, const CheckOutcome& outcome) {
   ngx_post_event(r->connection->write, &ngx_posted_events);
 }
 
+// A per-request rate or cost that is not one: logged (at most once a second
+// per worker, so a bad map cannot flood the log) and left to the fail policy.
+void log_bad_value(ngx_http_request_t* r, const std::string& error) {
+  static ngx_msec_t last_logged;
+  if (last_logged != 0 && ngx_current_msec - last_logged < 1000) {
+    return;
+  }
+  last_logged = ngx_current_msec;
+  ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "rate_guard: %*s", error.size(), error.data());
+}
+
+// The limits and cost of one zone for this request.
+bool resolve_zone(ngx_http_request_t* r, const ZoneUse& use, rate_guard::ZoneRequest* request,
+                  uint64_t* cache_id) {
+  const Zone* zone = use.zone;
+  request->zone = zone->config;
+  request->limits = zone->limits;
+  request->cost = use.cost;
+  *cache_id = zone->cache_id;
+  ngx_str_t text;
+  if (zone->rate != nullptr) {
+    if (ngx_http_complex_value(r, zone->rate, &text) != NGX_OK) {
+      return false;
+    }
+    auto limits = rate_guard::request_limits(*zone->config, to_string_view(text));
+    if (!limits) {
+      log_bad_value(r, limits.error());
+      return false;
+    }
+    request->limits = limits.value();
+    *cache_id = rate_guard::block_cache_zone_id(*zone->config, request->limits);
+  }
+  if (use.cost_value != nullptr) {
+    if (ngx_http_complex_value(r, use.cost_value, &text) != NGX_OK) {
+      return false;
+    }
+    auto cost = rate_guard::request_cost(to_string_view(text));
+    if (!cost) {
+      log_bad_value(r, cost.error());
+      return false;
+    }
+    request->cost = cost.value();
+  }
+  return true;
+}
+
 ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
   const size_t total = lcf->uses->nelts;
   auto* uses = static_cast<ZoneUse*>(lcf->uses->elts);
   auto* ctx = static_cast<RequestCtx*>(ngx_pcalloc(r->pool, sizeof(RequestCtx)));
-  ctx->requests = nullptr;
-  auto* requests = static_cast<rate_guard::ZoneRequest*>(
-      ngx_palloc(r->pool, total * sizeof(rate_guard::ZoneRequest)));
-  if (ctx == nullptr || requests == nullptr) {
+  if (ctx == nullptr) {
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
   }
+  ctx->requests = static_cast<rate_guard::ZoneRequest*>(
+      ngx_palloc(r->pool, total * sizeof(rate_guard::ZoneRequest)));
+  ctx->cache_ids = static_cast<uint64_t*>(ngx_palloc(r->pool, total * sizeof(uint64_t)));
   ctx->zones = static_cast<const Zone**>(ngx_palloc(r->pool, total * sizeof(Zone*)));
   ctx->keys = static_cast<ngx_str_t*>(ngx_palloc(r->pool, total * sizeof(ngx_str_t)));
-  if (ctx->zones == nullptr || ctx->keys == nullptr) {
+  if (ctx->requests == nullptr || ctx->cache_ids == nullptr || ctx->zones == nullptr ||
+      ctx->keys == nullptr) {
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
   }
   size_t count = 0;
-  for (size_t i = 0; i < total; i++) {
+  bool bad_value = false;
+  for (size_t i = 0; i < total && !bad_value; i++) {
     ngx_str_t key;
     if (ngx_http_complex_value(r, &uses[i].zone->key, &key) != NGX_OK) {
       return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -672,7 +752,8 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
     }
     ctx->zones[count] = uses[i].zone;
     ctx->keys[count] = key;
-    requests[count] = {uses[i].zone->config, to_string_view(key), uses[i].cost};
+    bad_value = !resolve_zone(r, uses[i], &ctx->requests[count], &ctx->cache_ids[count]);
+    ctx->requests[count].key = to_string_view(key);
     count++;
   }
   if (count == 0) {
@@ -687,17 +768,16 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
   ctx->request = r;
   ctx->lcf = lcf;
   ctx->count = count;
-  ctx->requests = requests;
   ngx_http_set_ctx(r, ctx, ngx_http_rate_guard_module);
 
   CheckOutcome immediate;
-  if (worker == nullptr) {
+  if (worker == nullptr || bad_value) {
     immediate.error = CheckError::unavailable;
   } else if (answer_from_block_cache(ctx, &immediate)) {
     ctx->from_block_cache = true;
   } else {
     ctx->sent_ms = ngx_current_msec;
-    ctx->pending = worker->checker.check(requests, count, on_check_done, ctx, &immediate);
+    ctx->pending = worker->checker.check(ctx->requests, count, on_check_done, ctx, &immediate);
   }
   if (ctx->pending == nullptr) {
     record(ctx, immediate);
@@ -762,7 +842,7 @@ ngx_int_t add_rate_limit_headers(ngx_http_request_t* r, const RequestCtx* ctx) {
     // draft-ietf-httpapi-ratelimit-headers: structured fields naming the policy.
     const Zone* zone = ctx->zones[d.zone_index];
     const std::string name(to_string_view(zone->name));
-    const uint64_t window_s = (zone->config->window_ms + 999) / 1000;
+    const uint64_t window_s = (ctx->requests[d.zone_index].limits.window_ms + 999) / 1000;
     rc |= add_header(r, ngx_string("RateLimit-Policy"),
                      "\"" + name + "\";q=" + std::to_string(d.limit) + ";w=" + std::to_string(window_s));
     rc |= add_header(r, ngx_string("RateLimit"),

@@ -80,9 +80,9 @@ struct BlockCache::Entry {
   CacheKey key;
 };
 
-uint64_t block_cache_zone_id(const ZoneConfig& zone) {
-  const uint64_t fields[] = {static_cast<uint64_t>(zone.algorithm), zone.limit, zone.window_ms,
-                             zone.burst};
+uint64_t block_cache_zone_id(const ZoneConfig& zone, const RequestLimits& limits) {
+  const uint64_t fields[] = {static_cast<uint64_t>(zone.algorithm), limits.limit, limits.window_ms,
+                             limits.burst};
   return hash_bytes(zone.name.data(), zone.name.size(),
                     hash_bytes(fields, sizeof(fields), 0x9e3779b97f4a7c15ULL));
 }

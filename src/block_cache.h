@@ -18,9 +18,10 @@
 
 namespace rate_guard {
 
-// Identifies a zone's configuration: a zone whose rate, window, algorithm or
-// burst changed on reload does not match the entries of its old self.
-uint64_t block_cache_zone_id(const ZoneConfig& zone);
+// Identifies a zone with the limits of a request: a zone whose rate, window,
+// algorithm or burst changed on reload does not match the entries of its old
+// self, nor does a request of another tier (a variable rate).
+uint64_t block_cache_zone_id(const ZoneConfig& zone, const RequestLimits& limits);
 
 struct CachedRejection {
   uint64_t limit = 0;

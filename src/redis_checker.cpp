@@ -297,9 +297,9 @@ void RedisChecker::format_command(PendingCheck* pending, const ZoneRequest* zone
   mark();
   text_.push_back('0');  // the script reads the time from Redis
   for (size_t i = 0; i < count; i++) {
-    const ZoneConfig& zone = *zones[i].zone;
-    for (uint64_t value : {static_cast<uint64_t>(zone.algorithm), zone.limit, zone.window_ms,
-                           zone.burst, zones[i].cost}) {
+    const RequestLimits& limits = zones[i].limits;
+    for (uint64_t value : {static_cast<uint64_t>(zones[i].zone->algorithm), limits.limit,
+                           limits.window_ms, limits.burst, zones[i].cost}) {
       mark();
       append_number(text_, value);
     }

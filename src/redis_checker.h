@@ -26,6 +26,7 @@ struct ZoneRequest {
   const ZoneConfig* zone = nullptr;
   std::string_view key;  // the client key; binary-safe
   uint64_t cost = 1;
+  RequestLimits limits;  // the zone's, or this request's for a variable rate
 };
 
 enum class CheckError : uint8_t {

@@ -42,6 +42,11 @@ std::string duplicate_option(std::string_view name) {
   return "duplicate option \"" + std::string(name) + "=\"";
 }
 
+// nginx's complex values: a "$" makes the value a per-request one.
+bool has_variable(std::string_view value) {
+  return value.find('$') != std::string_view::npos;
+}
+
 std::string missing_option(std::string_view name) {
   return "missing \"" + std::string(name) + "=\" option";
 }
@@ -252,6 +257,12 @@ Result<ZoneConfig> parse_zone_options(const std::vector<std::string_view>& optio
       if (have_rate) {
         return fail<ZoneConfig>(duplicate_option(name));
       }
+      if (has_variable(value)) {
+        zone.rate_variable = std::string(value);  // evaluated per request
+        rate_text = value;
+        have_rate = true;
+        continue;
+      }
       Rate rate;
       switch (detail::scan_rate(value, &rate)) {
         case detail::Scan::ok:
@@ -315,16 +326,47 @@ Result<ZoneConfig> parse_zone_options(const std::vector<std::string_view>& optio
     zone.window_ms = window_ms;
   } else if (rate_window_ms != 0) {
     zone.window_ms = rate_window_ms;
-  } else {
+  } else if (zone.rate_variable.empty()) {
     return fail<ZoneConfig>("rate " + quoted(rate_text) + " needs \"window=\"");
   }
   if (have_burst && zone.algorithm != Algorithm::token_bucket) {
     return fail<ZoneConfig>("\"burst=\" is only valid with algorithm=token_bucket");
   }
   if (!have_burst) {
-    zone.burst = zone.limit;
+    zone.burst = zone.limit;  // 0 with a variable rate: the request's limit
   }
   return Result<ZoneConfig>::success(std::move(zone));
+}
+
+Result<RequestLimits> request_limits(const ZoneConfig& zone, std::string_view rate_text) {
+  if (zone.rate_variable.empty()) {
+    return Result<RequestLimits>::success({zone.limit, zone.window_ms, zone.burst});
+  }
+  Rate rate;
+  switch (detail::scan_rate(rate_text, &rate)) {
+    case detail::Scan::ok:
+      break;
+    case detail::Scan::out_of_range:
+      return fail<RequestLimits>("limit must be between 1 and " + std::to_string(kMaxLimit) +
+                                 " in rate " + quoted(rate_text) + " from " + quoted(zone.rate_variable));
+    case detail::Scan::invalid:
+      return fail<RequestLimits>("invalid rate " + quoted(rate_text) + " from " + quoted(zone.rate_variable));
+  }
+  RequestLimits limits{rate.limit, zone.window_ms != 0 ? zone.window_ms : rate.window_ms,
+                       zone.burst != 0 ? zone.burst : rate.limit};
+  if (limits.window_ms == 0) {
+    return fail<RequestLimits>("rate " + quoted(rate_text) + " from " + quoted(zone.rate_variable) +
+                               " needs \"window=\"");
+  }
+  return Result<RequestLimits>::success(limits);
+}
+
+Result<uint64_t> request_cost(std::string_view cost_text) {
+  Result<uint64_t> cost = parse_count(cost_text, kMaxCost);
+  if (!cost) {
+    return fail<uint64_t>("invalid cost " + quoted(cost_text) + ": " + cost.error());
+  }
+  return cost;
 }
 
 Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options) {
@@ -353,6 +395,12 @@ Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options) {
     } else if (name == "cost") {
       if (have_cost) {
         return fail<ZoneUse>(duplicate_option(name));
+      }
+      if (has_variable(value)) {
+        use.cost_variable = std::string(value);  // evaluated per request
+        use.cost = 0;
+        have_cost = true;
+        continue;
       }
       Result<uint64_t> cost = parse_count_option(token, name, value, 1, kMaxCost);
       if (!cost) {

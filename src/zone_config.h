@@ -22,7 +22,22 @@ struct ZoneConfig {
   uint64_t window_ms = 0;
   Algorithm algorithm = Algorithm::sliding_window;
   uint64_t burst = 0;       // token_bucket capacity; equals limit unless burst= is given
+  // `rate=$var` (any value with a "$"): the rate comes from the request, as
+  // the text of this nginx complex value; then `limit` is 0, `window_ms` is
+  // window= (or 0: the rate's own unit) and `burst` is burst= (or 0: the limit).
+  std::string rate_variable;
 };
+
+// What one request is limited to in a zone.
+struct RequestLimits {
+  uint64_t limit = 0;
+  uint64_t window_ms = 0;
+  uint64_t burst = 0;
+};
+
+// The zone's limits, or for a zone with a variable rate, those of
+// `rate_text` (the variable's value for this request, e.g. "1000r/m").
+Result<RequestLimits> request_limits(const ZoneConfig& zone, std::string_view rate_text);
 
 // The options of `rate_guard_zone KEY zone=NAME rate=... [window=T] [algorithm=A] [burst=N]`,
 // that is, every argument after KEY.
@@ -35,7 +50,11 @@ bool is_valid_zone_name(std::string_view name);
 struct ZoneUse {
   std::string zone;
   uint64_t cost = 1;
+  std::string cost_variable;  // `cost=$var`: evaluated per request (cost is then 0)
 };
+
+// A per-request cost from a variable's value: 1..kMaxCost.
+Result<uint64_t> request_cost(std::string_view cost_text);
 Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options);
 
 constexpr uint64_t kMaxCost = 1000000;

@@ -74,7 +74,7 @@ TEST_P(BlockCacheDecisions, SameSequenceSameDecisionsWithAndWithoutTheCache) {
 
   std::vector<uint64_t> memory(64 * 1024 / 8);
   BlockCache cache(memory.data(), 64 * 1024, true);
-  const uint64_t zone_id = block_cache_zone_id(with_cache);
+  const uint64_t zone_id = block_cache_zone_id(with_cache, {with_cache.limit, with_cache.window_ms, with_cache.burst});
 
   std::mt19937_64 random(20261123);
   uint64_t now_us = 1'800'000'000'000'000ULL;  // an arbitrary Redis time

@@ -9,6 +9,10 @@
 namespace rate_guard {
 namespace {
 
+RequestLimits limits(const ZoneConfig& zone) {
+  return {zone.limit, zone.window_ms, zone.burst};
+}
+
 class BlockCacheTest : public ::testing::Test {
  protected:
   BlockCacheTest() : memory_(64 * 1024 / 8), cache_(memory_.data(), 64 * 1024, true) {
@@ -16,7 +20,7 @@ class BlockCacheTest : public ::testing::Test {
     zone_.limit = 10;
     zone_.window_ms = 60000;
     zone_.burst = 10;
-    zone_id_ = block_cache_zone_id(zone_);
+    zone_id_ = block_cache_zone_id(zone_, limits(zone_));
   }
   std::vector<uint64_t> memory_;
   BlockCache cache_;
@@ -50,11 +54,11 @@ TEST_F(BlockCacheTest, OtherKeysCostsAndZonesAreNotServed) {
 TEST_F(BlockCacheTest, AZoneWhoseLimitChangedIsAnotherZone) {
   ZoneConfig changed = zone_;
   changed.limit = 20;
-  EXPECT_NE(block_cache_zone_id(changed), zone_id_);
+  EXPECT_NE(block_cache_zone_id(changed, limits(changed)), zone_id_);
   changed = zone_;
   changed.algorithm = Algorithm::sliding_log;
-  EXPECT_NE(block_cache_zone_id(changed), zone_id_);
-  EXPECT_EQ(block_cache_zone_id(zone_), zone_id_);
+  EXPECT_NE(block_cache_zone_id(changed, limits(changed)), zone_id_);
+  EXPECT_EQ(block_cache_zone_id(zone_, limits(zone_)), zone_id_);
 }
 
 TEST_F(BlockCacheTest, LongKeysAreComparedByDigest) {

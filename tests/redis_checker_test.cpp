@@ -80,7 +80,7 @@ class RedisCheckerTest : public ::testing::Test {
 
   // Sends one check for `key` and returns at once; the outcome lands in outcomes_.
   RedisChecker::PendingCheck* send(RedisChecker& checker, std::string_view key, uint64_t cost = 1) {
-    ZoneRequest request{&zone_, key, cost};
+    ZoneRequest request{&zone_, key, cost, {zone_.limit, zone_.window_ms, zone_.burst}};
     CheckOutcome immediate;
     RedisChecker::PendingCheck* pending =
         checker.check(&request, 1, Outcomes::collect, &outcomes_, &immediate);

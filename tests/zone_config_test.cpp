@@ -550,5 +550,80 @@ TEST(RedisConfig, TimeoutAndConnectTimeoutAreDistinctOptions) {
   EXPECT_EQ(redis.value().connect_timeout_ms, 300u);
 }
 
+
+// ---- per-request rates and costs (tiers) ---------------------------------
+
+TEST(ZoneVariables, RateWithAVariableIsKeptForTheRequest) {
+  auto zone = parse_zone_options(Args{"zone=api", "rate=$plan_rate"});
+  ASSERT_TRUE(zone) << zone.error();
+  EXPECT_EQ(zone.value().rate_variable, "$plan_rate");
+  EXPECT_EQ(zone.value().limit, 0u);
+  EXPECT_EQ(zone.value().window_ms, 0u);
+}
+
+TEST(ZoneVariables, RequestLimitsComeFromTheVariablesValue) {
+  auto zone = parse_zone_options(Args{"zone=api", "rate=$plan_rate"});
+  ASSERT_TRUE(zone);
+  auto limits = request_limits(zone.value(), "1000r/m");
+  ASSERT_TRUE(limits) << limits.error();
+  EXPECT_EQ(limits.value().limit, 1000u);
+  EXPECT_EQ(limits.value().window_ms, 60000u);
+  EXPECT_EQ(limits.value().burst, 1000u);
+}
+
+TEST(ZoneVariables, WindowOptionAppliesToAVariableBareCount) {
+  auto zone = parse_zone_options(Args{"zone=api", "rate=${plan}", "window=10s"});
+  ASSERT_TRUE(zone) << zone.error();
+  auto limits = request_limits(zone.value(), "5");
+  ASSERT_TRUE(limits) << limits.error();
+  EXPECT_EQ(limits.value().limit, 5u);
+  EXPECT_EQ(limits.value().window_ms, 10000u);
+}
+
+TEST(ZoneVariables, VariableBareCountWithoutWindowIsAnError) {
+  auto zone = parse_zone_options(Args{"zone=api", "rate=$plan_rate"});
+  ASSERT_TRUE(zone);
+  auto limits = request_limits(zone.value(), "5");
+  ASSERT_FALSE(limits);
+  EXPECT_EQ(limits.error(), "rate \"5\" from \"$plan_rate\" needs \"window=\"");
+}
+
+TEST(ZoneVariables, MalformedRequestRatesAreErrors) {
+  auto zone = parse_zone_options(Args{"zone=api", "rate=$plan_rate"});
+  ASSERT_TRUE(zone);
+  for (std::string_view bad : {"", "lots", "0r/s", "-1r/s", "10r/x", "99999999999r/s"}) {
+    EXPECT_FALSE(request_limits(zone.value(), bad)) << bad;
+  }
+  EXPECT_EQ(request_limits(zone.value(), "lots").error(), "invalid rate \"lots\" from \"$plan_rate\"");
+}
+
+TEST(ZoneVariables, StaticZonesIgnoreTheRateText) {
+  auto zone = parse_zone_options(Args{"zone=api", "rate=7r/s"});
+  ASSERT_TRUE(zone);
+  auto limits = request_limits(zone.value(), "anything");
+  ASSERT_TRUE(limits);
+  EXPECT_EQ(limits.value().limit, 7u);
+  EXPECT_EQ(limits.value().window_ms, 1000u);
+}
+
+TEST(ZoneVariables, TokenBucketKeepsAStaticBurstWithAVariableRate) {
+  auto zone = parse_zone_options(Args{"zone=api", "rate=$r", "algorithm=token_bucket", "burst=3"});
+  ASSERT_TRUE(zone) << zone.error();
+  auto limits = request_limits(zone.value(), "100r/s");
+  ASSERT_TRUE(limits);
+  EXPECT_EQ(limits.value().burst, 3u);
+}
+
+TEST(ZoneVariables, CostWithAVariableIsEvaluatedPerRequest) {
+  auto use = parse_zone_use(Args{"zone=api", "cost=$weight"});
+  ASSERT_TRUE(use) << use.error();
+  EXPECT_EQ(use.value().cost_variable, "$weight");
+  EXPECT_EQ(request_cost("3").value(), 3u);
+  EXPECT_FALSE(request_cost("0"));
+  EXPECT_FALSE(request_cost(""));
+  EXPECT_FALSE(request_cost("1000001"));
+  EXPECT_FALSE(request_cost("two"));
+}
+
 }  // namespace
 }  // namespace rate_guard

@@ -1,0 +1,114 @@
+# Per-tier limits: rate= and cost= taken from variables (a map on a header),
+# evaluated per request; a malformed value is logged and left to the fail policy.
+
+use Test::Nginx::Socket;
+
+repeat_each(1);
+no_shuffle();
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    if (!defined $block->main_config) {
+        $block->set_value("main_config", "load_module $ENV{TEST_NGINX_RATE_GUARD_MODULE};");
+    }
+    if (!defined $block->http_config) {
+        $block->set_value("http_config", <<"_EOC_");
+    rate_guard_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
+    map \$http_x_plan \$plan_rate {
+        default 2r/m;
+        pro     4r/m;
+        broken  lots;
+    }
+    map \$http_x_weight \$weight {
+        default 1;
+        heavy   3;
+        free    0;
+    }
+    rate_guard_zone \$http_x_api_key zone=t050 rate=\$plan_rate algorithm=sliding_log;
+_EOC_
+    }
+    if (!defined $block->config) {
+        $block->set_value("config", <<'_EOC_');
+    location = /t {
+        rate_guard zone=t050 cost=$weight;
+        add_header X-Status $rate_guard_status always;
+        empty_gif;
+    }
+_EOC_
+    }
+});
+
+plan 'no_plan';
+run_tests();
+
+__DATA__
+
+=== TEST 1: the default plan gets 2 per minute
+--- request eval
+[("GET /t") x 3]
+--- more_headers
+X-Api-Key: free-client
+--- error_code eval
+[200, 200, 429]
+--- response_headers eval
+["X-RateLimit-Limit: 2\nX-RateLimit-Remaining: 1", "X-RateLimit-Remaining: 0", "X-RateLimit-Limit: 2"]
+
+
+
+=== TEST 2: the pro plan gets 4 per minute
+--- request eval
+[("GET /t") x 5]
+--- more_headers
+X-Api-Key: pro-client
+X-Plan: pro
+--- error_code eval
+[200, 200, 200, 200, 429]
+--- response_headers eval
+["X-RateLimit-Limit: 4\nX-RateLimit-Remaining: 3", "X-RateLimit-Remaining: 2", "X-RateLimit-Remaining: 1", "X-RateLimit-Remaining: 0", "X-RateLimit-Limit: 4"]
+
+
+
+=== TEST 3: a heavy request costs 3
+--- request eval
+["GET /t", "GET /t"]
+--- more_headers
+X-Api-Key: heavy-client
+X-Plan: pro
+X-Weight: heavy
+--- error_code eval
+[200, 429]
+--- response_headers eval
+["X-RateLimit-Remaining: 1", "X-RateLimit-Remaining: 1"]
+
+
+
+=== TEST 4: a malformed rate is logged and the fail policy decides
+--- request
+GET /t
+--- more_headers
+X-Api-Key: broken-client
+X-Plan: broken
+--- error_code: 200
+--- response_headers
+X-Status: ERROR
+!X-RateLimit-Limit
+--- error_log
+rate_guard: invalid rate "lots" from "$plan_rate"
+
+
+
+=== TEST 5: a malformed cost, fail closed: 503
+--- config
+    location = /t {
+        rate_guard zone=t050 cost=$weight;
+        rate_guard_fail closed;
+        empty_gif;
+    }
+--- request
+GET /t
+--- more_headers
+X-Api-Key: free-weight-client
+X-Weight: free
+--- error_code: 503
+--- error_log
+rate_guard: invalid cost "0": number must be between 1 and 1000000
