@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Installs the .deb for real next to Debian's nginx, checks that the module
+# is enabled the Debian way and that Debian's nginx loads it and limits with
+# it, then purges the package and checks that nothing is left behind.
+# Needs root (dpkg); CI and `./dev test` run as root.
+set -euo pipefail
+
+deb=$1
+package=libnginx-mod-http-rate-guard
+module=/usr/lib/nginx/modules/ngx_http_rate_guard_module.so
+enabled=/etc/nginx/modules-enabled/50-mod-http-rate-guard.conf
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "FAIL: installing a package needs root" >&2
+  exit 1
+fi
+[[ -f $deb ]] || { echo "FAIL: no package at $deb (cmake --build build --target deb)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/rate_guard-deb.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  dpkg -P "$package" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+[[ $(dpkg-deb -f "$deb" Depends) == *nginx-abi-* ]] || fail "the package does not depend on the nginx ABI"
+dpkg -i "$deb" > "$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -i"; }
+echo "installed: $(dpkg-query -W -f='${Package} ${Version} ${Status}' "$package")"
+[[ -f $module ]] || fail "$module missing"
+[[ -L $enabled ]] || fail "$enabled is not a link"
+[[ $(readlink "$enabled") == /usr/share/nginx/modules-available/mod-http-rate-guard.conf ]] ||
+  fail "$enabled points at $(readlink "$enabled")"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+redis_port=$(free_port)
+port=$(free_port)
+redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --dir "$work" \
+  --logfile "$work/redis.log" &
+pids+=($!)
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+# As Debian's nginx.conf does: the module comes from modules-enabled, its
+# path relative to the Debian prefix (/usr/share/nginx/modules is a link).
+mkdir -p "$work/logs"
+cat > "$work/nginx.conf" <<CONF
+include $enabled;
+daemon off;
+master_process on;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/logs/error.log warn;
+events { worker_connections 64; }
+http {
+    access_log off;
+    rate_guard_redis 127.0.0.1:$redis_port;
+    rate_guard_zone \$remote_addr zone=deb rate=1r/m;
+    server {
+        listen 127.0.0.1:$port;
+        location = /t { rate_guard zone=deb; empty_gif; }
+    }
+}
+CONF
+/usr/sbin/nginx -t -q -p /usr/share/nginx/ -e "$work/logs/error.log" -c "$work/nginx.conf" || fail "Debian's nginx -t does not load the installed module"
+/usr/sbin/nginx -p /usr/share/nginx/ -e "$work/logs/error.log" -c "$work/nginx.conf" &
+pids+=($!)
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/none" && break; sleep 0.1; done
+first=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/t")
+second=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/t")
+echo "requests through the installed module: $first then $second"
+[[ $first == 200 && $second == 429 ]] || fail "expected 200 then 429"
+
+dpkg -r "$package" > "$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -r"; }
+[[ ! -e $module ]] || fail "$module left after remove"
+[[ ! -e $enabled ]] || fail "$enabled left after remove"
+dpkg -P "$package" > "$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -P"; }
+[[ ! -e $enabled.removed ]] || fail "$enabled.removed left after purge"
+echo "removed and purged cleanly"
+
+# cmake --install lays out the same files (into DESTDIR here).
+DESTDIR="$work/destdir" cmake --install "$(dirname "$deb")" > "$work/install.log"
+[[ -f $work/destdir$module ]] || fail "cmake --install did not install $module"
+[[ -f $work/destdir/usr/share/nginx/modules-available/mod-http-rate-guard.conf ]] ||
+  fail "cmake --install did not install the modules-available snippet"
+[[ $(readlink "$work/destdir$enabled") == /usr/share/nginx/modules-available/mod-http-rate-guard.conf ]] ||
+  fail "cmake --install did not enable the module"
+echo "cmake --install: module, snippet and modules-enabled link in place"
