@@ -156,25 +156,34 @@ ngx_str_t copy_str(ngx_pool_t* pool, std::string_view text) {
 
 // Hostnames are resolved here, when the configuration loads, so that a worker
 // never blocks on DNS.
-char* resolve_redis_host(ngx_conf_t* cf, rate_guard::RedisConfig& config) {
-  if (config.host.empty()) {
-    return NGX_CONF_OK;
-  }
+char* resolve_host(ngx_conf_t* cf, std::string& host, uint16_t port) {
   ngx_url_t u;
   ngx_memzero(&u, sizeof(ngx_url_t));
-  std::string address = config.host.find(':') != std::string::npos
-                            ? "[" + config.host + "]:" + std::to_string(config.port)
-                            : config.host + ":" + std::to_string(config.port);
+  std::string address = host.find(':') != std::string::npos
+                            ? "[" + host + "]:" + std::to_string(port)
+                            : host + ":" + std::to_string(port);
   u.url = copy_str(cf->pool, address);
-  u.default_port = config.port;
+  u.default_port = port;
   if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-    return conf_error(cf, "cannot resolve Redis address \"" + config.host + "\"" +
+    return conf_error(cf, "cannot resolve Redis address \"" + host + "\"" +
                               (u.err ? std::string(": ") + u.err : std::string()));
   }
   u_char text[NGX_SOCKADDR_STRLEN];
   size_t len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text, sizeof(text), 0);
-  config.host.assign(reinterpret_cast<char*>(text), len);
+  host.assign(reinterpret_cast<char*>(text), len);
   return NGX_CONF_OK;
+}
+
+char* resolve_redis_hosts(ngx_conf_t* cf, rate_guard::RedisConfig& config) {
+  for (rate_guard::RedisEndpoint& sentinel : config.sentinels) {
+    if (char* rv = resolve_host(cf, sentinel.host, sentinel.port); rv != NGX_CONF_OK) {
+      return rv;
+    }
+  }
+  if (config.host.empty()) {
+    return NGX_CONF_OK;
+  }
+  return resolve_host(cf, config.host, config.port);
 }
 
 ngx_http_complex_value_t* compile_complex_value(ngx_conf_t* cf, std::string_view text) {
@@ -200,7 +209,7 @@ char* rate_guard_redis(ngx_conf_t* cf, ngx_command_t*, void* conf) {
   if (!parsed) {
     return conf_error(cf, parsed.error());
   }
-  if (char* rv = resolve_redis_host(cf, parsed.value()); rv != NGX_CONF_OK) {
+  if (char* rv = resolve_redis_hosts(cf, parsed.value()); rv != NGX_CONF_OK) {
     return rv;
   }
   mcf->redis = pool_new(cf->pool, std::move(parsed.value()));

@@ -96,12 +96,16 @@ RedisChecker::RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* c
   connect_timer_ = loop_.make_timer(
       [this] {
         if (state_ == State::connecting) {
-          log_error("connect timed out after " + std::to_string(config_.connect_timeout_ms) + "ms");
+          log_error("no connection ready within " + std::to_string(config_.connect_timeout_ms) + "ms");
           drop_connection();
         }
       },
       false);
   reconnect_timer_ = loop_.make_timer([this] { connect(); }, false);
+  if (!config_.sentinels.empty()) {
+    sentinel_ = std::make_unique<SentinelClient>(config_, loop_,
+                                                 [this](std::string_view message) { log_error(message); });
+  }
 }
 
 RedisChecker::~RedisChecker() {
@@ -117,11 +121,64 @@ std::string RedisChecker::address() const {
 
 void RedisChecker::start() {
   if (state_ == State::idle) {
+    if (sentinel_) {
+      sentinel_->watch([this](const RedisEndpoint& master) { master_switched(master); });
+    }
     connect();
   }
 }
 
+// With Sentinel the master is asked for on every (re)connection: after a
+// connection loss it may have moved.
 void RedisChecker::connect() {
+  if (!sentinel_) {
+    connect_to_redis();
+    return;
+  }
+  state_ = State::discovering;
+  sentinel_->discover([this](const RedisEndpoint* master) {
+    if (state_ != State::discovering) {
+      return;
+    }
+    if (master == nullptr) {
+      log_error("no sentinel told where master \"" + config_.master_name + "\" is");
+      schedule_reconnect();
+      return;
+    }
+    config_.host = master->host;
+    config_.port = master->port;
+    connect_to_redis();
+  });
+}
+
+void RedisChecker::master_switched(const RedisEndpoint& master) {
+  loop_.log(LogLevel::notice, "rate_guard: master \"" + config_.master_name + "\" switched to " +
+                                  master.host + ":" + std::to_string(master.port));
+  if (state_ == State::ready || state_ == State::connecting) {
+    if (master.host == config_.host && master.port == config_.port) {
+      return;
+    }
+    drop_connection();  // checks in flight fail now; the next connection asks again
+  }
+}
+
+void RedisChecker::on_role_reply(redisAsyncContext* context, void* reply_ptr, void*) {
+  auto* self = static_cast<RedisChecker*>(context->data);
+  auto* reply = static_cast<redisReply*>(reply_ptr);
+  if (self == nullptr || reply == nullptr || context != self->context_) {
+    return;
+  }
+  if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+      reply->element[0]->type == REDIS_REPLY_STRING &&
+      std::string_view(reply->element[0]->str, reply->element[0]->len) == "master") {
+    return;
+  }
+  // A sentinel's answer can be stale during a failover: ask again.
+  self->log_error(self->address() + " is not the master of \"" + self->config_.master_name + "\"");
+  self->drop_connection();
+}
+
+void RedisChecker::connect_to_redis() {
   redisAsyncContext* context = config_.unix_path.empty()
                                    ? redisAsyncConnect(config_.host.c_str(), config_.port)
                                    : redisAsyncConnectUnix(config_.unix_path.c_str());
@@ -168,6 +225,9 @@ void RedisChecker::send_handshake() {
     redisAsyncCommand(context_, on_handshake_reply, const_cast<char*>("SELECT"), "SELECT %u",
                       static_cast<unsigned>(config_.db));
   }
+  if (sentinel_) {
+    redisAsyncCommand(context_, on_role_reply, nullptr, "ROLE");
+  }
   redisAsyncCommand(context_, on_script_load_reply, nullptr, "SCRIPT LOAD %b", kCheckScript.data(),
                     kCheckScript.size());
   bump(counters_->script_loads);
@@ -180,15 +240,45 @@ void RedisChecker::on_connect(const redisAsyncContext* context, int status) {
   }
   if (status != REDIS_OK) {
     self->connection_lost(context->errstr);
+  }
+  // A TCP connection is not yet a working Redis (a paused or hung server
+  // accepts connections, a server paused for writes answers SCRIPT LOAD):
+  // the connection is up once a probe check is answered, see send_probe.
+}
+
+// The last step of the handshake: one check of a key of the module's own
+// (no zone's key can be "<prefix>probe", zone keys have a ':' after the
+// zone name), a write like every check. Until it is answered, checks are
+// decided at once.
+void RedisChecker::send_probe() {
+  if (script_sha_.empty()) {
+    handshake_answered();  // SCRIPT LOAD failed: the checks will tell
     return;
   }
-  self->connect_timer_->disarm();
-  self->state_ = State::ready;
-  self->consecutive_failures_ = 0;
-  if (self->ever_connected_) {
-    self->loop_.log(LogLevel::notice, "rate_guard: reconnected to Redis " + self->address());
+  const std::string key = config_.prefix + "probe";
+  redisAsyncCommand(context_, on_probe_reply, nullptr, "EVALSHA %b 1 %b 0 %d 1000000000 1000 1000000000 1",
+                    script_sha_.data(), script_sha_.size(), key.data(), key.size(),
+                    static_cast<int>(Algorithm::fixed_window));
+}
+
+void RedisChecker::on_probe_reply(redisAsyncContext* context, void* reply, void*) {
+  auto* self = static_cast<RedisChecker*>(context->data);
+  if (self != nullptr && reply != nullptr && context == self->context_) {
+    self->handshake_answered();
   }
-  self->ever_connected_ = true;
+}
+
+void RedisChecker::handshake_answered() {
+  if (state_ != State::connecting) {
+    return;
+  }
+  connect_timer_->disarm();
+  state_ = State::ready;
+  consecutive_failures_ = 0;
+  if (ever_connected_) {
+    loop_.log(LogLevel::notice, "rate_guard: reconnected to Redis " + address());
+  }
+  ever_connected_ = true;
 }
 
 void RedisChecker::on_disconnect(const redisAsyncContext* context, int status) {
@@ -222,6 +312,9 @@ void RedisChecker::on_script_load_reply(redisAsyncContext* context, void* reply_
     self->script_sha_.assign(reply->str, reply->len);
   } else if (reply->type == REDIS_REPLY_ERROR) {
     self->log_error("SCRIPT LOAD failed: " + std::string(reply->str, reply->len));
+  }
+  if (context == self->context_ && self->state_ == State::connecting) {
+    self->send_probe();
   }
 }
 
@@ -496,6 +589,9 @@ void RedisChecker::shutdown() {
     }
   }
   state_ = State::idle;
+  if (sentinel_) {
+    sentinel_->shutdown();
+  }
   timeout_timer_->disarm();
   connect_timer_->disarm();
   reconnect_timer_->disarm();

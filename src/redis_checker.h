@@ -14,6 +14,7 @@
 #include "decision.h"
 #include "event_loop.h"
 #include "metrics.h"
+#include "sentinel_client.h"
 #include "zone_config.h"
 
 struct redisAsyncContext;
@@ -77,12 +78,15 @@ class RedisChecker {
   void shutdown();
 
   bool connected() const { return state_ == State::ready; }
+  // "host:port" or "unix:/path" of the Redis in use (with Sentinel, the
+  // master found last).
+  std::string address() const;
   size_t pending_count() const { return live_count_; }
 
   const RedisCounters& counters() const { return *counters_; }
 
  private:
-  enum class State : uint8_t { idle, connecting, ready, waiting_to_reconnect };
+  enum class State : uint8_t { idle, discovering, connecting, ready, waiting_to_reconnect };
 
   static void on_connect(const redisAsyncContext* context, int status);
   static void on_disconnect(const redisAsyncContext* context, int status);
@@ -91,6 +95,12 @@ class RedisChecker {
   static void on_handshake_reply(redisAsyncContext* context, void* reply, void* privdata);
 
   void connect();
+  void connect_to_redis();
+  void handshake_answered();
+  void send_probe();
+  static void on_probe_reply(redisAsyncContext* context, void* reply, void* privdata);
+  void master_switched(const RedisEndpoint& master);
+  static void on_role_reply(redisAsyncContext* context, void* reply, void* privdata);
   void send_handshake();
   void drop_connection();
   void connection_lost(std::string_view reason);
@@ -101,7 +111,6 @@ class RedisChecker {
   void complete(PendingCheck* pending, const CheckOutcome& outcome);
   void release(PendingCheck* pending);
   void unlink(PendingCheck* pending);
-  std::string address() const;
   PendingCheck* acquire();
   void format_command(PendingCheck* pending, const ZoneRequest* zones, size_t count);
   void log_error(std::string_view message);
@@ -116,6 +125,7 @@ class RedisChecker {
   std::unique_ptr<Timer> timeout_timer_;
   std::unique_ptr<Timer> connect_timer_;
   std::unique_ptr<Timer> reconnect_timer_;
+  std::unique_ptr<SentinelClient> sentinel_;  // with sentinel=: where the master is
 
   // Checks waiting for their answer, in the order they were sent.
   PendingCheck* live_head_ = nullptr;

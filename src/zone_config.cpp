@@ -17,6 +17,7 @@ constexpr uint64_t kMaxDb = 2147483647;  // 2^31 - 1
 constexpr uint64_t kMaxRedisTimeoutMs = 60 * 1000;
 constexpr size_t kMaxUnixPathBytes = 107;  // sun_path holds 108 bytes with the NUL
 constexpr uint16_t kDefaultRedisPort = 6379;
+constexpr uint16_t kDefaultSentinelPort = 26379;
 
 struct AlgorithmName {
   Algorithm algorithm;
@@ -426,10 +427,36 @@ Result<RedisConfig> parse_redis_config(const std::vector<std::string_view>& args
   }
 
   RedisConfig config;
-  Result<bool> address = parse_redis_address(args[0], &config);
-  if (!address) {
-    return fail<RedisConfig>(address.error());
+  constexpr std::string_view kSentinel = "sentinel=";
+  if (args[0].substr(0, kSentinel.size()) == kSentinel) {
+    // sentinel=HOST:PORT[,HOST:PORT...]: the master is asked of them.
+    std::string_view list = args[0].substr(kSentinel.size());
+    while (true) {
+      const size_t comma = list.find(',');
+      RedisConfig sentinel;
+      Result<bool> address = parse_redis_address(list.substr(0, comma), &sentinel);
+      if (!address || !sentinel.unix_path.empty()) {
+        return fail<RedisConfig>(address ? "a sentinel needs a host:port in " + quoted(args[0])
+                                         : address.error());
+      }
+      const std::string_view item = list.substr(0, comma);
+      if (item.back() == ']' || item.find(':') == std::string_view::npos) {
+        sentinel.port = kDefaultSentinelPort;  // no port given
+      }
+      config.sentinels.push_back({sentinel.host, sentinel.port});
+      if (comma == std::string_view::npos) {
+        break;
+      }
+      list = list.substr(comma + 1);
+    }
+  } else {
+    Result<bool> address = parse_redis_address(args[0], &config);
+    if (!address) {
+      return fail<RedisConfig>(address.error());
+    }
   }
+  bool have_master = false;
+  bool have_sentinel_password = false;
 
   bool have_password = false;
   bool have_username = false;
@@ -456,6 +483,20 @@ Result<RedisConfig> parse_redis_config(const std::vector<std::string_view>& args
         return fail<RedisConfig>("\"" + std::string(name) + "=\" needs a value");
       }
       (name == "password" ? config.password : config.username) = std::string(value);
+      seen = true;
+
+    } else if (name == "master" || name == "sentinel_password") {
+      bool& seen = name == "master" ? have_master : have_sentinel_password;
+      if (config.sentinels.empty()) {
+        return fail<RedisConfig>("\"" + std::string(name) + "=\" needs \"sentinel=\"");
+      }
+      if (seen) {
+        return fail<RedisConfig>(duplicate_option(name));
+      }
+      if (value.empty()) {
+        return fail<RedisConfig>("\"" + std::string(name) + "=\" needs a value");
+      }
+      (name == "master" ? config.master_name : config.sentinel_password) = std::string(value);
       seen = true;
 
     } else if (name == "db") {
@@ -502,6 +543,9 @@ Result<RedisConfig> parse_redis_config(const std::vector<std::string_view>& args
 
   if (have_username && !have_password) {
     return fail<RedisConfig>("\"username=\" requires \"password=\"");
+  }
+  if (!config.sentinels.empty() && !have_master) {
+    return fail<RedisConfig>("\"sentinel=\" needs \"master=\"");
   }
   return Result<RedisConfig>::success(std::move(config));
 }

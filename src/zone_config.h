@@ -59,7 +59,17 @@ Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options);
 
 constexpr uint64_t kMaxCost = 1000000;
 
+struct RedisEndpoint {
+  std::string host;
+  uint16_t port = 0;
+};
+
 struct RedisConfig {
+  // Redis Sentinel: the master named `master_name` is asked of these.
+  std::vector<RedisEndpoint> sentinels;
+  std::string master_name;
+  std::string sentinel_password;
+
   std::string host;        // empty for a unix socket
   uint16_t port = 6379;
   std::string unix_path;   // set for "unix:/path"
@@ -73,7 +83,9 @@ struct RedisConfig {
 
 // `rate_guard_redis ADDRESS [password=S] [username=S] [db=N] [prefix=S]
 //                  [connect_timeout=T] [timeout=T]`: every argument after the
-// directive name. ADDRESS is "host:port", "host" (port 6379) or "unix:/path".
+// directive name. ADDRESS is "host:port", "host" (port 6379), "[v6]:port",
+// "unix:/path", or "sentinel=HOST:PORT[,HOST:PORT...]" (port 26379 by
+// default) with "master=NAME" and optionally "sentinel_password=S".
 // The host is kept as written; resolving it is the caller's business.
 Result<RedisConfig> parse_redis_config(const std::vector<std::string_view>& args);
 

@@ -69,7 +69,9 @@ std::string make_temp_dir() {
 
 }  // namespace
 
-RedisServer::RedisServer() : dir_(make_temp_dir()) {
+RedisServer::RedisServer() : RedisServer(Options{}) {}
+
+RedisServer::RedisServer(Options options) : options_(std::move(options)), dir_(make_temp_dir()) {
   unix_path_ = dir_ + "/redis.sock";
   log_path_ = dir_ + "/redis.log";
   std::string last_error;
@@ -125,6 +127,21 @@ void RedisServer::launch() {
                                    "--daemonize", "no",
                                    "--dir", dir_,
                                    "--logfile", log_path_};
+  if (options_.sentinel || !options_.config_lines.empty()) {
+    // A sentinel rewrites its config file: it must be a file of its own.
+    const std::string config = dir_ + "/redis.conf";
+    std::ofstream out(config);
+    for (const std::string& line : options_.config_lines) {
+      out << line << "\n";
+    }
+    out.close();
+    args.insert(args.begin() + 1, config);
+    if (options_.sentinel) {
+      args = {"redis-server", config, "--sentinel", "--bind", "127.0.0.1", "--port", port,
+              "--unixsocket", unix_path_, "--unixsocketperm", "700",
+              "--daemonize", "no", "--dir", dir_, "--logfile", log_path_};
+    }
+  }
   std::vector<char*> argv;
   for (std::string& arg : args) {
     argv.push_back(arg.data());

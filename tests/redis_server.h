@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 struct redisContext;
 
@@ -13,9 +14,16 @@ namespace testing {
 
 class RedisServer {
  public:
+  // What to start besides the defaults.
+  struct Options {
+    bool sentinel = false;                  // redis-server --sentinel
+    std::vector<std::string> config_lines;  // written to a config file first
+  };
+
   // Starts the server and waits until it answers PING; throws
   // std::runtime_error (with the end of its log) if it does not.
   RedisServer();
+  explicit RedisServer(Options options);
   // Stops the server (SIGTERM, then waitpid) and removes its directory.
   ~RedisServer();
   RedisServer(const RedisServer&) = delete;
@@ -39,6 +47,7 @@ class RedisServer {
   bool answers_ping() const;
   std::string log_tail() const;
 
+  Options options_;
   std::string dir_;
   std::string unix_path_;
   std::string log_path_;

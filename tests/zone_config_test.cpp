@@ -625,5 +625,43 @@ TEST(ZoneVariables, CostWithAVariableIsEvaluatedPerRequest) {
   EXPECT_FALSE(request_cost("two"));
 }
 
+
+// ---- Redis Sentinel ------------------------------------------------------
+
+TEST(RedisSentinelConfig, SentinelsAndMasterName) {
+  auto config = parse_redis_config(Args{"sentinel=10.0.0.1:26380,10.0.0.2,[::1]", "master=mymaster",
+                                        "sentinel_password=s", "password=p"});
+  ASSERT_TRUE(config) << config.error();
+  ASSERT_EQ(config.value().sentinels.size(), 3u);
+  EXPECT_EQ(config.value().sentinels[0].host, "10.0.0.1");
+  EXPECT_EQ(config.value().sentinels[0].port, 26380);
+  EXPECT_EQ(config.value().sentinels[1].port, 26379);  // the sentinel default, not 6379
+  EXPECT_EQ(config.value().sentinels[2].host, "::1");
+  EXPECT_EQ(config.value().sentinels[2].port, 26379);
+  EXPECT_EQ(config.value().master_name, "mymaster");
+  EXPECT_EQ(config.value().sentinel_password, "s");
+  EXPECT_EQ(config.value().password, "p");
+  EXPECT_TRUE(config.value().host.empty());
+}
+
+TEST(RedisSentinelConfig, SentinelNeedsMaster) {
+  auto config = parse_redis_config(Args{"sentinel=10.0.0.1:26379"});
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error(), "\"sentinel=\" needs \"master=\"");
+}
+
+TEST(RedisSentinelConfig, MasterNeedsSentinel) {
+  auto config = parse_redis_config(Args{"127.0.0.1:6379", "master=mymaster"});
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error(), "\"master=\" needs \"sentinel=\"");
+}
+
+TEST(RedisSentinelConfig, BadSentinelAddressesAreRefused) {
+  for (std::string_view bad : {"sentinel=", "sentinel=10.0.0.1:0", "sentinel=a:1,", "sentinel=unix:/tmp/s",
+                               "sentinel=,10.0.0.1"}) {
+    EXPECT_FALSE(parse_redis_config(Args{bad, "master=m"})) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace rate_guard

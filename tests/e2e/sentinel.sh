@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Redis Sentinel for real: a master, a replica and three sentinels; two nginx
+# instances (two workers each) find the master through the sentinels. The
+# limit is exact across both; a failover (SENTINEL FAILOVER) under load is
+# survived, every request answered, the fail policy deciding meanwhile; and
+# the limit is exact again on the new master.
+#
+# Usage: sentinel.sh MODULE.so
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+module=$(realpath "$1")
+limit=100
+
+master_port=$(free_port)
+replica_port=$(free_port)
+start_redis "$master_port"
+start_redis "$replica_port" --replicaof 127.0.0.1 "$master_port"
+for _ in $(seq 100); do
+  redis-cli -p "$replica_port" info replication | grep -q master_link_status:up && break
+  sleep 0.1
+done
+sentinels=()
+for _ in 1 2 3; do
+  port=$(free_port)
+  start_sentinel "$port" "$master_port"
+  sentinels+=("127.0.0.1:$port")
+done
+sentinel_list=$(IFS=,; echo "${sentinels[*]}")
+first_sentinel=${sentinels[0]#127.0.0.1:}
+
+ports=()
+for n in 1 2; do
+  port=$(free_port)
+  ports+=("$port")
+  start_nginx "nginx$n" "$module" "
+    rate_guard_redis sentinel=$sentinel_list master=mymaster timeout=100ms connect_timeout=100ms;
+    rate_guard_zone \$http_x_client zone=exact rate=$limit window=60s algorithm=sliding_log;
+    rate_guard_zone \$http_x_client zone=wide rate=1000000r/m;
+    server {
+        listen 127.0.0.1:$port;
+        location = /exact { rate_guard zone=exact; empty_gif; }
+        location = /wide { rate_guard zone=wide; add_header X-Status \$rate_guard_status always; empty_gif; }
+        location = /metrics { rate_guard_metrics; }
+    }"
+done
+for port in "${ports[@]}"; do wait_http "$port"; done
+urls() { echo "http://127.0.0.1:${ports[0]}/$1" "http://127.0.0.1:${ports[1]}/$1"; }
+
+exact_round() {  # exact_round KEY LABEL
+  burst 400 32 "X-Client: $1" $(urls exact) > "$e2e_work/codes"
+  local passed answered
+  passed=$(grep -c '^200$' "$e2e_work/codes" || true)
+  answered=$(grep -cE '^(200|429)$' "$e2e_work/codes" || true)
+  echo "$2: 400 requests over 2 servers: $passed passed, $answered answered with 200/429 (limit $limit)"
+  [[ $passed -eq $limit && $answered -eq 400 ]] || fail "$2: expected exactly $limit of 400 to pass"
+}
+
+exact_round before "before the failover"
+
+# Load during the failover: 20000 requests, 16 at a time, on a limit never
+# reached; meanwhile the sentinels promote the replica.
+during=20000
+burst "$during" 16 "X-Client: during" $(urls wide) > "$e2e_work/during" &
+load=$!
+sleep 0.3
+redis-cli -p "$first_sentinel" sentinel failover mymaster > /dev/null
+wait "$load"
+answered=$(wc -l < "$e2e_work/during")
+ok=$(grep -c '^200$' "$e2e_work/during" || true)
+echo "during the failover: $during sent, $answered answered, $ok with 200 (fail open while the master moves)"
+[[ $answered -eq $during && $ok -eq $during ]] || { fail "every request must be answered with 200"; sort "$e2e_work/during" | uniq -c >&2; }
+
+for _ in $(seq 100); do
+  [[ $(redis-cli -p "$replica_port" role | head -1) == master ]] && break
+  sleep 0.1
+done
+[[ $(redis-cli -p "$replica_port" role | head -1) == master ]] || fail "the replica was not promoted"
+# Both instances follow the sentinels' +switch-master to the new master.
+for n in 1 2; do
+  for _ in $(seq 100); do
+    grep -q "switched to 127.0.0.1:$replica_port" "$e2e_work/nginx$n/error.log" && break
+    sleep 0.1
+  done
+  grep -q "switched to 127.0.0.1:$replica_port" "$e2e_work/nginx$n/error.log" || fail "nginx$n did not follow the failover"
+done
+# ... and are connected to it again: consecutive checks decided by Redis
+# (PASSED, not ERROR) from both workers of each instance.
+for port in "${ports[@]}"; do
+  streak=0
+  for _ in $(seq 200); do
+    status=$(curl -s -o /dev/null -D - -H 'X-Client: probe' "http://127.0.0.1:$port/wide" | tr -d '\r' | sed -n 's/^X-Status: //p')
+    if [[ $status == PASSED ]]; then streak=$((streak + 1)); else streak=0; fi
+    [[ $streak -ge 8 ]] && break
+    sleep 0.02
+  done
+  [[ $streak -ge 8 ]] || fail "nginx on port $port is not deciding through the new master"
+done
+exact_round after "after the failover"
+[[ $(redis-cli -p "$replica_port" exists "rate_guard:exact:after") == 1 ]] || fail "the checks did not go to the new master"
+for n in 1 2; do
+  echo "nginx$n: $(grep -c 'switched to' "$e2e_work/nginx$n/error.log" || true) '+switch-master' lines," \
+       "$(curl -s "http://127.0.0.1:${ports[$((n - 1))]}/metrics" | grep '^rate_guard_redis_reconnects_total')"
+  no_crash "nginx$n"
+done
+exit $e2e_status
