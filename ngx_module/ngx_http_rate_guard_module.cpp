@@ -528,6 +528,14 @@ char* resolve_uses(ngx_conf_t* cf, ngx_array_t* array) {
                     &use.zone_name, &use.file, use.line);
       return static_cast<char*>(NGX_CONF_ERROR);
     }
+    if (use.cost_value == nullptr) {
+      auto cost = rate_guard::cost_for_zone(*use.zone->config, use.cost);
+      if (!cost) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "%*s in %V:%ui", cost.error().size(),
+                      cost.error().data(), &use.file, use.line);
+        return static_cast<char*>(NGX_CONF_ERROR);
+      }
+    }
   }
   return NGX_CONF_OK;
 }
@@ -724,6 +732,9 @@ bool resolve_zone(ngx_http_request_t* r, const ZoneUse& use, rate_guard::ZoneReq
       return false;
     }
     auto cost = rate_guard::request_cost(to_string_view(text));
+    if (cost) {
+      cost = rate_guard::cost_for_zone(*zone->config, cost.value());
+    }
     if (!cost) {
       log_bad_value(r, cost.error());
       return false;

@@ -370,6 +370,15 @@ Result<uint64_t> request_cost(std::string_view cost_text) {
   return cost;
 }
 
+Result<uint64_t> cost_for_zone(const ZoneConfig& zone, uint64_t cost) {
+  if (zone.algorithm == Algorithm::sliding_log && cost > kMaxSlidingLogCost) {
+    return fail<uint64_t>("cost " + std::to_string(cost) + " is too large for zone \"" + zone.name +
+                          "\" (sliding_log records one entry per unit of cost: at most " +
+                          std::to_string(kMaxSlidingLogCost) + ")");
+  }
+  return Result<uint64_t>::success(cost);
+}
+
 Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options) {
   ZoneUse use;
   bool have_zone = false;

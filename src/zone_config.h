@@ -55,6 +55,13 @@ struct ZoneUse {
 
 // A per-request cost from a variable's value: 1..kMaxCost.
 Result<uint64_t> request_cost(std::string_view cost_text);
+
+// sliding_log records one sorted-set entry per unit of cost: a larger cost
+// would stall Redis (and hold its memory) for one request.
+constexpr uint64_t kMaxSlidingLogCost = 1000;
+
+// `cost` unless it is too large for the zone's algorithm.
+Result<uint64_t> cost_for_zone(const ZoneConfig& zone, uint64_t cost);
 Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options);
 
 constexpr uint64_t kMaxCost = 1000000;

@@ -323,3 +323,18 @@ GET /t
 --- error_code: 200
 --- response_headers
 Content-Type: image/gif
+
+
+
+=== TEST 26: a cost too large for sliding_log (one entry per unit of cost)
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $binary_remote_addr zone=a rate=1000000r/s algorithm=sliding_log;
+--- config
+    location = /t {
+        rate_guard zone=a cost=5000;
+        empty_gif;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*cost 5000 is too large for zone "a" \(sliding_log records one entry per unit of cost: at most 1000\) in \S+nginx\.conf:\d+/

@@ -663,5 +663,19 @@ TEST(RedisSentinelConfig, BadSentinelAddressesAreRefused) {
   }
 }
 
+
+TEST(ZoneCost, SlidingLogCostIsBoundedSinceEachUnitIsAnEntry) {
+  auto log = parse_zone_options(Args{"zone=exact", "rate=1000000r/s", "algorithm=sliding_log"});
+  ASSERT_TRUE(log);
+  EXPECT_TRUE(cost_for_zone(log.value(), 1000));
+  auto big = cost_for_zone(log.value(), 1001);
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error(),
+            "cost 1001 is too large for zone \"exact\" (sliding_log records one entry per unit of cost: at most 1000)");
+  auto window = parse_zone_options(Args{"zone=w", "rate=1000000r/s"});
+  ASSERT_TRUE(window);
+  EXPECT_TRUE(cost_for_zone(window.value(), 1000000));
+}
+
 }  // namespace
 }  // namespace rate_guard
