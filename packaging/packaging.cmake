@@ -59,6 +59,8 @@ add_custom_command(
   COMMENT "Building ${RATE_GUARD_DEB}")
 # Part of the default build: the deb_package test installs it.
 add_custom_target(deb ALL DEPENDS ${RATE_GUARD_DEB})
+# The module's rule belongs to nginx_module: build it there, first.
+add_dependencies(deb nginx_module)
 
 # Installs the package for real, loads it into Debian's nginx, removes it.
 add_test(NAME deb_package COMMAND ${CMAKE_SOURCE_DIR}/tests/e2e/deb_package.sh ${RATE_GUARD_DEB})
