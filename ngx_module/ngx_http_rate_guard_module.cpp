@@ -627,6 +627,21 @@ void count(const RequestCtx* ctx) {
   }
 }
 
+// One line per rejection, the key escaped (binary bytes as \xHH) into the
+// request pool.
+void log_rejection(ngx_http_request_t* r, const RequestCtx* ctx) {
+  const size_t index = ctx->decision.zone_index;
+  auto* key = static_cast<char*>(ngx_pnalloc(r->pool, rate_guard::escaped_capacity(256)));
+  if (key == nullptr) {
+    return;
+  }
+  const size_t len = rate_guard::escape_for_log(to_string_view(ctx->keys[index]), key);
+  ngx_log_error(ctx->lcf->log_level, r->connection->log, 0,
+                "limiting requests%s by zone \"%V\", key \"%*s\"",
+                ctx->verdict == Verdict::rejected_dry_run ? ", dry run," : "", &ctx->zones[index]->name,
+                len, key);
+}
+
 ngx_int_t answer(ngx_http_request_t* r, RequestCtx* ctx) {
   ctx->answered = true;
   count(ctx);
@@ -635,12 +650,9 @@ ngx_int_t answer(ngx_http_request_t* r, RequestCtx* ctx) {
       return ctx->lcf->fail == kFailClosed ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_DECLINED;
     case Verdict::rejected:
     case Verdict::rejected_dry_run: {
-      const size_t index = ctx->decision.zone_index;
-      std::string key = rate_guard::escape_for_log(to_string_view(ctx->keys[index]));
-      ngx_log_error(ctx->lcf->log_level, r->connection->log, 0,
-                    "limiting requests%s by zone \"%V\", key \"%*s\"",
-                    ctx->verdict == Verdict::rejected_dry_run ? ", dry run," : "",
-                    &ctx->zones[index]->name, key.size(), key.data());
+      if (r->connection->log->log_level >= ctx->lcf->log_level) {
+        log_rejection(r, ctx);
+      }
       return ctx->verdict == Verdict::rejected ? static_cast<ngx_int_t>(ctx->lcf->status)
                                                : NGX_DECLINED;
     }
@@ -840,43 +852,46 @@ ngx_int_t access_handler(ngx_http_request_t* r) {
 
 // ---- response headers ----------------------------------------------------
 
-ngx_int_t add_header(ngx_http_request_t* r, ngx_str_t name, std::string_view value) {
+// Longest header value: a quoted zone name and three numbers.
+constexpr size_t kMaxHeaderValue = rate_guard::Metrics::kMaxZoneName + 3 * NGX_INT64_LEN + 16;
+
+// Adds "name: value", the value formatted by ngx_snprintf into the request pool.
+template <class... Args>
+bool add_header(ngx_http_request_t* r, ngx_str_t name, const char* format, Args... args) {
   auto* h = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
-  if (h == nullptr) {
-    return NGX_ERROR;
+  auto* value = static_cast<u_char*>(ngx_pnalloc(r->pool, kMaxHeaderValue));
+  if (h == nullptr || value == nullptr) {
+    return false;
   }
   h->hash = 1;
   h->key = name;
-  h->value = copy_str(r->pool, value);
+  h->value.data = value;
+  h->value.len = ngx_snprintf(value, kMaxHeaderValue, format, args...) - value;
 #if nginx_version >= 1023000
   h->next = nullptr;
 #endif
-  return h->value.data != nullptr ? NGX_OK : NGX_ERROR;
+  return true;
 }
 
-ngx_int_t add_rate_limit_headers(ngx_http_request_t* r, const RequestCtx* ctx) {
+bool add_rate_limit_headers(ngx_http_request_t* r, const RequestCtx* ctx) {
   const rate_guard::Decision& d = ctx->decision;
-  const std::string reset = std::to_string(rate_guard::reset_seconds(d.reset_ms));
-  ngx_int_t rc = NGX_OK;
+  const uint64_t reset = rate_guard::reset_seconds(d.reset_ms);
+  bool ok;
   if (ctx->lcf->headers == kHeadersDraft) {
     // draft-ietf-httpapi-ratelimit-headers: structured fields naming the policy.
-    const Zone* zone = ctx->zones[d.zone_index];
-    const std::string name(to_string_view(zone->name));
+    const ngx_str_t* name = &ctx->zones[d.zone_index]->name;
     const uint64_t window_s = (ctx->requests[d.zone_index].limits.window_ms + 999) / 1000;
-    rc |= add_header(r, ngx_string("RateLimit-Policy"),
-                     "\"" + name + "\";q=" + std::to_string(d.limit) + ";w=" + std::to_string(window_s));
-    rc |= add_header(r, ngx_string("RateLimit"),
-                     "\"" + name + "\";r=" + std::to_string(d.remaining) + ";t=" + reset);
+    ok = add_header(r, ngx_string("RateLimit-Policy"), "\"%V\";q=%uL;w=%uL", name, d.limit, window_s) &&
+         add_header(r, ngx_string("RateLimit"), "\"%V\";r=%uL;t=%uL", name, d.remaining, reset);
   } else {
-    rc |= add_header(r, ngx_string("X-RateLimit-Limit"), std::to_string(d.limit));
-    rc |= add_header(r, ngx_string("X-RateLimit-Remaining"), std::to_string(d.remaining));
-    rc |= add_header(r, ngx_string("X-RateLimit-Reset"), reset);
+    ok = add_header(r, ngx_string("X-RateLimit-Limit"), "%uL", d.limit) &&
+         add_header(r, ngx_string("X-RateLimit-Remaining"), "%uL", d.remaining) &&
+         add_header(r, ngx_string("X-RateLimit-Reset"), "%uL", reset);
   }
-  if (ctx->verdict == Verdict::rejected) {
-    rc |= add_header(r, ngx_string("Retry-After"),
-                     std::to_string(rate_guard::retry_after_seconds(d.reset_ms)));
+  if (ok && ctx->verdict == Verdict::rejected) {
+    ok = add_header(r, ngx_string("Retry-After"), "%uL", rate_guard::retry_after_seconds(d.reset_ms));
   }
-  return rc == NGX_OK ? NGX_OK : NGX_ERROR;
+  return ok;
 }
 
 ngx_int_t header_filter(ngx_http_request_t* r) {
@@ -889,12 +904,7 @@ ngx_int_t header_filter(ngx_http_request_t* r) {
        ctx->verdict != Verdict::rejected_dry_run)) {
     return next_header_filter(r);
   }
-  try {
-    if (add_rate_limit_headers(r, ctx) != NGX_OK) {
-      return NGX_ERROR;
-    }
-  } catch (const std::exception& e) {
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "rate_guard: %s", e.what());
+  if (!add_rate_limit_headers(r, ctx)) {
     return NGX_ERROR;
   }
   return next_header_filter(r);
@@ -904,13 +914,15 @@ ngx_int_t header_filter(ngx_http_request_t* r) {
 
 enum VariableField : uintptr_t { kStatus, kLimit, kRemaining, kReset, kZone };
 
-ngx_int_t set_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, std::string_view text) {
-  ngx_str_t copy = copy_str(r->pool, text);
-  if (copy.data == nullptr) {
+// The value formatted by ngx_snprintf into the request pool.
+template <class... Args>
+ngx_int_t set_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, const char* format, Args... args) {
+  auto* data = static_cast<u_char*>(ngx_pnalloc(r->pool, kMaxHeaderValue));
+  if (data == nullptr) {
     return NGX_ERROR;
   }
-  v->data = copy.data;
-  v->len = static_cast<unsigned>(copy.len);
+  v->data = data;
+  v->len = static_cast<unsigned>(ngx_snprintf(data, kMaxHeaderValue, format, args...) - data);
   v->valid = 1;
   v->no_cacheable = 0;
   v->not_found = 0;
@@ -923,30 +935,24 @@ ngx_int_t get_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uint
     v->not_found = 1;
     return NGX_OK;
   }
-  const bool decided = ctx->verdict != Verdict::error;
   const rate_guard::Decision& d = ctx->decision;
-  try {
-    switch (field) {
-      case kStatus: {
-        static constexpr std::string_view names[] = {"", "PASSED", "REJECTED", "REJECTED_DRY_RUN",
-                                                     "ERROR"};
-        return set_variable(r, v, names[static_cast<int>(ctx->verdict)]);
-      }
-      case kLimit:
-        if (decided) return set_variable(r, v, std::to_string(d.limit));
-        break;
-      case kRemaining:
-        if (decided) return set_variable(r, v, std::to_string(d.remaining));
-        break;
-      case kReset:
-        if (decided) return set_variable(r, v, std::to_string(rate_guard::reset_seconds(d.reset_ms)));
-        break;
-      case kZone:
-        if (decided) return set_variable(r, v, to_string_view(ctx->zones[d.zone_index]->name));
-        break;
-    }
-  } catch (const std::exception&) {
-    return NGX_ERROR;
+  if (field == kStatus) {
+    static constexpr const char* names[] = {"", "PASSED", "REJECTED", "REJECTED_DRY_RUN", "ERROR"};
+    return set_variable(r, v, "%s", names[static_cast<int>(ctx->verdict)]);
+  }
+  if (ctx->verdict == Verdict::error) {  // the fail policy decided: no numbers
+    v->not_found = 1;
+    return NGX_OK;
+  }
+  switch (field) {
+    case kLimit:
+      return set_variable(r, v, "%uL", d.limit);
+    case kRemaining:
+      return set_variable(r, v, "%uL", d.remaining);
+    case kReset:
+      return set_variable(r, v, "%uL", rate_guard::reset_seconds(d.reset_ms));
+    case kZone:
+      return set_variable(r, v, "%V", &ctx->zones[d.zone_index]->name);
   }
   v->not_found = 1;
   return NGX_OK;

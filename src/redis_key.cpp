@@ -1,5 +1,6 @@
 #include "redis_key.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace rate_guard {
@@ -135,25 +136,32 @@ void append_redis_key(std::string& out, std::string_view prefix, std::string_vie
   }
 }
 
-std::string escape_for_log(std::string_view bytes, size_t max_bytes) {
-  bool cut = bytes.size() > max_bytes;
-  std::string_view shown = cut ? bytes.substr(0, max_bytes) : bytes;
-
-  std::string out;
-  out.reserve(shown.size() + (cut ? 3 : 0));
+size_t escape_for_log(std::string_view bytes, char* out, size_t max_bytes) {
+  const bool cut = bytes.size() > max_bytes;
+  const std::string_view shown = cut ? bytes.substr(0, max_bytes) : bytes;
+  char* p = out;
   for (char c : shown) {
     auto byte = static_cast<unsigned char>(c);
     if (is_printable_for_log(byte)) {
-      out += c;
+      *p++ = c;
     } else {
-      out += "\\x";
-      out += kUpperHex[byte >> 4];
-      out += kUpperHex[byte & 0x0f];
+      *p++ = '\\';
+      *p++ = 'x';
+      *p++ = kUpperHex[byte >> 4];
+      *p++ = kUpperHex[byte & 0x0f];
     }
   }
   if (cut) {
-    out += "...";
+    *p++ = '.';
+    *p++ = '.';
+    *p++ = '.';
   }
+  return static_cast<size_t>(p - out);
+}
+
+std::string escape_for_log(std::string_view bytes, size_t max_bytes) {
+  std::string out(escaped_capacity(std::min(bytes.size(), max_bytes)), '\0');
+  out.resize(escape_for_log(bytes, out.data(), max_bytes));
   return out;
 }
 

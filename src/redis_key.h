@@ -26,4 +26,9 @@ void append_redis_key(std::string& out, std::string_view prefix, std::string_vie
 // Output longer than `max_bytes` of input is cut and ends with "...".
 std::string escape_for_log(std::string_view bytes, size_t max_bytes = 256);
 
+// The same into `out`, which has room for escaped_capacity(max_bytes) bytes
+// (no allocation: nginx gives a pool buffer). Returns the length written.
+constexpr size_t escaped_capacity(size_t max_bytes) { return max_bytes * 4 + 3; }
+size_t escape_for_log(std::string_view bytes, char* out, size_t max_bytes = 256);
+
 }  // namespace rate_guard
