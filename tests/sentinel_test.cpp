@@ -60,20 +60,41 @@ class SentinelTest : public ::testing::Test {
            "sentinel down-after-milliseconds mymaster 1000",
            "sentinel failover-timeout mymaster 4000"}}));
     }
-    // Ready when every sentinel knows the replica and the replica is in sync.
+    // Ready when every sentinel has fresh INFO from the replica, which it then
+    // can promote (else SENTINEL FAILOVER answers NOGOODSLAVE).
     ASSERT_TRUE(eventually(
         [] {
           for (RedisServer* sentinel : sentinels_) {
-            redisContext* c = sentinel->connect();
-            auto* reply = static_cast<redisReply*>(redisCommand(c, "SENTINEL REPLICAS mymaster"));
-            const bool known = reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == 1;
-            freeReplyObject(reply);
-            redisFree(c);
-            if (!known) return false;
+            if (!sentinel_can_promote(sentinel)) return false;
           }
           return replica_in_sync();
         },
         30));
+  }
+
+  // The sentinel sees one replica, flagged just "slave", linked to the
+  // master, with INFO refreshed in the last 5 s.
+  static bool sentinel_can_promote(RedisServer* sentinel) {
+    redisContext* c = sentinel->connect();
+    auto* reply = static_cast<redisReply*>(redisCommand(c, "SENTINEL REPLICAS mymaster"));
+    bool ready = reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+                 reply->element[0]->type == REDIS_REPLY_ARRAY;
+    if (ready) {
+      const redisReply* fields = reply->element[0];
+      std::string flags, link;
+      long long refresh = -1;
+      for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const std::string name(fields->element[i]->str, fields->element[i]->len);
+        const std::string value(fields->element[i + 1]->str, fields->element[i + 1]->len);
+        if (name == "flags") flags = value;
+        if (name == "master-link-status") link = value;
+        if (name == "info-refresh") refresh = std::stoll(value);
+      }
+      ready = flags == "slave" && link == "ok" && refresh >= 0 && refresh < 5000;
+    }
+    freeReplyObject(reply);
+    redisFree(c);
+    return ready;
   }
 
   static bool replica_in_sync() {

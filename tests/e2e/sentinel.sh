@@ -27,6 +27,18 @@ for _ in 1 2 3; do
   sentinels+=("127.0.0.1:$port")
 done
 sentinel_list=$(IFS=,; echo "${sentinels[*]}")
+# Each sentinel must have fresh INFO from the replica before it can promote it
+# (else SENTINEL FAILOVER answers NOGOODSLAVE).
+can_promote() {
+  redis-cli -p "$1" sentinel replicas mymaster | tr -d '\r' | awk '
+    prev == "flags" { flags = $0 } prev == "master-link-status" { link = $0 }
+    prev == "info-refresh" { refresh = $0 } { prev = $0 }
+    END { exit !(flags == "slave" && link == "ok" && refresh != "" && refresh < 5000) }'
+}
+for s in "${sentinels[@]}"; do
+  for _ in $(seq 300); do can_promote "${s#127.0.0.1:}" && break; sleep 0.1; done
+  can_promote "${s#127.0.0.1:}" || fail "sentinel $s cannot promote the replica"
+done
 first_sentinel=${sentinels[0]#127.0.0.1:}
 
 ports=()
