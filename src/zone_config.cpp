@@ -5,6 +5,7 @@
 
 #include "parse_detail.h"
 #include "rate_parser.h"
+#include "redis_key.h"
 
 namespace rate_guard {
 
@@ -339,6 +340,12 @@ Result<ZoneConfig> parse_zone_options(const std::vector<std::string_view>& optio
   return Result<ZoneConfig>::success(std::move(zone));
 }
 
+// A request's value in an error message: it comes from the client (a header
+// through a map), so it is escaped as keys are, never written raw to a log.
+std::string quoted_request_value(std::string_view text) {
+  return "\"" + escape_for_log(text, 64) + "\"";
+}
+
 Result<RequestLimits> request_limits(const ZoneConfig& zone, std::string_view rate_text) {
   if (zone.rate_variable.empty()) {
     return Result<RequestLimits>::success({zone.limit, zone.window_ms, zone.burst});
@@ -348,16 +355,17 @@ Result<RequestLimits> request_limits(const ZoneConfig& zone, std::string_view ra
     case detail::Scan::ok:
       break;
     case detail::Scan::out_of_range:
-      return fail<RequestLimits>("limit must be between 1 and " + std::to_string(kMaxLimit) +
-                                 " in rate " + quoted(rate_text) + " from " + quoted(zone.rate_variable));
+      return fail<RequestLimits>("limit must be between 1 and " + std::to_string(kMaxLimit) + " in rate " +
+                                 quoted_request_value(rate_text) + " from " + quoted(zone.rate_variable));
     case detail::Scan::invalid:
-      return fail<RequestLimits>("invalid rate " + quoted(rate_text) + " from " + quoted(zone.rate_variable));
+      return fail<RequestLimits>("invalid rate " + quoted_request_value(rate_text) + " from " +
+                                 quoted(zone.rate_variable));
   }
   RequestLimits limits{rate.limit, zone.window_ms != 0 ? zone.window_ms : rate.window_ms,
                        zone.burst != 0 ? zone.burst : rate.limit};
   if (limits.window_ms == 0) {
-    return fail<RequestLimits>("rate " + quoted(rate_text) + " from " + quoted(zone.rate_variable) +
-                               " needs \"window=\"");
+    return fail<RequestLimits>("rate " + quoted_request_value(rate_text) + " from " +
+                               quoted(zone.rate_variable) + " needs \"window=\"");
   }
   return Result<RequestLimits>::success(limits);
 }
@@ -365,7 +373,8 @@ Result<RequestLimits> request_limits(const ZoneConfig& zone, std::string_view ra
 Result<uint64_t> request_cost(std::string_view cost_text) {
   Result<uint64_t> cost = parse_count(cost_text, kMaxCost);
   if (!cost) {
-    return fail<uint64_t>("invalid cost " + quoted(cost_text) + ": " + cost.error());
+    return fail<uint64_t>("invalid cost " + quoted_request_value(cost_text) + " (a number from 1 to " +
+                          std::to_string(kMaxCost) + ")");
   }
   return cost;
 }

@@ -111,4 +111,4 @@ X-Api-Key: free-weight-client
 X-Weight: free
 --- error_code: 503
 --- error_log
-rate_guard: invalid cost "0": number must be between 1 and 1000000
+rate_guard: invalid cost "0" (a number from 1 to 1000000)
