@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Redis CPU per check of the check script, per algorithm and batch size, with
+# no nginx in the way: a private redis-server on a free loopback port, the
+# script loaded from src/scripts.cpp, and redis-benchmark sending EVALSHA with
+# ARGV[1] = "0" (Redis's TIME, as the module does) for random keys.
+#
+# Usage: bench/script_cost.sh [options]
+#   --script FILE     the C++ file holding the script (default src/scripts.cpp);
+#                     e.g. `git show HEAD:src/scripts.cpp > /tmp/old.cpp`
+#   --lua FILE        a Lua file instead (e.g. a variant being measured)
+#   --old             FILE is the one-request-per-call script (ARGV[2..] = 5 per
+#                     zone, no request count): only batch 1 is run
+#   --checks N        checks per measurement (default 200000)
+#   --keys N          distinct client keys (default 10000)
+#   --batches "1 16"  requests per EVALSHA
+#   --algorithms "sliding_window sliding_log fixed_window token_bucket"
+#   --limit N --window-ms N   the zone (default 1000 per 60000 ms: all pass)
+#   --runs N          measurements per cell; the median is printed (default 3)
+#   --clients N --pipeline N  redis-benchmark's -c and -P (default 4 and 8)
+#
+# Columns: µs/check (commandstats) is cmdstat_evalsha usec_per_call divided by
+# the batch size: the script's own time, every command it ran included.
+# µs/check (cpu) is the delta of used_cpu_user + used_cpu_sys over the run,
+# divided by the checks: also the protocol parsing and the replies, that is,
+# what Redis spends in all. cmds/check counts every command Redis ran (EVALSHA
+# and the ones inside the script) per check.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+script_file=$here/src/scripts.cpp
+lua_file=
+old=0
+checks=200000
+keys=10000
+batches="1 16"
+algorithms="sliding_window sliding_log fixed_window token_bucket"
+limit=1000
+window_ms=60000
+runs=3
+clients=4
+pipeline=8
+while [ $# -gt 0 ]; do
+  case $1 in
+    --script) script_file=$2; shift 2 ;;
+    --lua) lua_file=$2; script_file=$2; shift 2 ;;
+    --old) old=1; shift ;;
+    --checks) checks=$2; shift 2 ;;
+    --keys) keys=$2; shift 2 ;;
+    --batches) batches=$2; shift 2 ;;
+    --algorithms) algorithms=$2; shift 2 ;;
+    --limit) limit=$2; shift 2 ;;
+    --window-ms) window_ms=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    --pipeline) pipeline=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+if [ "$old" = 1 ]; then
+  batches=1
+fi
+
+work=$(mktemp -d /tmp/rate_guard-script-cost.XXXXXX)
+redis_pid=
+cleanup() {
+  if [ -n "$redis_pid" ]; then
+    kill "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The script: the raw string literal R"lua(...)lua" of the C++ file.
+if [ -n "$lua_file" ]; then
+  cp "$lua_file" "$work/check.lua"
+else
+  awk '/R"lua\(/ { on = 1; sub(/.*R"lua\(/, ""); if ($0 == "") next }
+     /\)lua"/ { sub(/\)lua".*/, ""); if ($0 != "") print; on = 0 }
+     on' "$script_file" > "$work/check.lua"
+fi
+[ -s "$work/check.lua" ] || { echo "no R\"lua( ... )lua\" in $script_file" >&2; exit 1; }
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$work" \
+  --logfile "$work/redis.log" &
+redis_pid=$!
+cli() { redis-cli -p "$port" "$@"; }
+for _ in $(seq 100); do cli ping >/dev/null 2>&1 && break; sleep 0.05; done
+sha=$(cli -x script load < "$work/check.lua")
+case $sha in
+  [0-9a-f]*) ;;
+  *) echo "SCRIPT LOAD failed: $sha" >&2; exit 1 ;;
+esac
+
+code() {
+  case $1 in
+    sliding_window) echo 0 ;; sliding_log) echo 1 ;; fixed_window) echo 2 ;; token_bucket) echo 3 ;;
+    *) echo "unknown algorithm $1" >&2; exit 2 ;;
+  esac
+}
+
+# Prints "usec_per_call cpu_us_per_check cmds_per_check" for one measurement.
+measure() {
+  local algorithm=$1 batch=$2
+  local c
+  c=$(code "$algorithm")
+  local args=(EVALSHA "$sha" "$batch")
+  local i
+  for ((i = 0; i < batch; i++)); do args+=("rg:$algorithm:__rand_int__"); done
+  args+=(0)
+  if [ "$old" = 0 ]; then
+    args+=("$batch")
+    for ((i = 0; i < batch; i++)); do args+=(1 "$c" "$limit" "$window_ms" "$limit" 1); done
+  else
+    args+=("$c" "$limit" "$window_ms" "$limit" 1)
+  fi
+  local calls=$((checks / batch))
+  # A check of the arguments first: an error reply would make a fast benchmark.
+  local probe=("${args[@]}")
+  for ((i = 0; i < ${#probe[@]}; i++)); do probe[i]=${probe[i]//__rand_int__/probe}; done
+  local reply
+  reply=$(cli "${probe[@]}" 2>&1 | head -1)
+  case $reply in
+    ERR*|*rror*) echo "the script answered: $reply" >&2; exit 1 ;;
+  esac
+  cli flushall >/dev/null
+  cli config resetstat >/dev/null
+  local cpu0
+  cpu0=$(cli info cpu | awk -F: '/^used_cpu_(user|sys):/ { s += $2 } END { printf "%.6f", s }')
+  redis-benchmark -p "$port" -q -n "$calls" -r "$keys" -c "$clients" -P "$pipeline" "${args[@]}" \
+    > "$work/benchmark.log" 2>&1
+  local cpu1
+  cpu1=$(cli info cpu | awk -F: '/^used_cpu_(user|sys):/ { s += $2 } END { printf "%.6f", s }')
+  cli info commandstats | tr -d '\r' > "$work/stats"
+  awk -F'[:=,]' -v batch="$batch" -v checks="$((calls * batch))" -v cpu="$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" '
+    /^cmdstat_evalsha:/ { for (i = 2; i < NF; i += 2) if ($i == "usec_per_call") usec = $(i + 1); else if ($i == "calls") evals = $(i + 1); else if ($i == "failed_calls") failed = $(i + 1) }
+    /^cmdstat_/ && !/^cmdstat_(info|config)/ { for (i = 2; i < NF; i += 2) if ($i == "calls") cmds += $(i + 1) }
+    END {
+      if (failed > 0) { print "failed calls: " failed > "/dev/stderr"; exit 1 }
+      printf "%.2f %.2f %.2f\n", usec / batch, cpu * 1e6 / checks, cmds / checks
+    }' "$work/stats"
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo "script: $script_file$([ "$old" = 1 ] && echo ' (old layout)'), sha $sha"
+echo "redis: $(redis-server --version | awk '{ print $3 }'), $checks checks for $keys keys per cell, limit $limit per $window_ms ms, median of $runs, redis-benchmark -c $clients -P $pipeline"
+echo
+echo "| algorithm | batch | µs/check (commandstats) | µs/check (cpu) | cmds/check |"
+echo "|---|--:|--:|--:|--:|"
+for algorithm in $algorithms; do
+  for batch in $batches; do
+    : > "$work/runs"
+    for ((r = 0; r < runs; r++)); do measure "$algorithm" "$batch" >> "$work/runs"; done
+    printf '| %s | %s | %s | %s | %s |\n' "$algorithm" "$batch" \
+      "$(cut -d' ' -f1 "$work/runs" | median)" "$(cut -d' ' -f2 "$work/runs" | median)" \
+      "$(cut -d' ' -f3 "$work/runs" | median)"
+  done
+done
