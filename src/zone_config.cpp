@@ -136,7 +136,8 @@ Result<bool> parse_redis_address(std::string_view address, RedisConfig* config) 
     if (path.empty() || path[0] != '/') {
       return fail<bool>("unix socket path must be absolute in " + quoted(address));
     }
-    if (path.size() == 1 || path.back() == '/') {
+    // A NUL would cut the path where the kernel reads it.
+    if (path.size() == 1 || path.back() == '/' || path.find('\0') != std::string_view::npos) {
       return fail<bool>("invalid unix socket path in " + quoted(address));
     }
     if (path.size() > kMaxUnixPathBytes) {

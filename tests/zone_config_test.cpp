@@ -677,5 +677,13 @@ TEST(ZoneCost, SlidingLogCostIsBoundedSinceEachUnitIsAnEntry) {
   EXPECT_TRUE(cost_for_zone(window.value(), 1000000));
 }
 
+
+TEST(RedisAddress, UnixPathWithANulIsRefused) {
+  const std::string address("unix:/tmp/r.sock\0 ignored", 26);
+  auto config = parse_redis_config(Args{address});
+  ASSERT_FALSE(config);
+  EXPECT_NE(config.error().find("invalid unix socket path"), std::string::npos) << config.error();
+}
+
 }  // namespace
 }  // namespace rate_guard
