@@ -10,28 +10,34 @@
 #   --lua FILE        a Lua file instead (e.g. a variant being measured)
 #   --old             FILE is the one-request-per-call script (ARGV[2..] = 5 per
 #                     zone, no request count): only batch 1 is run
-#   --checks N        checks per measurement (default 200000)
-#   --keys N          distinct client keys (default 10000)
+#   --checks N        checks per measurement (default 200000; 20000 with --callgrind)
+#   --keys N          distinct client keys (default 10000; 1000 with --callgrind)
 #   --batches "1 16"  requests per EVALSHA
 #   --algorithms "sliding_window sliding_log fixed_window token_bucket"
 #   --limit N --window-ms N   the zone (default 1000 per 60000 ms: all pass)
 #   --runs N          measurements per cell; the median is printed (default 3)
 #   --clients N --pipeline N  redis-benchmark's -c and -P (default 4 and 8)
+#   --callgrind       run redis-server under valgrind's callgrind and count the
+#                     instructions Redis executes per check instead: slow, but
+#                     the same on a busy machine, where times vary by half
 #
 # Columns: µs/check (commandstats) is cmdstat_evalsha usec_per_call divided by
 # the batch size: the script's own time, every command it ran included.
 # µs/check (cpu) is the delta of used_cpu_user + used_cpu_sys over the run,
 # divided by the checks: also the protocol parsing and the replies, that is,
-# what Redis spends in all. cmds/check counts every command Redis ran (EVALSHA
-# and the ones inside the script) per check.
+# what Redis spends in all (and its background work: active expiry...).
+# cmds/check counts every command Redis ran (EVALSHA and the ones inside the
+# script) per check. With --callgrind: kinstr/check, the thousands of
+# instructions Redis executed per check, everything included (active expiry
+# off).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 script_file=$here/src/scripts.cpp
 lua_file=
 old=0
-checks=200000
-keys=10000
+checks=
+keys=
 batches="1 16"
 algorithms="sliding_window sliding_log fixed_window token_bucket"
 limit=1000
@@ -39,6 +45,7 @@ window_ms=60000
 runs=3
 clients=4
 pipeline=8
+callgrind=0
 while [ $# -gt 0 ]; do
   case $1 in
     --script) script_file=$2; shift 2 ;;
@@ -53,9 +60,17 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
     --pipeline) pipeline=$2; shift 2 ;;
+    --callgrind) callgrind=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+if [ "$callgrind" = 1 ]; then
+  checks=${checks:-20000}
+  keys=${keys:-1000}
+else
+  checks=${checks:-200000}
+  keys=${keys:-10000}
+fi
 if [ "$old" = 1 ]; then
   batches=1
 fi
@@ -76,22 +91,32 @@ if [ -n "$lua_file" ]; then
   cp "$lua_file" "$work/check.lua"
 else
   awk '/R"lua\(/ { on = 1; sub(/.*R"lua\(/, ""); if ($0 == "") next }
-     /\)lua"/ { sub(/\)lua".*/, ""); if ($0 != "") print; on = 0 }
-     on' "$script_file" > "$work/check.lua"
+       /\)lua"/ { sub(/\)lua".*/, ""); if ($0 != "") print; on = 0 }
+       on' "$script_file" > "$work/check.lua"
 fi
 [ -s "$work/check.lua" ] || { echo "no R\"lua( ... )lua\" in $script_file" >&2; exit 1; }
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$work" \
-  --logfile "$work/redis.log" &
+server=(redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$work"
+        --logfile "$work/redis.log")
+if [ "$callgrind" = 1 ]; then
+  valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
+    "${server[@]}" --enable-debug-command local > "$work/valgrind.log" 2>&1 &
+else
+  "${server[@]}" &
+fi
 redis_pid=$!
 cli() { redis-cli -p "$port" "$@"; }
-for _ in $(seq 100); do cli ping >/dev/null 2>&1 && break; sleep 0.05; done
+for _ in $(seq 600); do cli ping >/dev/null 2>&1 && break; sleep 0.05; done
 sha=$(cli -x script load < "$work/check.lua")
 case $sha in
   [0-9a-f]*) ;;
   *) echo "SCRIPT LOAD failed: $sha" >&2; exit 1 ;;
 esac
+if [ "$callgrind" = 1 ]; then
+  # Background work would count by the (valgrind-slowed) time a run takes.
+  cli debug set-active-expire 0 >/dev/null
+fi
 
 code() {
   case $1 in
@@ -100,7 +125,17 @@ code() {
   esac
 }
 
-# Prints "usec_per_call cpu_us_per_check cmds_per_check" for one measurement.
+# The instructions callgrind counted since it was last zeroed.
+instructions() {
+  callgrind_control -d "$redis_pid" >/dev/null 2>&1
+  local dump
+  dump=$(ls -t "$work"/callgrind.out.* | head -1)
+  awk '/^summary:/ { print $2 }' "$dump"
+  rm -f "$work"/callgrind.out.*.*
+}
+
+# Prints "usec_per_call cpu_us_per_check cmds_per_check" for one measurement,
+# or "kinstr_per_check cmds_per_check" with --callgrind.
 measure() {
   local algorithm=$1 batch=$2
   local c
@@ -128,17 +163,26 @@ measure() {
   cli config resetstat >/dev/null
   local cpu0
   cpu0=$(cli info cpu | awk -F: '/^used_cpu_(user|sys):/ { s += $2 } END { printf "%.6f", s }')
+  if [ "$callgrind" = 1 ]; then
+    callgrind_control -z "$redis_pid" >/dev/null 2>&1
+  fi
   redis-benchmark -p "$port" -q -n "$calls" -r "$keys" -c "$clients" -P "$pipeline" "${args[@]}" \
     > "$work/benchmark.log" 2>&1
+  local counted=0
+  if [ "$callgrind" = 1 ]; then
+    counted=$(instructions)
+  fi
   local cpu1
   cpu1=$(cli info cpu | awk -F: '/^used_cpu_(user|sys):/ { s += $2 } END { printf "%.6f", s }')
   cli info commandstats | tr -d '\r' > "$work/stats"
-  awk -F'[:=,]' -v batch="$batch" -v checks="$((calls * batch))" -v cpu="$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" '
-    /^cmdstat_evalsha:/ { for (i = 2; i < NF; i += 2) if ($i == "usec_per_call") usec = $(i + 1); else if ($i == "calls") evals = $(i + 1); else if ($i == "failed_calls") failed = $(i + 1) }
+  awk -F'[:=,]' -v batch="$batch" -v checks="$((calls * batch))" -v instr="$counted" \
+      -v callgrind="$callgrind" -v cpu="$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" '
+    /^cmdstat_evalsha:/ { for (i = 2; i < NF; i += 2) if ($i == "usec_per_call") usec = $(i + 1); else if ($i == "failed_calls") failed = $(i + 1) }
     /^cmdstat_/ && !/^cmdstat_(info|config)/ { for (i = 2; i < NF; i += 2) if ($i == "calls") cmds += $(i + 1) }
     END {
       if (failed > 0) { print "failed calls: " failed > "/dev/stderr"; exit 1 }
-      printf "%.2f %.2f %.2f\n", usec / batch, cpu * 1e6 / checks, cmds / checks
+      if (callgrind == 1) printf "%.2f %.2f\n", instr / checks / 1000, cmds / checks
+      else printf "%.2f %.2f %.2f\n", usec / batch, cpu * 1e6 / checks, cmds / checks
     }' "$work/stats"
 }
 
@@ -147,14 +191,22 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo "script: $script_file$([ "$old" = 1 ] && echo ' (old layout)'), sha $sha"
 echo "redis: $(redis-server --version | awk '{ print $3 }'), $checks checks for $keys keys per cell, limit $limit per $window_ms ms, median of $runs, redis-benchmark -c $clients -P $pipeline"
 echo
-echo "| algorithm | batch | µs/check (commandstats) | µs/check (cpu) | cmds/check |"
-echo "|---|--:|--:|--:|--:|"
+if [ "$callgrind" = 1 ]; then
+  echo "| algorithm | batch | kinstr/check | cmds/check |"
+  echo "|---|--:|--:|--:|"
+else
+  echo "| algorithm | batch | µs/check (commandstats) | µs/check (cpu) | cmds/check |"
+  echo "|---|--:|--:|--:|--:|"
+fi
 for algorithm in $algorithms; do
   for batch in $batches; do
     : > "$work/runs"
     for ((r = 0; r < runs; r++)); do measure "$algorithm" "$batch" >> "$work/runs"; done
-    printf '| %s | %s | %s | %s | %s |\n' "$algorithm" "$batch" \
-      "$(cut -d' ' -f1 "$work/runs" | median)" "$(cut -d' ' -f2 "$work/runs" | median)" \
-      "$(cut -d' ' -f3 "$work/runs" | median)"
+    row="| $algorithm | $batch |"
+    columns=$(awk '{ print NF; exit }' "$work/runs")
+    for ((f = 1; f <= columns; f++)); do
+      row="$row $(cut -d' ' -f$f "$work/runs" | median) |"
+    done
+    echo "$row"
   done
 done

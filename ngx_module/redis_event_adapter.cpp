@@ -67,13 +67,25 @@ class NgxTimer final : public rate_guard::Timer {
   }
   ~NgxTimer() override { disarm(); }
 
-  void arm(uint64_t delay_ms) override { ngx_add_timer(&event_, static_cast<ngx_msec_t>(delay_ms)); }
+  // A delay of 0 means "when this turn of the event loop ends": a posted
+  // event, which nginx runs after every event and timer of the turn.
+  void arm(uint64_t delay_ms) override {
+    disarm();
+    if (delay_ms == 0) {
+      ngx_post_event(&event_, &ngx_posted_events);
+    } else {
+      ngx_add_timer(&event_, static_cast<ngx_msec_t>(delay_ms));
+    }
+  }
   void disarm() override {
     if (event_.timer_set) {
       ngx_del_timer(&event_);
     }
+    if (event_.posted) {
+      ngx_delete_posted_event(&event_);
+    }
   }
-  bool armed() const override { return event_.timer_set; }
+  bool armed() const override { return event_.timer_set || event_.posted; }
 
  private:
   static void on_timer(ngx_event_t* event) {

@@ -14,7 +14,9 @@ namespace rate_guard {
 class Timer {
  public:
   virtual ~Timer() = default;
-  virtual void arm(uint64_t delay_ms) = 0;  // re-arming moves the deadline
+  // Re-arming moves the deadline; 0 means when the current turn of the loop
+  // has handled its other events (the checks of a turn go out together).
+  virtual void arm(uint64_t delay_ms) = 0;
   virtual void disarm() = 0;
   virtual bool armed() const = 0;
 };

@@ -43,19 +43,30 @@ void append_number(std::string& out, uint64_t value) {
 }  // namespace
 
 struct RedisChecker::PendingCheck {
-  RedisChecker* owner = nullptr;
   CheckCallback callback = nullptr;  // null once completed or cancelled
   void* data = nullptr;
   uint64_t deadline_ms = 0;
   uint64_t sent_us = 0;  // for the latency histogram
   size_t zones = 0;
-  char* command = nullptr;  // formatted once, kept for a NOSCRIPT retry
-  size_t command_len = 0;
-  bool live = false;       // waiting for its outcome, in the live list
-  bool in_flight = false;  // hiredis holds a reply callback for it
-  bool retried = false;
+  bool live = false;  // waiting for its outcome, in the live list
   PendingCheck* prev = nullptr;
   PendingCheck* next = nullptr;
+};
+
+// The checks of one event-loop turn, sent as one EVALSHA. A check stays in
+// its batch (and is released with it) even when it completes early, timed
+// out or cancelled: its zones still have their place in the reply.
+struct RedisChecker::Batch {
+  RedisChecker* owner = nullptr;
+  std::vector<PendingCheck*> checks;
+  size_t zones = 0;
+  std::string keys;  // the KEYS, back to back
+  std::vector<size_t> key_ends;
+  std::string args;  // each check's zone count and zone arguments
+  std::vector<size_t> arg_ends;
+  char* command = nullptr;  // formatted at flush, kept for a NOSCRIPT retry
+  size_t command_len = 0;
+  bool retried = false;
 };
 
 std::string_view check_error_name(CheckError error) {
@@ -70,18 +81,17 @@ std::string_view check_error_name(CheckError error) {
   return "unknown";
 }
 
-bool decode_check_reply(const redisReply* reply, size_t zones, ZoneVerdict* verdicts) {
-  if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements != zones * 4) {
+bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts) {
+  if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements < (first_zone + zones) * 4) {
     return false;
   }
-  for (size_t i = 0; i < reply->elements; i++) {
-    const redisReply* element = reply->element[i];
-    if (element->type != REDIS_REPLY_INTEGER || element->integer < 0) {
+  redisReply* const* fields = reply->element + first_zone * 4;
+  for (size_t i = 0; i < zones * 4; i++) {
+    if (fields[i]->type != REDIS_REPLY_INTEGER || fields[i]->integer < 0) {
       return false;
     }
   }
-  for (size_t zone = 0; zone < zones; zone++) {
-    redisReply* const* fields = reply->element + zone * 4;
+  for (size_t zone = 0; zone < zones; zone++, fields += 4) {
     verdicts[zone].allowed = fields[0]->integer != 0;
     verdicts[zone].limit = static_cast<uint64_t>(fields[1]->integer);
     verdicts[zone].remaining = static_cast<uint64_t>(fields[2]->integer);
@@ -102,6 +112,7 @@ RedisChecker::RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* c
       },
       false);
   reconnect_timer_ = loop_.make_timer([this] { connect(); }, false);
+  flush_timer_ = loop_.make_timer([this] { flush(); }, true);
   if (!config_.sentinels.empty()) {
     sentinel_ = std::make_unique<SentinelClient>(config_, loop_,
                                                  [this](std::string_view message) { log_error(message); });
@@ -256,7 +267,7 @@ void RedisChecker::send_probe() {
     return;
   }
   const std::string key = config_.prefix + "probe";
-  redisAsyncCommand(context_, on_probe_reply, nullptr, "EVALSHA %b 1 %b 0 %d 1000000000 1000 1000000000 1",
+  redisAsyncCommand(context_, on_probe_reply, nullptr, "EVALSHA %b 1 %b 0 1 1 %d 1000000000 1000 1000000000 1",
                     script_sha_.data(), script_sha_.size(), key.data(), key.size(),
                     static_cast<int>(Algorithm::fixed_window));
 }
@@ -351,76 +362,114 @@ void RedisChecker::schedule_reconnect() {
 }
 
 RedisChecker::PendingCheck* RedisChecker::acquire() {
-  if (free_.empty()) {
-    all_.push_back(std::make_unique<PendingCheck>());
-    all_.back()->owner = this;
-    return all_.back().get();
+  if (free_checks_.empty()) {
+    all_checks_.push_back(std::make_unique<PendingCheck>());
+    return all_checks_.back().get();
   }
-  PendingCheck* pending = free_.back();
-  free_.pop_back();
+  PendingCheck* pending = free_checks_.back();
+  free_checks_.pop_back();
   return pending;
 }
 
-void RedisChecker::release(PendingCheck* pending) {
-  std::free(pending->command);  // allocated by hiredis's formatter
-  pending->command = nullptr;
-  pending->callback = nullptr;
-  pending->data = nullptr;
-  pending->retried = false;
-  free_.push_back(pending);
+RedisChecker::Batch* RedisChecker::acquire_batch() {
+  if (free_batches_.empty()) {
+    all_batches_.push_back(std::make_unique<Batch>());
+    all_batches_.back()->owner = this;
+    return all_batches_.back().get();
+  }
+  Batch* batch = free_batches_.back();
+  free_batches_.pop_back();
+  return batch;
 }
 
-void RedisChecker::format_command(PendingCheck* pending, const ZoneRequest* zones, size_t count) {
-  // Every argument is appended to text_ first and pointed at afterwards, since
-  // text_ may move while it grows.
-  text_.clear();
-  offsets_.clear();
-  auto mark = [this] { offsets_.push_back(text_.size()); };
-  const bool have_sha = !script_sha_.empty();
-  mark();
-  text_.append(have_sha ? "EVALSHA" : "EVAL");
-  mark();
-  text_.append(have_sha ? std::string_view(script_sha_) : kCheckScript);
-  mark();
-  append_number(text_, count);
-  for (size_t i = 0; i < count; i++) {
-    mark();
-    append_redis_key(text_, config_.prefix, zones[i].zone->name, zones[i].key);
+// Gives back a batch and the checks in it that are no longer waiting; the
+// strings keep their capacity, so a warm client allocates nothing per check.
+void RedisChecker::release_batch(Batch* batch) {
+  for (PendingCheck* pending : batch->checks) {
+    if (pending->live) {
+      continue;  // cannot happen once the batch's reply was handled
+    }
+    pending->callback = nullptr;
+    pending->data = nullptr;
+    free_checks_.push_back(pending);
   }
-  mark();
-  text_.push_back('0');  // the script reads the time from Redis
+  batch->checks.clear();
+  batch->zones = 0;
+  batch->keys.clear();
+  batch->key_ends.clear();
+  batch->args.clear();
+  batch->arg_ends.clear();
+  std::free(batch->command);  // allocated by hiredis's formatter
+  batch->command = nullptr;
+  batch->command_len = 0;
+  batch->retried = false;
+  free_batches_.push_back(batch);
+}
+
+// Appends one check's keys and arguments to the open batch: copied now, since
+// the caller's memory (an nginx request) may be gone when the batch is sent.
+void RedisChecker::add_to_batch(Batch* batch, const ZoneRequest* zones, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    append_redis_key(batch->keys, config_.prefix, zones[i].zone->name, zones[i].key);
+    batch->key_ends.push_back(batch->keys.size());
+  }
+  append_number(batch->args, count);
+  batch->arg_ends.push_back(batch->args.size());
   for (size_t i = 0; i < count; i++) {
     const RequestLimits& limits = zones[i].limits;
     for (uint64_t value : {static_cast<uint64_t>(zones[i].zone->algorithm), limits.limit,
                            limits.window_ms, limits.burst, zones[i].cost}) {
-      mark();
-      append_number(text_, value);
+      append_number(batch->args, value);
+      batch->arg_ends.push_back(batch->args.size());
     }
   }
-  offsets_.push_back(text_.size());
-
-  const size_t argc = offsets_.size() - 1;
-  argv_.resize(argc);
-  argvlen_.resize(argc);
-  for (size_t i = 0; i < argc; i++) {
-    argv_[i] = text_.data() + offsets_[i];
-    argvlen_[i] = offsets_[i + 1] - offsets_[i];
-  }
-  char* command = nullptr;
-  int length = redisFormatCommandArgv(&command, static_cast<int>(argc), argv_.data(), argvlen_.data());
-  pending->command = length > 0 ? command : nullptr;
-  pending->command_len = length > 0 ? static_cast<size_t>(length) : 0;
+  batch->zones += count;
 }
 
-bool RedisChecker::send_check(PendingCheck* pending) {
-  if (context_ == nullptr || pending->command == nullptr) {
+// EVALSHA sha numkeys KEYS... 0 R ARGS... (EVAL with the script text before
+// the first SCRIPT LOAD has answered).
+bool RedisChecker::format_batch(Batch* batch) {
+  argv_.clear();
+  argvlen_.clear();
+  auto add = [this](const char* data, size_t len) {
+    argv_.push_back(data);
+    argvlen_.push_back(len);
+  };
+  const bool have_sha = !script_sha_.empty();
+  add(have_sha ? "EVALSHA" : "EVAL", have_sha ? 7 : 4);
+  add(have_sha ? script_sha_.data() : kCheckScript.data(), have_sha ? script_sha_.size() : kCheckScript.size());
+  counts_.clear();
+  append_number(counts_, batch->zones);
+  const size_t numkeys_end = counts_.size();
+  append_number(counts_, batch->checks.size());
+  add(counts_.data(), numkeys_end);
+  size_t begin = 0;
+  for (size_t end : batch->key_ends) {
+    add(batch->keys.data() + begin, end - begin);
+    begin = end;
+  }
+  add("0", 1);  // the script reads the time from Redis
+  add(counts_.data() + numkeys_end, counts_.size() - numkeys_end);
+  begin = 0;
+  for (size_t end : batch->arg_ends) {
+    add(batch->args.data() + begin, end - begin);
+    begin = end;
+  }
+  char* command = nullptr;
+  const int length = redisFormatCommandArgv(&command, static_cast<int>(argv_.size()), argv_.data(), argvlen_.data());
+  if (length <= 0) {
     return false;
   }
-  if (redisAsyncFormattedCommand(context_, on_check_reply, pending, pending->command,
-                                 pending->command_len) != REDIS_OK) {
+  batch->command = command;
+  batch->command_len = static_cast<size_t>(length);
+  return true;
+}
+
+bool RedisChecker::send_batch(Batch* batch) {
+  if (context_ == nullptr || batch->command == nullptr ||
+      redisAsyncFormattedCommand(context_, on_batch_reply, batch, batch->command, batch->command_len) != REDIS_OK) {
     return false;
   }
-  pending->in_flight = true;
   bump(counters_->round_trips);
   return true;
 }
@@ -436,13 +485,12 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
     immediate->error = CheckError::unavailable;
     return nullptr;
   }
-  PendingCheck* pending = acquire();
-  format_command(pending, zones, count);
-  if (!send_check(pending)) {
-    release(pending);
-    immediate->error = CheckError::unavailable;
-    return nullptr;
+  if (open_batch_ == nullptr) {
+    open_batch_ = acquire_batch();
   }
+  PendingCheck* pending = acquire();
+  add_to_batch(open_batch_, zones, count);
+  open_batch_->checks.push_back(pending);
   pending->callback = callback;
   pending->data = data;
   pending->zones = count;
@@ -457,7 +505,37 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
   if (!timeout_timer_->armed()) {
     timeout_timer_->arm(config_.timeout_ms);
   }
+  // Sent when this turn of the event loop ends, with every check it made.
+  if (open_batch_->checks.size() >= kMaxBatchChecks || open_batch_->zones >= kMaxBatchZones) {
+    flush();
+  } else if (!flush_timer_->armed()) {
+    flush_timer_->arm(0);
+  }
   return pending;
+}
+
+void RedisChecker::flush() {
+  flush_timer_->disarm();
+  Batch* batch = open_batch_;
+  open_batch_ = nullptr;
+  if (batch == nullptr) {
+    return;
+  }
+  if (!format_batch(batch) || !send_batch(batch)) {
+    fail_batch(batch, CheckError::disconnected);
+  }
+}
+
+// Completes every check of `batch` still waiting with `error`, and releases it.
+void RedisChecker::fail_batch(Batch* batch, CheckError error) {
+  CheckOutcome outcome;
+  outcome.error = error;
+  for (PendingCheck* pending : batch->checks) {
+    if (pending->live) {
+      complete(pending, outcome);
+    }
+  }
+  release_batch(batch);
 }
 
 void RedisChecker::cancel(PendingCheck* pending) {
@@ -465,10 +543,7 @@ void RedisChecker::cancel(PendingCheck* pending) {
     return;
   }
   unlink(pending);
-  pending->callback = nullptr;
-  if (!pending->in_flight) {
-    release(pending);
-  }
+  pending->callback = nullptr;  // released with its batch
 }
 
 void RedisChecker::unlink(PendingCheck* pending) {
@@ -490,60 +565,59 @@ void RedisChecker::complete(PendingCheck* pending, const CheckOutcome& outcome) 
   }
   unlink(pending);
   CheckCallback callback = pending->callback;
-  void* data = pending->data;
-  if (!pending->in_flight) {
-    release(pending);
-  } else {
-    pending->callback = nullptr;  // its late reply is dropped when it comes
-  }
+  pending->callback = nullptr;
   if (callback != nullptr) {
-    callback(data, outcome);
+    callback(pending->data, outcome);
   }
 }
 
-void RedisChecker::on_check_reply(redisAsyncContext*, void* reply, void* privdata) {
-  auto* pending = static_cast<PendingCheck*>(privdata);
-  pending->in_flight = false;
-  pending->owner->handle_check_reply(pending, static_cast<redisReply*>(reply));
+void RedisChecker::on_batch_reply(redisAsyncContext*, void* reply, void* privdata) {
+  auto* batch = static_cast<Batch*>(privdata);
+  batch->owner->handle_batch_reply(batch, static_cast<redisReply*>(reply));
 }
 
-void RedisChecker::handle_check_reply(PendingCheck* pending, redisReply* reply) {
-  if (!pending->live) {
-    release(pending);  // cancelled or timed out while in flight
-    return;
-  }
-  CheckOutcome outcome;
+void RedisChecker::handle_batch_reply(Batch* batch, redisReply* reply) {
   if (reply == nullptr) {
-    outcome.error = CheckError::disconnected;
-    complete(pending, outcome);
+    fail_batch(batch, CheckError::disconnected);
     return;
   }
   if (reply->type == REDIS_REPLY_ERROR) {
-    if (starts_with(reply, "NOSCRIPT") && !pending->retried && context_ != nullptr) {
+    if (starts_with(reply, "NOSCRIPT") && !batch->retried && context_ != nullptr) {
       // The script cache was flushed (SCRIPT FLUSH, a restart, a failover):
-      // load it again and retry this check once, behind the load.
-      pending->retried = true;
+      // load it again and send the batch once more, behind the load.
+      batch->retried = true;
       redisAsyncCommand(context_, on_script_load_reply, nullptr, "SCRIPT LOAD %b",
                         kCheckScript.data(), kCheckScript.size());
       bump(counters_->script_loads);
-      if (send_check(pending)) {
+      if (send_batch(batch)) {
         return;
       }
     }
     log_error("check failed: " + escape_for_log(std::string_view(reply->str, reply->len)));
-    outcome.error = CheckError::redis_error;
-    complete(pending, outcome);
+    fail_batch(batch, CheckError::redis_error);
     return;
   }
-  verdicts_.resize(pending->zones);
-  if (!decode_check_reply(reply, pending->zones, verdicts_.data())) {
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != batch->zones * 4) {
     log_error("unexpected reply to the check script");
-    outcome.error = CheckError::bad_reply;
-    complete(pending, outcome);
+    fail_batch(batch, CheckError::bad_reply);
     return;
   }
-  outcome.decision = combine_verdicts(verdicts_.data(), pending->zones);
-  complete(pending, outcome);
+  size_t first_zone = 0;
+  for (PendingCheck* pending : batch->checks) {
+    const size_t zones = pending->zones;
+    if (pending->live) {
+      CheckOutcome outcome;
+      verdicts_.resize(zones);
+      if (decode_check_reply(reply, first_zone, zones, verdicts_.data())) {
+        outcome.decision = combine_verdicts(verdicts_.data(), zones);
+      } else {
+        outcome.error = CheckError::bad_reply;
+      }
+      complete(pending, outcome);
+    }
+    first_zone += zones;
+  }
+  release_batch(batch);
 }
 
 void RedisChecker::sweep_timeouts() {
@@ -584,9 +658,10 @@ void RedisChecker::shutdown() {
     PendingCheck* pending = live_head_;
     unlink(pending);
     pending->callback = nullptr;
-    if (!pending->in_flight) {
-      release(pending);
-    }
+  }
+  if (open_batch_ != nullptr) {
+    release_batch(open_batch_);
+    open_batch_ = nullptr;
   }
   state_ = State::idle;
   if (sentinel_) {
@@ -595,11 +670,12 @@ void RedisChecker::shutdown() {
   timeout_timer_->disarm();
   connect_timer_->disarm();
   reconnect_timer_->disarm();
+  flush_timer_->disarm();
   redisAsyncContext* context = context_;
   context_ = nullptr;
   if (context != nullptr) {
     context->data = nullptr;
-    redisAsyncFree(context);  // in-flight checks come back with NULL and are released
+    redisAsyncFree(context);  // batches in flight come back with NULL and are released
   }
 }
 

@@ -48,8 +48,9 @@ struct CheckOutcome {
 // Called once with the outcome, unless the check was cancelled first.
 using CheckCallback = void (*)(void* data, const CheckOutcome& outcome);
 
-// Decodes the check script's reply (4 integers per zone) into `verdicts`.
-bool decode_check_reply(const redisReply* reply, size_t zones, ZoneVerdict* verdicts);
+// Decodes `zones` verdicts of the check script's reply (4 integers per zone),
+// starting at zone `first_zone` of the reply, into `verdicts`.
+bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts);
 
 class RedisChecker {
  public:
@@ -65,9 +66,11 @@ class RedisChecker {
   // Starts connecting; checks made before the first connection is up wait for it.
   void start();
 
-  // Sends one EVALSHA for all `zones`. Returns the pending check, whose
-  // callback fires later; or nullptr when the outcome is known at once (Redis
-  // known to be down), written to `*immediate`, and the callback never fires.
+  // Checks one request's `zones`. The checks made in one turn of the event
+  // loop go to Redis together, as one EVALSHA, when the turn ends. Returns the
+  // pending check, whose callback fires later; or nullptr when the outcome is
+  // known at once (Redis known to be down), written to `*immediate`, and the
+  // callback never fires.
   PendingCheck* check(const ZoneRequest* zones, size_t count, CheckCallback callback, void* data,
                       CheckOutcome* immediate);
 
@@ -90,7 +93,8 @@ class RedisChecker {
 
   static void on_connect(const redisAsyncContext* context, int status);
   static void on_disconnect(const redisAsyncContext* context, int status);
-  static void on_check_reply(redisAsyncContext* context, void* reply, void* privdata);
+  struct Batch;
+  static void on_batch_reply(redisAsyncContext* context, void* reply, void* privdata);
   static void on_script_load_reply(redisAsyncContext* context, void* reply, void* privdata);
   static void on_handshake_reply(redisAsyncContext* context, void* reply, void* privdata);
 
@@ -106,13 +110,17 @@ class RedisChecker {
   void connection_lost(std::string_view reason);
   void schedule_reconnect();
   void sweep_timeouts();
-  void handle_check_reply(PendingCheck* pending, redisReply* reply);
-  bool send_check(PendingCheck* pending);
+  void handle_batch_reply(Batch* batch, redisReply* reply);
+  void add_to_batch(Batch* batch, const ZoneRequest* zones, size_t count);
+  bool format_batch(Batch* batch);
+  bool send_batch(Batch* batch);
+  void flush();
+  void fail_batch(Batch* batch, CheckError error);
   void complete(PendingCheck* pending, const CheckOutcome& outcome);
-  void release(PendingCheck* pending);
   void unlink(PendingCheck* pending);
   PendingCheck* acquire();
-  void format_command(PendingCheck* pending, const ZoneRequest* zones, size_t count);
+  Batch* acquire_batch();
+  void release_batch(Batch* batch);
   void log_error(std::string_view message);
 
   RedisConfig config_;
@@ -125,19 +133,27 @@ class RedisChecker {
   std::unique_ptr<Timer> timeout_timer_;
   std::unique_ptr<Timer> connect_timer_;
   std::unique_ptr<Timer> reconnect_timer_;
+  std::unique_ptr<Timer> flush_timer_;  // sends the open batch when the loop turn ends
   std::unique_ptr<SentinelClient> sentinel_;  // with sentinel=: where the master is
 
   // Checks waiting for their answer, in the order they were sent.
   PendingCheck* live_head_ = nullptr;
   PendingCheck* live_tail_ = nullptr;
   size_t live_count_ = 0;
-  std::vector<std::unique_ptr<PendingCheck>> all_;
-  std::vector<PendingCheck*> free_;  // reused: no allocation per check
   std::vector<PendingCheck*> expired_;
 
+  // Checks and batches are reused: a warm client allocates nothing per check
+  // (hiredis itself does, for the command and the reply).
+  static constexpr size_t kMaxBatchChecks = 64;
+  static constexpr size_t kMaxBatchZones = 256;
+  Batch* open_batch_ = nullptr;  // the checks of this loop turn
+  std::vector<std::unique_ptr<PendingCheck>> all_checks_;
+  std::vector<PendingCheck*> free_checks_;
+  std::vector<std::unique_ptr<Batch>> all_batches_;
+  std::vector<Batch*> free_batches_;
+
   // Scratch space reused by every command.
-  std::string text_;
-  std::vector<size_t> offsets_;
+  std::string counts_;
   std::vector<const char*> argv_;
   std::vector<size_t> argvlen_;
   std::vector<ZoneVerdict> verdicts_;

@@ -40,8 +40,9 @@ class BlockCacheDecisions : public ::testing::TestWithParam<Algorithm> {
   Decision check(const ZoneConfig& zone, const std::string& key, uint64_t cost, uint64_t now_us) {
     std::string redis_key;
     append_redis_key(redis_key, "decisions:", zone.name, key);
+    // A batch of one request (R = 1) of one zone (n = 1): see scripts.h.
     const std::vector<std::string> args = {
-        "EVALSHA", sha_, "1", redis_key, std::to_string(now_us),
+        "EVALSHA", sha_, "1", redis_key, std::to_string(now_us), "1", "1",
         std::to_string(static_cast<int>(zone.algorithm)), std::to_string(zone.limit),
         std::to_string(zone.window_ms), std::to_string(zone.burst), std::to_string(cost)};
     std::vector<const char*> argv;
@@ -53,7 +54,7 @@ class BlockCacheDecisions : public ::testing::TestWithParam<Algorithm> {
     auto* reply = static_cast<redisReply*>(
         redisCommandArgv(redis_, static_cast<int>(argv.size()), argv.data(), lens.data()));
     ZoneVerdict verdict;
-    EXPECT_TRUE(decode_check_reply(reply, 1, &verdict)) << (reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+    EXPECT_TRUE(decode_check_reply(reply, 0, 1, &verdict)) << (reply->type == REDIS_REPLY_ERROR ? reply->str : "");
     freeReplyObject(reply);
     return combine_verdicts(&verdict, 1);
   }

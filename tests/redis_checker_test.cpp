@@ -120,16 +120,19 @@ TEST_F(RedisCheckerTest, AllowsUpToTheLimitThenRejects) {
   EXPECT_GT(outcomes_.received[11].decision.reset_ms, 59000u);
 }
 
-TEST_F(RedisCheckerTest, ManyChecksShareOnePipelinedConnection) {
+TEST_F(RedisCheckerTest, ChecksOfOneLoopTurnGoAsOneBatchOnOneConnection) {
   auto checker = make_checker();
+  const uint64_t round_trips = checker->counters().round_trips.load();
   for (int i = 0; i < 50; i++) {
     ASSERT_NE(send(*checker, "client-b"), nullptr);
   }
   EXPECT_EQ(checker->pending_count(), 50u);
   wait_for(50);
-  EXPECT_EQ(outcomes_.allowed(), 10u);
-  EXPECT_EQ(outcomes_.rejected(), 40u);
-  EXPECT_EQ(checker->counters().round_trips.load(), 50u);
+  // In order: the first 10 pass, the next 40 see them and are rejected.
+  for (size_t i = 0; i < 50; i++) {
+    EXPECT_EQ(outcomes_.received[i].decision.allowed, i < 10) << i;
+  }
+  EXPECT_EQ(checker->counters().round_trips.load() - round_trips, 1u);
   EXPECT_EQ(checker->pending_count(), 0u);
   redisReply* clients = command(admin_.get(), "CLIENT LIST TYPE normal");
   ASSERT_EQ(clients->type, REDIS_REPLY_STRING);
@@ -314,6 +317,32 @@ TEST_F(RedisCheckerTest, UnixSocketWorks) {
   EXPECT_TRUE(outcomes_.received[0].decision.allowed);
 }
 
+TEST_F(RedisCheckerTest, BatchesAreCutAtTheirMaximumSize) {
+  auto checker = make_checker();
+  zone_.limit = 1000;
+  const uint64_t round_trips = checker->counters().round_trips.load();
+  for (int i = 0; i < 150; i++) {
+    ASSERT_NE(send(*checker, "client-m"), nullptr);
+  }
+  wait_for(150);
+  EXPECT_EQ(outcomes_.allowed(), 150u);
+  EXPECT_EQ(checker->counters().round_trips.load() - round_trips, 3u);  // 64 + 64 + 22
+  EXPECT_EQ(outcomes_.received.back().decision.remaining, 850u);
+}
+
+TEST_F(RedisCheckerTest, ACancelledCheckKeepsItsPlaceInTheBatch) {
+  auto checker = make_checker();
+  send(*checker, "client-n");
+  RedisChecker::PendingCheck* cancelled = send(*checker, "client-o");
+  send(*checker, "client-n");
+  checker->cancel(cancelled);
+  wait_for(2);
+  loop_.run_for(50);
+  ASSERT_EQ(outcomes_.received.size(), 2u);
+  EXPECT_EQ(outcomes_.received[0].decision.remaining, 9u);
+  EXPECT_EQ(outcomes_.received[1].decision.remaining, 8u);  // client-n's second, not client-o's
+}
+
 TEST(DecodeCheckReply, RejectsRepliesOfTheWrongShape) {
   redisReply integer{};
   integer.type = REDIS_REPLY_INTEGER;
@@ -324,14 +353,15 @@ TEST(DecodeCheckReply, RejectsRepliesOfTheWrongShape) {
   array.elements = 4;
   array.element = elements;
   ZoneVerdict verdicts[2];
-  EXPECT_TRUE(decode_check_reply(&array, 1, verdicts));
-  EXPECT_FALSE(decode_check_reply(&array, 2, verdicts));
+  EXPECT_TRUE(decode_check_reply(&array, 0, 1, verdicts));
+  EXPECT_FALSE(decode_check_reply(&array, 0, 2, verdicts));
+  EXPECT_FALSE(decode_check_reply(&array, 1, 1, verdicts));
   redisReply negative{};
   negative.type = REDIS_REPLY_INTEGER;
   negative.integer = -1;
   elements[2] = &negative;
-  EXPECT_FALSE(decode_check_reply(&array, 1, verdicts));
-  EXPECT_FALSE(decode_check_reply(nullptr, 1, verdicts));
+  EXPECT_FALSE(decode_check_reply(&array, 0, 1, verdicts));
+  EXPECT_FALSE(decode_check_reply(nullptr, 0, 1, verdicts));
 }
 
 }  // namespace
