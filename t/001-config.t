@@ -2,17 +2,14 @@
 # reject with the file, the line and a clear reason.
 
 use Test::Nginx::Socket;
+use lib 't';
+use RateGuard;
 
 repeat_each(1);
 plan tests => repeat_each() * (2 * blocks());
 no_shuffle();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    if (!defined $block->main_config) {
-        $block->set_value("main_config", "load_module $ENV{TEST_NGINX_RATE_GUARD_MODULE};");
-    }
-});
+load_module_in_every_block();
 
 run_tests();
 

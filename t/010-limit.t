@@ -3,30 +3,16 @@
 # counts in Redis of one block never reach another.
 
 use Test::Nginx::Socket;
-use IO::Socket::INET;
+use lib 't';
+use RateGuard;
 
 repeat_each(1);
 no_shuffle();
 
-# A listener that completes TCP handshakes but never answers: a Redis that
-# accepts the connection and then hangs.
-our $blackhole = IO::Socket::INET->new(Listen => 128, LocalAddr => '127.0.0.1',
-                                       LocalPort => 0, Proto => 'tcp')
-    or die "cannot listen: $!";
-$ENV{TEST_NGINX_BLACKHOLE_PORT} = $blackhole->sockport;
+listen_blackhole_port();
+listen_closed_port();
 
-# A loopback port with nothing behind it: a Redis that is down.
-my $closed = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                   LocalPort => 0, Proto => 'tcp') or die;
-$ENV{TEST_NGINX_CLOSED_PORT} = $closed->sockport;
-close $closed;
-
-add_block_preprocessor(sub {
-    my $block = shift;
-    if (!defined $block->main_config) {
-        $block->set_value("main_config", "load_module $ENV{TEST_NGINX_RATE_GUARD_MODULE};");
-    }
-});
+load_module_in_every_block();
 
 plan 'no_plan';
 run_tests();

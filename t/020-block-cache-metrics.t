@@ -2,22 +2,15 @@
 # and the Prometheus counters, compared with the requests each block sends.
 
 use Test::Nginx::Socket;
-use IO::Socket::INET;
+use lib 't';
+use RateGuard;
 
 repeat_each(1);
 no_shuffle();
 
-my $closed = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                   LocalPort => 0, Proto => 'tcp') or die;
-$ENV{TEST_NGINX_CLOSED_PORT} = $closed->sockport;
-close $closed;
+listen_closed_port();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    if (!defined $block->main_config) {
-        $block->set_value("main_config", "load_module $ENV{TEST_NGINX_RATE_GUARD_MODULE};");
-    }
-});
+load_module_in_every_block();
 
 plan 'no_plan';
 run_tests();

@@ -8,6 +8,8 @@
 # are, and every key carries a TTL. Every block uses a zone of its own.
 
 use Test::Nginx::Socket;
+use lib 't';
+use RateGuard;
 use Digest::SHA qw(sha256_hex);
 
 repeat_each(1);
@@ -24,12 +26,7 @@ our $BINb  = "a\"b\\c\x1b[31m\x01\x7f\xfe";
 our $UTF8  = "\xc3\xa9\xe6\x97\xa5\xe6\x9c\xac";                   # "é日本" in UTF-8
 our $UTF8b = "\xc3\xa9\xe6\x97\xa5\xe6\x9c\xad";
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    if (!defined $block->main_config) {
-        $block->set_value("main_config", "load_module $ENV{TEST_NGINX_RATE_GUARD_MODULE};");
-    }
-});
+load_module_in_every_block();
 
 plan 'no_plan';
 run_tests();

@@ -8,16 +8,13 @@
 # how many checks were made.
 
 use Test::Nginx::Socket;
+use lib 't';
+use RateGuard;
 
 repeat_each(1);
 no_shuffle();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    if (!defined $block->main_config) {
-        $block->set_value("main_config", "load_module $ENV{TEST_NGINX_RATE_GUARD_MODULE};");
-    }
-});
+load_module_in_every_block();
 
 plan 'no_plan';
 run_tests();

@@ -2,15 +2,14 @@
 # evaluated per request; a malformed value is logged and left to the fail policy.
 
 use Test::Nginx::Socket;
+use lib 't';
+use RateGuard;
 
 repeat_each(1);
 no_shuffle();
 
-add_block_preprocessor(sub {
+load_module_in_every_block(sub {
     my $block = shift;
-    if (!defined $block->main_config) {
-        $block->set_value("main_config", "load_module $ENV{TEST_NGINX_RATE_GUARD_MODULE};");
-    }
     if (!defined $block->http_config) {
         $block->set_value("http_config", <<"_EOC_");
     rate_guard_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
