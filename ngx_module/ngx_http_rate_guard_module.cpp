@@ -529,7 +529,7 @@ char* resolve_uses(ngx_conf_t* cf, ngx_array_t* array) {
       return static_cast<char*>(NGX_CONF_ERROR);
     }
     if (use.cost_value == nullptr) {
-      auto cost = rate_guard::cost_for_zone(*use.zone->config, use.cost);
+      auto cost = rate_guard::configured_cost_for_zone(*use.zone->config, use.cost);
       if (!cost) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "%*s in %V:%ui", cost.error().size(),
                       cost.error().data(), &use.file, use.line);

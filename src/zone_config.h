@@ -62,6 +62,11 @@ constexpr uint64_t kMaxSlidingLogCost = 1000;
 
 // `cost` unless it is too large for the zone's algorithm.
 Result<uint64_t> cost_for_zone(const ZoneConfig& zone, uint64_t cost);
+
+// A cost written in the configuration: as cost_for_zone, and refused when it
+// exceeds what the zone can ever let through (its limit, or burst for a token
+// bucket), which would reject every request of the location.
+Result<uint64_t> configured_cost_for_zone(const ZoneConfig& zone, uint64_t cost);
 Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options);
 
 constexpr uint64_t kMaxCost = 1000000;

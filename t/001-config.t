@@ -335,3 +335,18 @@ Content-Type: image/gif
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*cost 5000 is too large for zone "a" \(sliding_log records one entry per unit of cost: at most 1000\) in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 27: a cost above the zone's limit would reject every request
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $binary_remote_addr zone=a rate=3r/m;
+--- config
+    location = /t {
+        rate_guard zone=a cost=4;
+        empty_gif;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*cost 4 is larger than the limit 3 of zone "a": every request would be rejected in \S+nginx\.conf:\d+/

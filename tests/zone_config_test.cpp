@@ -685,5 +685,21 @@ TEST(RedisAddress, UnixPathWithANulIsRefused) {
   EXPECT_NE(config.error().find("invalid unix socket path"), std::string::npos) << config.error();
 }
 
+
+TEST(ZoneCost, AConfiguredCostAboveWhatTheZoneCanEverPassIsRefused) {
+  auto window = parse_zone_options(Args{"zone=w", "rate=3r/m"});
+  ASSERT_TRUE(window);
+  EXPECT_TRUE(configured_cost_for_zone(window.value(), 3));
+  auto big = configured_cost_for_zone(window.value(), 4);
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error(), "cost 4 is larger than the limit 3 of zone \"w\": every request would be rejected");
+  auto bucket = parse_zone_options(Args{"zone=b", "rate=100r/s", "algorithm=token_bucket", "burst=2"});
+  ASSERT_TRUE(bucket);
+  EXPECT_FALSE(configured_cost_for_zone(bucket.value(), 3));
+  auto tier = parse_zone_options(Args{"zone=t", "rate=$plan"});
+  ASSERT_TRUE(tier);
+  EXPECT_TRUE(configured_cost_for_zone(tier.value(), 1000));  // known per request only
+}
+
 }  // namespace
 }  // namespace rate_guard
