@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "block_cache.h"
+#include "log_throttle.h"
 #include "metrics.h"
 #include "ngx.hpp"
 #include "redis_checker.h"
@@ -30,7 +31,7 @@ using rate_guard::RedisChecker;
 // One `rate_guard_zone`.
 struct Zone {
   ngx_str_t name;
-  ngx_http_complex_value_t key;
+  ngx_http_complex_value_t* key;
   rate_guard::ZoneConfig* config;
   ngx_http_complex_value_t* rate;  // `rate=$var`, or nullptr
   rate_guard::RequestLimits limits;  // when the rate is not a variable
@@ -235,12 +236,8 @@ char* rate_guard_zone(ngx_conf_t* cf, ngx_command_t*, void* conf) {
   *zone = Zone{};
   zone->index = mcf->zones.nelts - 1;
   auto* value = static_cast<ngx_str_t*>(cf->args->elts);
-  ngx_http_compile_complex_value_t ccv;
-  ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-  ccv.cf = cf;
-  ccv.value = &value[1];
-  ccv.complex_value = &zone->key;
-  if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+  zone->key = compile_complex_value(cf, to_string_view(value[1]));
+  if (zone->key == nullptr) {
     return static_cast<char*>(NGX_CONF_ERROR);
   }
   zone->config = pool_new(cf->pool, std::move(parsed.value()));
@@ -710,11 +707,10 @@ void on_check_done(void* data, const CheckOutcome& outcome) {
 // A per-request rate or cost that is not one: logged (at most once a second
 // per worker, so a bad map cannot flood the log) and left to the fail policy.
 void log_bad_value(ngx_http_request_t* r, const std::string& error) {
-  static ngx_msec_t last_logged;
-  if (last_logged != 0 && ngx_current_msec - last_logged < 1000) {
+  static rate_guard::LogThrottle throttle;
+  if (!throttle.allow(ngx_current_msec)) {
     return;
   }
-  last_logged = ngx_current_msec;
   ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "rate_guard: %*s", error.size(), error.data());
 }
 
@@ -776,7 +772,7 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
   bool bad_value = false;
   for (size_t i = 0; i < total && !bad_value; i++) {
     ngx_str_t key;
-    if (ngx_http_complex_value(r, &uses[i].zone->key, &key) != NGX_OK) {
+    if (ngx_http_complex_value(r, uses[i].zone->key, &key) != NGX_OK) {
       return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
     if (key.len == 0) {

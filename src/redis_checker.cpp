@@ -19,7 +19,6 @@ namespace {
 // connection to a healthy Redis), then 100 ms doubling up to 1 s.
 constexpr uint64_t kFirstBackoffMs = 100;
 constexpr uint64_t kMaxBackoffMs = 1000;
-constexpr uint64_t kErrorLogIntervalMs = 1000;
 
 bool starts_with(const redisReply* reply, std::string_view prefix) {
   return reply->len >= prefix.size() && std::string_view(reply->str, prefix.size()) == prefix;
@@ -680,19 +679,14 @@ void RedisChecker::shutdown() {
 }
 
 void RedisChecker::log_error(std::string_view message) {
-  const uint64_t now = loop_.now_ms();
-  if (logged_any_error_ && now - last_error_log_ms_ < kErrorLogIntervalMs) {
-    suppressed_errors_++;
+  if (!error_log_.allow(loop_.now_ms())) {
     return;
   }
   std::string line = "rate_guard: " + std::string(message);
-  if (suppressed_errors_ > 0) {
-    line += " (" + std::to_string(suppressed_errors_) + " more errors since the last report)";
+  if (const uint64_t suppressed = error_log_.take_suppressed(); suppressed > 0) {
+    line += " (" + std::to_string(suppressed) + " more errors since the last report)";
   }
   loop_.log(LogLevel::error, line);
-  logged_any_error_ = true;
-  last_error_log_ms_ = now;
-  suppressed_errors_ = 0;
 }
 
 }  // namespace rate_guard

@@ -13,6 +13,7 @@
 
 #include "decision.h"
 #include "event_loop.h"
+#include "log_throttle.h"
 #include "metrics.h"
 #include "sentinel_client.h"
 #include "zone_config.h"
@@ -158,9 +159,7 @@ class RedisChecker {
   std::vector<size_t> argvlen_;
   std::vector<ZoneVerdict> verdicts_;
 
-  uint64_t last_error_log_ms_ = 0;
-  bool logged_any_error_ = false;
-  uint64_t suppressed_errors_ = 0;
+  LogThrottle error_log_;  // errors at most about once a second
 
   RedisCounters own_counters_;
   RedisCounters* counters_;
