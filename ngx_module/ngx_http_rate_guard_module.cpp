@@ -176,9 +176,11 @@ char* resolve_host(ngx_conf_t* cf, std::string& host, uint16_t port) {
 }
 
 char* resolve_redis_hosts(ngx_conf_t* cf, rate_guard::RedisConfig& config) {
-  for (rate_guard::RedisEndpoint& sentinel : config.sentinels) {
-    if (char* rv = resolve_host(cf, sentinel.host, sentinel.port); rv != NGX_CONF_OK) {
-      return rv;
+  for (auto* endpoints : {&config.sentinels, &config.cluster_nodes}) {
+    for (rate_guard::RedisEndpoint& endpoint : *endpoints) {
+      if (char* rv = resolve_host(cf, endpoint.host, endpoint.port); rv != NGX_CONF_OK) {
+        return rv;
+      }
     }
   }
   if (config.host.empty()) {

@@ -39,6 +39,20 @@ void append_number(std::string& out, uint64_t value) {
   out.append(buffer, result.ptr);
 }
 
+// With Cluster: a refresh of the slot map at most this often (a resharding
+// answers many MOVED at once), and a batch follows at most this many MOVED,
+// ASK or TRYAGAIN answers before the fail policy decides.
+constexpr uint64_t kMinRefreshIntervalMs = 100;
+constexpr uint8_t kMaxRedirects = 8;
+constexpr uint64_t kTryAgainDelayMs = 10;
+
+uint64_t backoff_ms(uint64_t failures) {
+  if (failures <= 1) {
+    return 0;
+  }
+  return std::min(kFirstBackoffMs << std::min<uint64_t>(failures - 2, 4), kMaxBackoffMs);
+}
+
 }  // namespace
 
 struct RedisChecker::PendingCheck {
@@ -47,25 +61,73 @@ struct RedisChecker::PendingCheck {
   uint64_t deadline_ms = 0;
   uint64_t sent_us = 0;  // for the latency histogram
   size_t zones = 0;
+  size_t parts_left = 0;  // batches (one per slot) whose answer is awaited
+  size_t batches = 0;     // batches holding it: released with the last one
+  std::vector<ZoneVerdict> verdicts;  // one per zone, filled part by part
   bool live = false;  // waiting for its outcome, in the live list
   PendingCheck* prev = nullptr;
   PendingCheck* next = nullptr;
 };
 
-// The checks of one event-loop turn, sent as one EVALSHA. A check stays in
-// its batch (and is released with it) even when it completes early, timed
-// out or cancelled: its zones still have their place in the reply.
+// The checks of one event-loop turn for one slot (for everything without
+// Cluster), sent as one EVALSHA. A check stays in its batch (and is released
+// with it) even when it completes early, timed out or cancelled: its zones
+// still have their place in the reply.
 struct RedisChecker::Batch {
   RedisChecker* owner = nullptr;
-  std::vector<PendingCheck*> checks;
+  uint16_t slot = 0;
+  struct Entry {
+    PendingCheck* check;
+    size_t zones;  // of this check in this batch
+  };
+  std::vector<Entry> entries;
+  std::vector<uint16_t> zone_index;  // of each zone of the batch, in its check
   size_t zones = 0;
   std::string keys;  // the KEYS, back to back
   std::vector<size_t> key_ends;
   std::string args;  // each check's zone count and zone arguments
   std::vector<size_t> arg_ends;
-  char* command = nullptr;  // formatted at flush, kept for a NOSCRIPT retry
+  uint64_t deadline_ms = 0;  // its first check's
+  char* command = nullptr;  // formatted when first sent, kept for resending
   size_t command_len = 0;
-  bool retried = false;
+  bool retried = false;  // NOSCRIPT answered once
+  uint8_t redirects = 0;
+  Node* node = nullptr;  // while in flight: where, in its list
+  Batch* prev = nullptr;
+  Batch* next = nullptr;
+};
+
+// A connection to one Redis server (the master, with Sentinel or Cluster).
+struct RedisChecker::Node {
+  RedisChecker* owner = nullptr;
+  RedisEndpoint endpoint;
+  std::string unix_path;
+  redisAsyncContext* context = nullptr;
+  State state = State::idle;
+  bool ever_connected = false;
+  uint64_t consecutive_failures = 0;
+  std::unique_ptr<Timer> connect_timer;
+  std::unique_ptr<Timer> reconnect_timer;
+  Batch* in_flight_head = nullptr;  // sent, not answered, oldest first
+  Batch* in_flight_tail = nullptr;
+  size_t slots = 0;      // with Cluster: how many it serves
+  bool retired = false;  // no slot left: freed once nothing is in flight
+
+  std::string address() const { return unix_path.empty() ? endpoint_text(endpoint) : "unix:" + unix_path; }
+
+  void link(Batch* batch) {
+    batch->node = this;
+    batch->next = nullptr;
+    batch->prev = in_flight_tail;
+    (in_flight_tail != nullptr ? in_flight_tail->next : in_flight_head) = batch;
+    in_flight_tail = batch;
+  }
+  void unlink(Batch* batch) {
+    (batch->prev != nullptr ? batch->prev->next : in_flight_head) = batch->next;
+    (batch->next != nullptr ? batch->next->prev : in_flight_tail) = batch->prev;
+    batch->prev = batch->next = nullptr;
+    batch->node = nullptr;
+  }
 };
 
 std::string_view check_error_name(CheckError error) {
@@ -102,19 +164,29 @@ bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones
 RedisChecker::RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* counters)
     : config_(std::move(config)), loop_(loop), counters_(counters != nullptr ? counters : &own_counters_) {
   timeout_timer_ = loop_.make_timer([this] { sweep_timeouts(); }, true);
-  connect_timer_ = loop_.make_timer(
-      [this] {
-        if (state_ == State::connecting) {
-          log_error("no connection ready within " + std::to_string(config_.connect_timeout_ms) + "ms");
-          drop_connection();
-        }
-      },
-      false);
-  reconnect_timer_ = loop_.make_timer([this] { connect(); }, false);
   flush_timer_ = loop_.make_timer([this] { flush(); }, true);
   if (!config_.sentinels.empty()) {
     sentinel_ = std::make_unique<SentinelClient>(config_, loop_,
                                                  [this](std::string_view message) { log_error(message); });
+  }
+  if (!config_.cluster_nodes.empty()) {
+    cluster_ = std::make_unique<ClusterTopology>(config_, loop_,
+                                                 [this](std::string_view message) { log_error(message); });
+    slot_owner_.assign(kClusterSlots, nullptr);
+    refresh_timer_ = loop_.make_timer([this] { refresh_slots(); }, false);
+    retire_timer_ = loop_.make_timer([this] { retire_unused_nodes(); }, false);
+    retry_timer_ = loop_.make_timer(
+        [this] {
+          std::vector<Batch*> batches;
+          batches.swap(retrying_);
+          for (Batch* batch : batches) {
+            route(batch);
+          }
+        },
+        true);
+  } else {
+    Node* node = add_node({config_.host, config_.port});
+    node->unix_path = config_.unix_path;
   }
 }
 
@@ -122,60 +194,117 @@ RedisChecker::~RedisChecker() {
   shutdown();
 }
 
-std::string RedisChecker::address() const {
-  if (!config_.unix_path.empty()) {
-    return "unix:" + config_.unix_path;
+// ---------------------------------------------------------------- connections
+
+RedisChecker::Node* RedisChecker::add_node(const RedisEndpoint& endpoint) {
+  nodes_.push_back(std::make_unique<Node>());
+  Node* node = nodes_.back().get();
+  node->owner = this;
+  node->endpoint = endpoint;
+  node->connect_timer = loop_.make_timer(
+      [this, node] {
+        if (node->state == State::connecting) {
+          log_error("no connection to Redis " + node->address() + " ready within " +
+                    std::to_string(config_.connect_timeout_ms) + "ms");
+          drop_connection(node);
+        }
+      },
+      false);
+  node->reconnect_timer = loop_.make_timer([this, node] { connect(node); }, false);
+  return node;
+}
+
+RedisChecker::Node* RedisChecker::node_at(const RedisEndpoint& endpoint) {
+  for (const auto& node : nodes_) {
+    if (node->endpoint == endpoint) {
+      return node.get();
+    }
   }
-  return config_.host + ":" + std::to_string(config_.port);
+  return nullptr;
+}
+
+bool RedisChecker::connected() const {
+  if (!cluster()) {
+    return nodes_[0]->state == State::ready;
+  }
+  if (!slots_known_) {
+    return false;
+  }
+  for (const auto& node : nodes_) {
+    if (node->slots > 0 && node->state != State::ready) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string RedisChecker::address() const {
+  std::string addresses;
+  for (const auto& node : nodes_) {
+    if (!cluster() || node->slots > 0) {
+      addresses += (addresses.empty() ? "" : ",") + node->address();
+    }
+  }
+  return addresses;
 }
 
 void RedisChecker::start() {
-  if (state_ == State::idle) {
+  if (cluster()) {
+    if (!slots_known_ && !cluster_->busy()) {
+      refresh_slots();  // the nodes connect once the slot map names them
+    }
+    return;
+  }
+  if (nodes_[0]->state == State::idle) {
     if (sentinel_) {
       sentinel_->watch([this](const RedisEndpoint& master) { master_switched(master); });
     }
-    connect();
+    connect(nodes_[0].get());
   }
 }
 
 // With Sentinel the master is asked for on every (re)connection: after a
-// connection loss it may have moved.
-void RedisChecker::connect() {
+// connection loss it may have moved. With Cluster a reconnection asks for
+// the slot map too: the master may have been replaced by a replica.
+void RedisChecker::connect(Node* node) {
+  if (cluster() && node->consecutive_failures > 0) {
+    refresh_slots();
+  }
   if (!sentinel_) {
-    connect_to_redis();
+    connect_to_redis(node);
     return;
   }
-  state_ = State::discovering;
-  sentinel_->discover([this](const RedisEndpoint* master) {
-    if (state_ != State::discovering) {
+  node->state = State::discovering;
+  sentinel_->discover([this, node](const RedisEndpoint* master) {
+    if (node->state != State::discovering) {
       return;
     }
     if (master == nullptr) {
       log_error("no sentinel told where master \"" + config_.master_name + "\" is");
-      schedule_reconnect();
+      schedule_reconnect(node);
       return;
     }
-    config_.host = master->host;
-    config_.port = master->port;
-    connect_to_redis();
+    node->endpoint = *master;
+    connect_to_redis(node);
   });
 }
 
 void RedisChecker::master_switched(const RedisEndpoint& master) {
   loop_.log(LogLevel::notice, "rate_guard: master \"" + config_.master_name + "\" switched to " +
                                   master.host + ":" + std::to_string(master.port));
-  if (state_ == State::ready || state_ == State::connecting) {
-    if (master.host == config_.host && master.port == config_.port) {
+  Node* node = nodes_[0].get();
+  if (node->state == State::ready || node->state == State::connecting) {
+    if (master == node->endpoint) {
       return;
     }
-    drop_connection();  // checks in flight fail now; the next connection asks again
+    drop_connection(node);  // checks in flight fail now; the next connection asks again
   }
 }
 
 void RedisChecker::on_role_reply(redisAsyncContext* context, void* reply_ptr, void*) {
-  auto* self = static_cast<RedisChecker*>(context->data);
+  auto* node = static_cast<Node*>(context->data);
   auto* reply = static_cast<redisReply*>(reply_ptr);
-  if (self == nullptr || reply == nullptr || context != self->context_) {
+  if (node == nullptr || reply == nullptr || context != node->context) {
     return;
   }
   if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
@@ -184,181 +313,340 @@ void RedisChecker::on_role_reply(redisAsyncContext* context, void* reply_ptr, vo
     return;
   }
   // A sentinel's answer can be stale during a failover: ask again.
-  self->log_error(self->address() + " is not the master of \"" + self->config_.master_name + "\"");
-  self->drop_connection();
+  RedisChecker* self = node->owner;
+  self->log_error(node->address() + " is not the master of \"" + self->config_.master_name + "\"");
+  self->drop_connection(node);
 }
 
-void RedisChecker::connect_to_redis() {
-  redisAsyncContext* context = config_.unix_path.empty()
-                                   ? redisAsyncConnect(config_.host.c_str(), config_.port)
-                                   : redisAsyncConnectUnix(config_.unix_path.c_str());
+void RedisChecker::connect_to_redis(Node* node) {
+  redisAsyncContext* context = node->unix_path.empty()
+                                   ? redisAsyncConnect(node->endpoint.host.c_str(), node->endpoint.port)
+                                   : redisAsyncConnectUnix(node->unix_path.c_str());
   if (context == nullptr) {
     log_error("cannot allocate a Redis connection");
-    schedule_reconnect();
+    schedule_reconnect(node);
     return;
   }
   if (context->err != 0) {
-    log_error(std::string("cannot connect: ") + context->errstr);
+    log_error("cannot connect to Redis " + node->address() + ": " + context->errstr);
     redisAsyncFree(context);
-    schedule_reconnect();
+    schedule_reconnect(node);
     return;
   }
-  context->data = this;
+  context->data = node;
   if (!loop_.attach(context)) {
     log_error("cannot attach the Redis connection to the event loop");
     redisAsyncFree(context);
-    schedule_reconnect();
+    schedule_reconnect(node);
     return;
   }
   redisAsyncSetConnectCallback(context, on_connect);
   redisAsyncSetDisconnectCallback(context, on_disconnect);
-  context_ = context;
-  state_ = State::connecting;
-  connect_timer_->arm(config_.connect_timeout_ms);
-  send_handshake();
+  node->context = context;
+  node->state = State::connecting;
+  node->connect_timer->arm(config_.connect_timeout_ms);
+  send_handshake(node);
 }
 
 // AUTH, SELECT and SCRIPT LOAD go first in the pipeline: checks sent right
 // after them are answered only once they are done.
-void RedisChecker::send_handshake() {
+void RedisChecker::send_handshake(Node* node) {
+  redisAsyncContext* context = node->context;
   if (!config_.password.empty()) {
     if (config_.username.empty()) {
-      redisAsyncCommand(context_, on_handshake_reply, const_cast<char*>("AUTH"), "AUTH %b",
+      redisAsyncCommand(context, on_handshake_reply, const_cast<char*>("AUTH"), "AUTH %b",
                         config_.password.data(), config_.password.size());
     } else {
-      redisAsyncCommand(context_, on_handshake_reply, const_cast<char*>("AUTH"), "AUTH %b %b",
+      redisAsyncCommand(context, on_handshake_reply, const_cast<char*>("AUTH"), "AUTH %b %b",
                         config_.username.data(), config_.username.size(), config_.password.data(),
                         config_.password.size());
     }
   }
   if (config_.db != 0) {
-    redisAsyncCommand(context_, on_handshake_reply, const_cast<char*>("SELECT"), "SELECT %u",
+    redisAsyncCommand(context, on_handshake_reply, const_cast<char*>("SELECT"), "SELECT %u",
                       static_cast<unsigned>(config_.db));
   }
   if (sentinel_) {
-    redisAsyncCommand(context_, on_role_reply, nullptr, "ROLE");
+    redisAsyncCommand(context, on_role_reply, nullptr, "ROLE");
   }
-  redisAsyncCommand(context_, on_script_load_reply, nullptr, "SCRIPT LOAD %b", kCheckScript.data(),
+  redisAsyncCommand(context, on_script_load_reply, nullptr, "SCRIPT LOAD %b", kCheckScript.data(),
                     kCheckScript.size());
   bump(counters_->script_loads);
 }
 
 void RedisChecker::on_connect(const redisAsyncContext* context, int status) {
-  auto* self = static_cast<RedisChecker*>(context->data);
-  if (self == nullptr || context != self->context_) {
+  auto* node = static_cast<Node*>(context->data);
+  if (node == nullptr || context != node->context) {
     return;
   }
   if (status != REDIS_OK) {
-    self->connection_lost(context->errstr);
+    node->owner->connection_lost(node, context->errstr);
   }
   // A TCP connection is not yet a working Redis (a paused or hung server
   // accepts connections, a server paused for writes answers SCRIPT LOAD):
   // the connection is up once a probe check is answered, see send_probe.
 }
 
-// The last step of the handshake: one check of a key of the module's own
-// (no zone's key can be "<prefix>probe", zone keys have a ':' after the
-// zone name), a write like every check. Until it is answered, checks are
+// The last step of the handshake: the script run for no request (no key, so
+// any node of a cluster runs it; still a script, so a server paused for
+// writes holds it as it holds checks). Until it is answered, checks are
 // decided at once.
-void RedisChecker::send_probe() {
+void RedisChecker::send_probe(Node* node) {
   if (script_sha_.empty()) {
-    handshake_answered();  // SCRIPT LOAD failed: the checks will tell
+    handshake_answered(node);  // SCRIPT LOAD failed: the checks will tell
     return;
   }
-  const std::string key = config_.prefix + "probe";
-  redisAsyncCommand(context_, on_probe_reply, nullptr, "EVALSHA %b 1 %b 0 1 1 %d 1000000000 1000 1000000000 1",
-                    script_sha_.data(), script_sha_.size(), key.data(), key.size(),
-                    static_cast<int>(Algorithm::fixed_window));
+  redisAsyncCommand(node->context, on_probe_reply, nullptr, "EVALSHA %b 0 0 0", script_sha_.data(),
+                    script_sha_.size());
 }
 
 void RedisChecker::on_probe_reply(redisAsyncContext* context, void* reply, void*) {
-  auto* self = static_cast<RedisChecker*>(context->data);
-  if (self != nullptr && reply != nullptr && context == self->context_) {
-    self->handshake_answered();
+  auto* node = static_cast<Node*>(context->data);
+  if (node != nullptr && reply != nullptr && context == node->context) {
+    node->owner->handshake_answered(node);
   }
 }
 
-void RedisChecker::handshake_answered() {
-  if (state_ != State::connecting) {
+void RedisChecker::handshake_answered(Node* node) {
+  if (node->state != State::connecting) {
     return;
   }
-  connect_timer_->disarm();
-  state_ = State::ready;
-  consecutive_failures_ = 0;
-  if (ever_connected_) {
-    loop_.log(LogLevel::notice, "rate_guard: reconnected to Redis " + address());
+  node->connect_timer->disarm();
+  node->state = State::ready;
+  node->consecutive_failures = 0;
+  if (node->ever_connected) {
+    loop_.log(LogLevel::notice, "rate_guard: reconnected to Redis " + node->address());
   }
-  ever_connected_ = true;
+  node->ever_connected = true;
 }
 
 void RedisChecker::on_disconnect(const redisAsyncContext* context, int status) {
-  auto* self = static_cast<RedisChecker*>(context->data);
-  if (self == nullptr || context != self->context_) {
+  auto* node = static_cast<Node*>(context->data);
+  if (node == nullptr || context != node->context) {
     return;  // a connection we dropped ourselves
   }
-  self->connection_lost(status == REDIS_OK ? "connection closed" : context->errstr);
+  node->owner->connection_lost(node, status == REDIS_OK ? "connection closed" : context->errstr);
 }
 
 void RedisChecker::on_handshake_reply(redisAsyncContext* context, void* reply_ptr, void* privdata) {
-  auto* self = static_cast<RedisChecker*>(context->data);
+  auto* node = static_cast<Node*>(context->data);
   auto* reply = static_cast<redisReply*>(reply_ptr);
-  if (self == nullptr || reply == nullptr || context != self->context_) {
+  if (node == nullptr || reply == nullptr || context != node->context) {
     return;
   }
   if (reply->type == REDIS_REPLY_ERROR) {
-    self->log_error(std::string(static_cast<const char*>(privdata)) + " failed: " +
-                    std::string(reply->str, reply->len));
-    self->drop_connection();
+    node->owner->log_error(std::string(static_cast<const char*>(privdata)) + " failed: " +
+                           std::string(reply->str, reply->len));
+    node->owner->drop_connection(node);
   }
 }
 
 void RedisChecker::on_script_load_reply(redisAsyncContext* context, void* reply_ptr, void*) {
-  auto* self = static_cast<RedisChecker*>(context->data);
+  auto* node = static_cast<Node*>(context->data);
   auto* reply = static_cast<redisReply*>(reply_ptr);
-  if (self == nullptr || reply == nullptr) {
+  if (node == nullptr || reply == nullptr) {
     return;
   }
+  RedisChecker* self = node->owner;
   if (reply->type == REDIS_REPLY_STRING) {
     self->script_sha_.assign(reply->str, reply->len);
   } else if (reply->type == REDIS_REPLY_ERROR) {
     self->log_error("SCRIPT LOAD failed: " + std::string(reply->str, reply->len));
   }
-  if (context == self->context_ && self->state_ == State::connecting) {
-    self->send_probe();
+  if (context == node->context && node->state == State::connecting) {
+    self->send_probe(node);
   }
 }
 
 // Our own decision to drop the connection: hiredis answers every command in
 // flight with a NULL reply, which fails its check.
-void RedisChecker::drop_connection() {
-  connect_timer_->disarm();
-  redisAsyncContext* context = context_;
-  context_ = nullptr;
+void RedisChecker::drop_connection(Node* node) {
+  node->connect_timer->disarm();
+  redisAsyncContext* context = node->context;
+  node->context = nullptr;
   if (context != nullptr) {
     redisAsyncFree(context);
   }
-  schedule_reconnect();
+  schedule_reconnect(node);
 }
 
 // hiredis lost the connection (or could not make it) and frees the context itself.
-void RedisChecker::connection_lost(std::string_view reason) {
-  connect_timer_->disarm();
-  context_ = nullptr;
-  log_error("connection to Redis " + address() + " lost: " + std::string(reason));
-  schedule_reconnect();
+void RedisChecker::connection_lost(Node* node, std::string_view reason) {
+  node->connect_timer->disarm();
+  node->context = nullptr;
+  log_error("connection to Redis " + node->address() + " lost: " + std::string(reason));
+  schedule_reconnect(node);
 }
 
-void RedisChecker::schedule_reconnect() {
-  state_ = State::waiting_to_reconnect;
-  consecutive_failures_++;
-  uint64_t delay_ms = 0;
-  if (consecutive_failures_ > 1) {
-    delay_ms = kFirstBackoffMs << std::min<uint64_t>(consecutive_failures_ - 2, 4);
-    delay_ms = std::min(delay_ms, kMaxBackoffMs);
-  }
+void RedisChecker::schedule_reconnect(Node* node) {
+  node->state = State::waiting_to_reconnect;
+  node->consecutive_failures++;
   bump(counters_->reconnects);
-  reconnect_timer_->arm(delay_ms);
+  if (node->retired) {
+    return;  // no slot left on it: nothing to reconnect for
+  }
+  node->reconnect_timer->arm(backoff_ms(node->consecutive_failures));
 }
+
+// Once a connection failed, checks are decided at once until it is up
+// again; only the very first connection is waited for.
+bool RedisChecker::usable(const Node* node) const {
+  return node != nullptr &&
+         (node->state == State::ready ||
+          (node->state == State::connecting && !node->ever_connected && node->consecutive_failures == 0));
+}
+
+// ------------------------------------------------------------------- Cluster
+
+void RedisChecker::refresh_slots() {
+  if (cluster_->busy()) {
+    refresh_again_ = true;
+    return;
+  }
+  const uint64_t now = loop_.now_ms();
+  if (last_refresh_ms_ != 0 && now < last_refresh_ms_ + kMinRefreshIntervalMs) {
+    if (!refresh_timer_->armed()) {
+      refresh_timer_->arm(last_refresh_ms_ + kMinRefreshIntervalMs - now);
+    }
+    return;
+  }
+  refresh_timer_->disarm();
+  last_refresh_ms_ = std::max<uint64_t>(now, 1);
+  // The masters known now first, then the configured nodes.
+  std::vector<RedisEndpoint> candidates;
+  for (const auto& node : nodes_) {
+    if (node->slots > 0) {
+      candidates.push_back(node->endpoint);
+    }
+  }
+  for (const RedisEndpoint& seed : config_.cluster_nodes) {
+    if (std::find(candidates.begin(), candidates.end(), seed) == candidates.end()) {
+      candidates.push_back(seed);
+    }
+  }
+  cluster_->discover(std::move(candidates), [this](const std::vector<SlotRange>* ranges) { slots_found(ranges); });
+}
+
+void RedisChecker::slots_found(const std::vector<SlotRange>* ranges) {
+  if (ranges == nullptr) {
+    refresh_failures_++;
+    log_error("no Redis Cluster node answered CLUSTER SLOTS");
+    if (!slots_known_) {
+      slots_failed_ = true;  // checks are decided at once until a map comes
+      std::vector<Batch*> parked;
+      parked.swap(parked_);
+      for (Batch* batch : parked) {
+        fail_batch(batch, CheckError::unavailable);
+      }
+    }
+    refresh_timer_->arm(std::max<uint64_t>(backoff_ms(refresh_failures_ + 1), kMinRefreshIntervalMs));
+    return;
+  }
+  refresh_failures_ = 0;
+  std::fill(slot_owner_.begin(), slot_owner_.end(), nullptr);
+  for (const auto& node : nodes_) {
+    node->slots = 0;
+  }
+  for (const SlotRange& range : *ranges) {
+    Node* node = node_at(range.master);
+    if (node == nullptr) {
+      node = add_node(range.master);
+    }
+    for (size_t slot = range.first; slot <= range.last; slot++) {
+      slot_owner_[slot] = node;
+    }
+    node->slots += range.last - range.first + 1u;
+  }
+  slots_known_ = true;
+  slots_failed_ = false;
+  for (const auto& node : nodes_) {
+    node->retired = node->slots == 0;
+    if (node->retired) {
+      node->reconnect_timer->disarm();
+    } else if (node->state == State::idle ||
+               (node->state == State::waiting_to_reconnect && !node->reconnect_timer->armed())) {
+      connect(node.get());
+    }
+  }
+  retire_timer_->arm(0);
+  std::vector<Batch*> parked;
+  parked.swap(parked_);
+  for (Batch* batch : parked) {
+    route(batch);
+  }
+  if (refresh_again_) {
+    refresh_again_ = false;
+    refresh_slots();
+  }
+}
+
+// Frees the nodes that serve no slot once nothing is in flight on them
+// (outside their own callbacks: this runs from a timer).
+void RedisChecker::retire_unused_nodes() {
+  for (size_t i = 0; i < nodes_.size();) {
+    Node* node = nodes_[i].get();
+    if (!node->retired || node->in_flight_head != nullptr) {
+      i++;
+      continue;
+    }
+    redisAsyncContext* context = node->context;
+    node->context = nullptr;
+    if (context != nullptr) {
+      context->data = nullptr;
+      redisAsyncFree(context);
+    }
+    nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+}
+
+// "MOVED <slot> <host>:<port>": the slot has a new master, for good (the
+// map is refreshed too). "ASK <slot> <host>:<port>": this once, during a
+// migration, behind ASKING.
+bool RedisChecker::follow_redirect(Batch* batch, const redisReply* reply) {
+  if (batch->redirects >= kMaxRedirects) {
+    return false;
+  }
+  const std::string_view text(reply->str, reply->len);
+  const bool moved = starts_with(reply, "MOVED ");
+  const size_t space = text.rfind(' ');
+  RedisEndpoint target;
+  if (space == std::string_view::npos || !parse_reply_endpoint(text.substr(space + 1), &target)) {
+    return false;
+  }
+  Node* node = node_at(target);
+  if (node == nullptr) {
+    node = add_node(target);
+  }
+  if (moved) {
+    Node*& owner = slot_owner_[batch->slot];
+    if (owner != node) {
+      if (owner != nullptr) {
+        owner->slots--;
+      }
+      owner = node;
+      node->slots++;
+    }
+    refresh_slots();
+  }
+  if (node->retired) {
+    node->retired = false;
+  }
+  if (node->state == State::idle) {
+    connect(node);
+  }
+  batch->redirects++;
+  return send_batch(batch, node, !moved);
+}
+
+void RedisChecker::retry_later(Batch* batch) {
+  batch->redirects++;
+  retrying_.push_back(batch);
+  if (!retry_timer_->armed()) {
+    retry_timer_->arm(kTryAgainDelayMs);
+  }
+}
+
+// ------------------------------------------------------------------- batches
 
 RedisChecker::PendingCheck* RedisChecker::acquire() {
   if (free_checks_.empty()) {
@@ -381,18 +669,20 @@ RedisChecker::Batch* RedisChecker::acquire_batch() {
   return batch;
 }
 
-// Gives back a batch and the checks in it that are no longer waiting; the
+// Gives back a batch and the checks in it that nothing holds any more; the
 // strings keep their capacity, so a warm client allocates nothing per check.
 void RedisChecker::release_batch(Batch* batch) {
-  for (PendingCheck* pending : batch->checks) {
-    if (pending->live) {
-      continue;  // cannot happen once the batch's reply was handled
+  for (const Batch::Entry& entry : batch->entries) {
+    PendingCheck* pending = entry.check;
+    if (--pending->batches > 0 || pending->live) {
+      continue;  // live: cannot happen once the last batch's reply was handled
     }
     pending->callback = nullptr;
     pending->data = nullptr;
     free_checks_.push_back(pending);
   }
-  batch->checks.clear();
+  batch->entries.clear();
+  batch->zone_index.clear();
   batch->zones = 0;
   batch->keys.clear();
   batch->key_ends.clear();
@@ -402,19 +692,46 @@ void RedisChecker::release_batch(Batch* batch) {
   batch->command = nullptr;
   batch->command_len = 0;
   batch->retried = false;
+  batch->redirects = 0;
   free_batches_.push_back(batch);
 }
 
-// Appends one check's keys and arguments to the open batch: copied now, since
-// the caller's memory (an nginx request) may be gone when the batch is sent.
-void RedisChecker::add_to_batch(Batch* batch, const ZoneRequest* zones, size_t count) {
-  for (size_t i = 0; i < count; i++) {
-    append_redis_key(batch->keys, config_.prefix, zones[i].zone->name, zones[i].key);
-    batch->key_ends.push_back(batch->keys.size());
+RedisChecker::Batch* RedisChecker::open_batch(uint16_t slot) {
+  for (Batch* batch : open_batches_) {
+    if (batch->slot == slot) {
+      return batch;
+    }
   }
-  append_number(batch->args, count);
+  Batch* batch = acquire_batch();
+  batch->slot = slot;
+  open_batches_.push_back(batch);
+  return batch;
+}
+
+// Appends the zones of one check that live in `slot` to `batch`: their keys
+// (built in keys_) and arguments, copied now since the caller's memory (an
+// nginx request) may be gone when the batch is sent.
+void RedisChecker::add_to_batch(Batch* batch, PendingCheck* pending, const ZoneRequest* zones,
+                                const uint16_t* zone_slots, size_t count, uint16_t slot) {
+  if (batch->entries.empty()) {
+    batch->deadline_ms = pending->deadline_ms;
+  }
+  size_t in_slot = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (zone_slots[i] == slot) {
+      const size_t begin = i == 0 ? 0 : key_ends_[i - 1];
+      batch->keys.append(keys_, begin, key_ends_[i] - begin);
+      batch->key_ends.push_back(batch->keys.size());
+      batch->zone_index.push_back(static_cast<uint16_t>(i));
+      in_slot++;
+    }
+  }
+  append_number(batch->args, in_slot);
   batch->arg_ends.push_back(batch->args.size());
   for (size_t i = 0; i < count; i++) {
+    if (zone_slots[i] != slot) {
+      continue;
+    }
     const RequestLimits& limits = zones[i].limits;
     for (uint64_t value : {static_cast<uint64_t>(zones[i].zone->algorithm), limits.limit,
                            limits.window_ms, limits.burst, zones[i].cost}) {
@@ -422,7 +739,10 @@ void RedisChecker::add_to_batch(Batch* batch, const ZoneRequest* zones, size_t c
       batch->arg_ends.push_back(batch->args.size());
     }
   }
-  batch->zones += count;
+  batch->zones += in_slot;
+  batch->entries.push_back({pending, in_slot});
+  pending->batches++;
+  pending->parts_left++;
 }
 
 // EVALSHA sha numkeys KEYS... 0 R ARGS... (EVAL with the script text before
@@ -440,7 +760,7 @@ bool RedisChecker::format_batch(Batch* batch) {
   counts_.clear();
   append_number(counts_, batch->zones);
   const size_t numkeys_end = counts_.size();
-  append_number(counts_, batch->checks.size());
+  append_number(counts_, batch->entries.size());
   add(counts_.data(), numkeys_end);
   size_t begin = 0;
   for (size_t end : batch->key_ends) {
@@ -464,35 +784,82 @@ bool RedisChecker::format_batch(Batch* batch) {
   return true;
 }
 
-bool RedisChecker::send_batch(Batch* batch) {
-  if (context_ == nullptr || batch->command == nullptr ||
-      redisAsyncFormattedCommand(context_, on_batch_reply, batch, batch->command, batch->command_len) != REDIS_OK) {
+bool RedisChecker::send_batch(Batch* batch, Node* node, bool asking) {
+  if (node->context == nullptr || batch->command == nullptr) {
     return false;
   }
+  if (asking) {
+    redisAsyncCommand(node->context, nullptr, nullptr, "ASKING");
+  }
+  if (redisAsyncFormattedCommand(node->context, on_batch_reply, batch, batch->command, batch->command_len) !=
+      REDIS_OK) {
+    return false;
+  }
+  node->link(batch);
   bump(counters_->round_trips);
   return true;
+}
+
+// Sends `batch` to the node serving its slot (the only node, without Cluster).
+void RedisChecker::route(Batch* batch) {
+  if (batch->command == nullptr && !format_batch(batch)) {
+    fail_batch(batch, CheckError::disconnected);
+    return;
+  }
+  Node* node = nodes_.empty() ? nullptr : nodes_[0].get();
+  if (cluster()) {
+    if (!slots_known_ && !slots_failed_) {
+      parked_.push_back(batch);  // sent when the first slot map comes
+      return;
+    }
+    node = slots_known_ ? slot_owner_[batch->slot] : nullptr;
+  }
+  if (node == nullptr || !send_batch(batch, node, false)) {
+    fail_batch(batch, CheckError::disconnected);
+  }
 }
 
 RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t count,
                                                 CheckCallback callback, void* data,
                                                 CheckOutcome* immediate) {
-  // Once a connection failed, checks are decided at once until one is up
-  // again; only the very first connection is waited for.
-  const bool usable = state_ == State::ready ||
-                      (state_ == State::connecting && !ever_connected_ && consecutive_failures_ == 0);
-  if (!usable || count == 0) {
+  if (count == 0) {
     immediate->error = CheckError::unavailable;
     return nullptr;
   }
-  if (open_batch_ == nullptr) {
-    open_batch_ = acquire_batch();
+  // The keys, and with Cluster the slot of each.
+  const KeyLayout layout = cluster() ? KeyLayout::hash_tagged : KeyLayout::plain;
+  keys_.clear();
+  key_ends_.clear();
+  zone_slots_.clear();
+  for (size_t i = 0; i < count; i++) {
+    const size_t begin = keys_.size();
+    append_redis_key(keys_, config_.prefix, zones[i].zone->name, zones[i].key, layout);
+    key_ends_.push_back(keys_.size());
+    zone_slots_.push_back(
+        cluster() ? cluster_key_slot(std::string_view(keys_).substr(begin, keys_.size() - begin)) : 0);
+  }
+  // Every connection the check needs must be usable, or the fail policy decides now.
+  for (size_t i = 0; i < count; i++) {
+    bool ok;
+    if (!cluster()) {
+      ok = usable(nodes_[0].get());
+    } else if (!slots_known_) {
+      ok = cluster_->busy() && !slots_failed_;  // the first slot map is on its way
+    } else {
+      ok = usable(slot_owner_[zone_slots_[i]]);
+    }
+    if (!ok) {
+      immediate->error = CheckError::unavailable;
+      return nullptr;
+    }
   }
   PendingCheck* pending = acquire();
-  add_to_batch(open_batch_, zones, count);
-  open_batch_->checks.push_back(pending);
   pending->callback = callback;
   pending->data = data;
   pending->zones = count;
+  pending->verdicts.resize(count);
+  pending->parts_left = 0;
+  pending->batches = 0;
   pending->deadline_ms = loop_.now_ms() + config_.timeout_ms;
   pending->sent_us = steady_now_us();
   pending->live = true;
@@ -504,10 +871,29 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
   if (!timeout_timer_->armed()) {
     timeout_timer_->arm(config_.timeout_ms);
   }
-  // Sent when this turn of the event loop ends, with every check it made.
-  if (open_batch_->checks.size() >= kMaxBatchChecks || open_batch_->zones >= kMaxBatchZones) {
-    flush();
-  } else if (!flush_timer_->armed()) {
+  // One part per slot (zones of different clients may live in different
+  // slots): each part is all-or-nothing in itself.
+  Batch* full[2] = {nullptr, nullptr};
+  size_t full_count = 0;
+  for (size_t i = 0; i < count; i++) {
+    const uint16_t slot = zone_slots_[i];
+    if (std::find(zone_slots_.begin(), zone_slots_.begin() + static_cast<std::ptrdiff_t>(i), slot) !=
+        zone_slots_.begin() + static_cast<std::ptrdiff_t>(i)) {
+      continue;  // this slot's part is made
+    }
+    Batch* batch = open_batch(slot);
+    add_to_batch(batch, pending, zones, zone_slots_.data(), count, slot);
+    if ((batch->entries.size() >= kMaxBatchChecks || batch->zones >= kMaxBatchZones) && full_count < 2) {
+      full[full_count++] = batch;
+    }
+  }
+  // Sent when this turn of the event loop ends, with every check it made
+  // (a full batch at once).
+  for (size_t i = 0; i < full_count; i++) {
+    open_batches_.erase(std::find(open_batches_.begin(), open_batches_.end(), full[i]));
+    route(full[i]);
+  }
+  if (!open_batches_.empty() && !flush_timer_->armed()) {
     flush_timer_->arm(0);
   }
   return pending;
@@ -515,13 +901,14 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
 
 void RedisChecker::flush() {
   flush_timer_->disarm();
-  Batch* batch = open_batch_;
-  open_batch_ = nullptr;
-  if (batch == nullptr) {
-    return;
+  std::vector<Batch*> batches;
+  batches.swap(open_batches_);
+  for (Batch* batch : batches) {
+    route(batch);
   }
-  if (!format_batch(batch) || !send_batch(batch)) {
-    fail_batch(batch, CheckError::disconnected);
+  batches.clear();
+  if (open_batches_.empty()) {
+    open_batches_.swap(batches);  // keeps the capacity
   }
 }
 
@@ -529,9 +916,9 @@ void RedisChecker::flush() {
 void RedisChecker::fail_batch(Batch* batch, CheckError error) {
   CheckOutcome outcome;
   outcome.error = error;
-  for (PendingCheck* pending : batch->checks) {
-    if (pending->live) {
-      complete(pending, outcome);
+  for (const Batch::Entry& entry : batch->entries) {
+    if (entry.check->live) {
+      complete(entry.check, outcome);
     }
   }
   release_batch(batch);
@@ -542,7 +929,7 @@ void RedisChecker::cancel(PendingCheck* pending) {
     return;
   }
   unlink(pending);
-  pending->callback = nullptr;  // released with its batch
+  pending->callback = nullptr;  // released with its last batch
 }
 
 void RedisChecker::unlink(PendingCheck* pending) {
@@ -576,20 +963,39 @@ void RedisChecker::on_batch_reply(redisAsyncContext*, void* reply, void* privdat
 }
 
 void RedisChecker::handle_batch_reply(Batch* batch, redisReply* reply) {
+  Node* node = batch->node;
+  if (node != nullptr) {
+    node->unlink(batch);
+    if (node->retired && node->in_flight_head == nullptr) {
+      retire_timer_->arm(0);
+    }
+  }
   if (reply == nullptr) {
     fail_batch(batch, CheckError::disconnected);
     return;
   }
   if (reply->type == REDIS_REPLY_ERROR) {
-    if (starts_with(reply, "NOSCRIPT") && !batch->retried && context_ != nullptr) {
+    if (starts_with(reply, "NOSCRIPT") && !batch->retried && node != nullptr && node->context != nullptr) {
       // The script cache was flushed (SCRIPT FLUSH, a restart, a failover):
       // load it again and send the batch once more, behind the load.
       batch->retried = true;
-      redisAsyncCommand(context_, on_script_load_reply, nullptr, "SCRIPT LOAD %b",
-                        kCheckScript.data(), kCheckScript.size());
+      redisAsyncCommand(node->context, on_script_load_reply, nullptr, "SCRIPT LOAD %b", kCheckScript.data(),
+                        kCheckScript.size());
       bump(counters_->script_loads);
-      if (send_batch(batch)) {
+      if (send_batch(batch, node, false)) {
         return;
+      }
+    }
+    if (cluster()) {
+      if ((starts_with(reply, "MOVED ") || starts_with(reply, "ASK ")) && follow_redirect(batch, reply)) {
+        return;
+      }
+      if (starts_with(reply, "TRYAGAIN") && batch->redirects < kMaxRedirects) {
+        retry_later(batch);  // keys half migrated: in a moment they are in one place
+        return;
+      }
+      if (starts_with(reply, "CLUSTERDOWN") || starts_with(reply, "MOVED ") || starts_with(reply, "ASK ")) {
+        refresh_slots();
       }
     }
     log_error("check failed: " + escape_for_log(std::string_view(reply->str, reply->len)));
@@ -602,19 +1008,26 @@ void RedisChecker::handle_batch_reply(Batch* batch, redisReply* reply) {
     return;
   }
   size_t first_zone = 0;
-  for (PendingCheck* pending : batch->checks) {
-    const size_t zones = pending->zones;
+  for (const Batch::Entry& entry : batch->entries) {
+    PendingCheck* pending = entry.check;
     if (pending->live) {
-      CheckOutcome outcome;
-      verdicts_.resize(zones);
-      if (decode_check_reply(reply, first_zone, zones, verdicts_.data())) {
-        outcome.decision = combine_verdicts(verdicts_.data(), zones);
-      } else {
+      verdicts_.resize(entry.zones);
+      if (!decode_check_reply(reply, first_zone, entry.zones, verdicts_.data())) {
+        CheckOutcome outcome;
         outcome.error = CheckError::bad_reply;
+        complete(pending, outcome);
+      } else {
+        for (size_t i = 0; i < entry.zones; i++) {
+          pending->verdicts[batch->zone_index[first_zone + i]] = verdicts_[i];
+        }
+        if (--pending->parts_left == 0) {
+          CheckOutcome outcome;
+          outcome.decision = combine_verdicts(pending->verdicts.data(), pending->zones);
+          complete(pending, outcome);
+        }
       }
-      complete(pending, outcome);
     }
-    first_zone += zones;
+    first_zone += entry.zones;
   }
   release_batch(batch);
 }
@@ -645,11 +1058,19 @@ void RedisChecker::sweep_timeouts() {
     }
   }
   // A Redis that accepts commands but does not answer them in time is treated
-  // as down: the remaining checks fail now, the next ones are decided at once
-  // until a fresh connection is up.
-  log_error("Redis " + address() + " did not answer within " + std::to_string(config_.timeout_ms) +
-            "ms; reconnecting");
-  drop_connection();
+  // as down: the remaining checks on it fail now, the next ones are decided
+  // at once until a fresh connection is up.
+  for (const auto& node : nodes_) {
+    bool late = false;
+    for (Batch* batch = node->in_flight_head; batch != nullptr && !late; batch = batch->next) {
+      late = batch->deadline_ms <= now;
+    }
+    if (late) {
+      log_error("Redis " + node->address() + " did not answer within " + std::to_string(config_.timeout_ms) +
+                "ms; reconnecting");
+      drop_connection(node.get());
+    }
+  }
 }
 
 void RedisChecker::shutdown() {
@@ -658,23 +1079,34 @@ void RedisChecker::shutdown() {
     unlink(pending);
     pending->callback = nullptr;
   }
-  if (open_batch_ != nullptr) {
-    release_batch(open_batch_);
-    open_batch_ = nullptr;
+  for (std::vector<Batch*>* waiting : {&open_batches_, &parked_, &retrying_}) {
+    std::vector<Batch*> batches;
+    batches.swap(*waiting);
+    for (Batch* batch : batches) {
+      release_batch(batch);
+    }
   }
-  state_ = State::idle;
   if (sentinel_) {
     sentinel_->shutdown();
   }
+  if (cluster_) {
+    cluster_->shutdown();
+    for (Timer* timer : {refresh_timer_.get(), retire_timer_.get(), retry_timer_.get()}) {
+      timer->disarm();
+    }
+  }
   timeout_timer_->disarm();
-  connect_timer_->disarm();
-  reconnect_timer_->disarm();
   flush_timer_->disarm();
-  redisAsyncContext* context = context_;
-  context_ = nullptr;
-  if (context != nullptr) {
-    context->data = nullptr;
-    redisAsyncFree(context);  // batches in flight come back with NULL and are released
+  for (const auto& node : nodes_) {
+    node->state = State::idle;
+    node->connect_timer->disarm();
+    node->reconnect_timer->disarm();
+    redisAsyncContext* context = node->context;
+    node->context = nullptr;
+    if (context != nullptr) {
+      context->data = nullptr;
+      redisAsyncFree(context);  // batches in flight come back with NULL and are released
+    }
   }
 }
 

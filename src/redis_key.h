@@ -15,12 +15,23 @@ constexpr size_t kMaxRawKeyBytes = 64;
 
 std::array<uint8_t, 32> sha256(std::string_view data);
 
-// Appends "<prefix><zone>:<client_key>" to `out`; a client key longer than
-// kMaxRawKeyBytes is written as "sha256:<64 hex digits>" instead (71 bytes, so
-// no raw key can take that form). Binary bytes are kept as they are: Redis
-// arguments are length-prefixed.
+// Where a client key stands in its Redis key. With Redis Cluster it is a hash
+// tag, "<prefix><zone>:{<client_key>}", so that the zones of one client share
+// a slot and one script call checks them all.
+enum class KeyLayout : uint8_t { plain, hash_tagged };
+
+// Appends "<prefix><zone>:<client_key>" (or the hash-tagged form) to `out`; a
+// client key longer than kMaxRawKeyBytes is written as "sha256:<64 hex
+// digits>" instead (71 bytes, so no raw key can take that form). Binary bytes
+// are kept as they are: Redis arguments are length-prefixed.
 void append_redis_key(std::string& out, std::string_view prefix, std::string_view zone,
-                      std::string_view client_key);
+                      std::string_view client_key, KeyLayout layout = KeyLayout::plain);
+
+// Redis Cluster's key slot: CRC16 of the key's hash tag (or of the whole key
+// without one) modulo 16384, as CLUSTER KEYSLOT computes it.
+constexpr uint16_t kClusterSlots = 16384;
+uint16_t crc16_xmodem(std::string_view data);
+uint16_t cluster_key_slot(std::string_view key);
 
 // Printable ASCII is kept except '"' and '\\'; every other byte becomes \xHH.
 // Output longer than `max_bytes` of input is cut and ends with "...".

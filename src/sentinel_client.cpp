@@ -3,27 +3,11 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#include <charconv>
-
 namespace rate_guard {
 
 namespace {
 
 constexpr uint64_t kResubscribeDelayMs = 1000;
-
-std::string endpoint_text(const RedisEndpoint& e) {
-  return e.host + ":" + std::to_string(e.port);
-}
-
-bool parse_port(std::string_view text, uint16_t* port) {
-  unsigned value = 0;
-  auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (result.ec != std::errc() || result.ptr != text.data() + text.size() || value == 0 || value > 65535) {
-    return false;
-  }
-  *port = static_cast<uint16_t>(value);
-  return true;
-}
 
 }  // namespace
 
@@ -160,7 +144,7 @@ void SentinelClient::on_master_reply(redisAsyncContext* context, void* reply_ptr
   const bool known = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
                      reply->element[0]->type == REDIS_REPLY_STRING &&
                      reply->element[1]->type == REDIS_REPLY_STRING &&
-                     parse_port(std::string_view(reply->element[1]->str, reply->element[1]->len), &master.port);
+                     parse_reply_port(std::string_view(reply->element[1]->str, reply->element[1]->len), &master.port);
   if (!known) {
     self->log_error_("sentinel " + endpoint_text(self->config_.sentinels[self->asking_]) +
                      " does not know master \"" + self->config_.master_name + "\"");
@@ -211,7 +195,7 @@ void SentinelClient::on_switch_message(redisAsyncContext* context, void* reply_p
     payload = space == std::string_view::npos ? std::string_view() : payload.substr(space + 1);
   }
   RedisEndpoint master;
-  if (fields[0] != self->config_.master_name || !parse_port(fields[4], &master.port)) {
+  if (fields[0] != self->config_.master_name || !parse_reply_port(fields[4], &master.port)) {
     return;
   }
   master.host = std::string(fields[3]);

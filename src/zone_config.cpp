@@ -455,6 +455,52 @@ Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options) {
   return Result<ZoneUse>::success(std::move(use));
 }
 
+// "NAME=HOST[:PORT][,HOST[:PORT]...]" from `offset` on, into `endpoints`.
+Result<bool> parse_endpoint_list(std::string_view arg, size_t offset, uint16_t default_port,
+                                 std::string_view what, std::vector<RedisEndpoint>* endpoints) {
+  std::string_view list = arg.substr(offset);
+  while (true) {
+    const size_t comma = list.find(',');
+    const std::string_view item = list.substr(0, comma);
+    RedisConfig parsed;
+    Result<bool> address = parse_redis_address(item, &parsed);
+    if (!address || !parsed.unix_path.empty()) {
+      return fail<bool>(address ? std::string(what) + " needs a host:port in " + quoted(arg) : address.error());
+    }
+    if (item.back() == ']' || item.find(':') == std::string_view::npos) {
+      parsed.port = default_port;  // no port given
+    }
+    endpoints->push_back({parsed.host, parsed.port});
+    if (comma == std::string_view::npos) {
+      return Result<bool>::success(true);
+    }
+    list = list.substr(comma + 1);
+  }
+}
+
+std::string endpoint_text(const RedisEndpoint& endpoint) {
+  const bool v6 = endpoint.host.find(':') != std::string::npos;
+  return (v6 ? "[" + endpoint.host + "]" : endpoint.host) + ":" + std::to_string(endpoint.port);
+}
+
+bool parse_reply_port(std::string_view text, uint16_t* port) {
+  uint64_t value = 0;
+  if (detail::scan_number(text, 1, 65535, &value) != detail::Scan::ok) {
+    return false;
+  }
+  *port = static_cast<uint16_t>(value);
+  return true;
+}
+
+bool parse_reply_endpoint(std::string_view text, RedisEndpoint* endpoint) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || !parse_reply_port(text.substr(colon + 1), &endpoint->port)) {
+    return false;
+  }
+  endpoint->host.assign(text.substr(0, colon));
+  return true;
+}
+
 Result<RedisConfig> parse_redis_config(const std::vector<std::string_view>& args) {
   if (args.empty()) {
     return fail<RedisConfig>("missing Redis address");
@@ -462,26 +508,18 @@ Result<RedisConfig> parse_redis_config(const std::vector<std::string_view>& args
 
   RedisConfig config;
   constexpr std::string_view kSentinel = "sentinel=";
+  constexpr std::string_view kCluster = "cluster=";
   if (args[0].substr(0, kSentinel.size()) == kSentinel) {
-    // sentinel=HOST:PORT[,HOST:PORT...]: the master is asked of them.
-    std::string_view list = args[0].substr(kSentinel.size());
-    while (true) {
-      const size_t comma = list.find(',');
-      RedisConfig sentinel;
-      Result<bool> address = parse_redis_address(list.substr(0, comma), &sentinel);
-      if (!address || !sentinel.unix_path.empty()) {
-        return fail<RedisConfig>(address ? "a sentinel needs a host:port in " + quoted(args[0])
-                                         : address.error());
-      }
-      const std::string_view item = list.substr(0, comma);
-      if (item.back() == ']' || item.find(':') == std::string_view::npos) {
-        sentinel.port = kDefaultSentinelPort;  // no port given
-      }
-      config.sentinels.push_back({sentinel.host, sentinel.port});
-      if (comma == std::string_view::npos) {
-        break;
-      }
-      list = list.substr(comma + 1);
+    Result<bool> list = parse_endpoint_list(args[0], kSentinel.size(), kDefaultSentinelPort, "a sentinel",
+                                            &config.sentinels);
+    if (!list) {
+      return fail<RedisConfig>(list.error());
+    }
+  } else if (args[0].substr(0, kCluster.size()) == kCluster) {
+    Result<bool> list = parse_endpoint_list(args[0], kCluster.size(), kDefaultRedisPort, "a cluster node",
+                                            &config.cluster_nodes);
+    if (!list) {
+      return fail<RedisConfig>(list.error());
     }
   } else {
     Result<bool> address = parse_redis_address(args[0], &config);
@@ -580,6 +618,15 @@ Result<RedisConfig> parse_redis_config(const std::vector<std::string_view>& args
   }
   if (!config.sentinels.empty() && !have_master) {
     return fail<RedisConfig>("\"sentinel=\" needs \"master=\"");
+  }
+  if (!config.cluster_nodes.empty()) {
+    if (config.db != 0) {
+      return fail<RedisConfig>("Redis Cluster has only database 0: \"db=\" cannot be used with \"cluster=\"");
+    }
+    if (config.prefix.find_first_of("{}") != std::string::npos) {
+      // The client key is the hash tag; a brace in the prefix would take its place.
+      return fail<RedisConfig>("with \"cluster=\" the prefix cannot contain '{' or '}': " + quoted(config.prefix));
+    }
   }
   return Result<RedisConfig>::success(std::move(config));
 }

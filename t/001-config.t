@@ -350,3 +350,24 @@ qr/\[emerg\] .*cost 5000 is too large for zone "a" \(sliding_log records one ent
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*cost 4 is larger than the limit 3 of zone "a": every request would be rejected in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 28: Redis Cluster has only database 0
+--- http_config
+    rate_guard_redis cluster=127.0.0.1:$TEST_NGINX_REDIS_PORT db=2;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*Redis Cluster has only database 0: "db=" cannot be used with "cluster=" in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 29: with Redis Cluster the client key is the hash tag: no brace in the prefix
+--- http_config
+    rate_guard_redis cluster=127.0.0.1:$TEST_NGINX_REDIS_PORT "prefix={rl}:";
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*with "cluster=" the prefix cannot contain '\{' or '\}': "\{rl\}:" in \S+nginx\.conf:\d+/
+

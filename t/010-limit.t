@@ -400,7 +400,7 @@ GET /t
 --- response_headers
 X-Status: ERROR
 --- error_log eval
-qr/\[error\] .*rate_guard: (Redis 127\.0\.0\.1:\d+ did not answer within 100ms|no connection ready within 100ms)/
+qr/\[error\] .*rate_guard: (Redis 127\.0\.0\.1:\d+ did not answer within 100ms|no connection to Redis 127\.0\.0\.1:\d+ ready within 100ms)/
 --- timeout: 3
 
 

@@ -552,3 +552,23 @@ qr/\[emerg\] .*cost 1000000 is too large for zone "t040_log_cost" .* in \S+nginx
  "X-Status: PASSED\nX-RateLimit-Limit: 1000000000"]
 --- response_headers_like eval
 ["", "X-RateLimit-Remaining: 99999(8|9)000"]
+
+
+
+=== TEST 18: a Redis without cluster support named in cluster=: a clear error, the fail policy decides
+--- http_config
+    rate_guard_redis cluster=127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=100ms connect_timeout=100ms;
+    rate_guard_zone $binary_remote_addr zone=a rate=5r/s;
+--- config
+    location = /t {
+        rate_guard zone=a;
+        add_header X-Status $rate_guard_status always;
+        empty_gif;
+    }
+--- request
+GET /t
+--- error_code: 200
+--- response_headers
+X-Status: ERROR
+--- error_log eval
+qr/\[error\] .*rate_guard: cluster node 127\.0\.0\.1:\d+: ERR This instance has cluster support disabled/

@@ -143,6 +143,61 @@ TEST(RedisKey, DigestOfBinaryKeyIsLowercaseHexOfSha256) {
   EXPECT_EQ(key, "z:sha256:40aff2e9d2d8922e47afd4648e6967497158785fbd1da870e7110266bf944880");
 }
 
+// ------------------------------------------------- Redis Cluster: hash tags, slots
+
+TEST(RedisKey, HashTaggedLayoutPutsTheClientKeyInBraces) {
+  std::string key;
+  append_redis_key(key, "rate_guard:", "api", "203.0.113.7", KeyLayout::hash_tagged);
+  EXPECT_EQ(key, "rate_guard:api:{203.0.113.7}");
+}
+
+TEST(RedisKey, HashTaggedDigestStaysInsideTheBraces) {
+  std::string key;
+  append_redis_key(key, "p:", "z", std::string(65, 'x'), KeyLayout::hash_tagged);
+  EXPECT_EQ(key, "p:z:{sha256:9537c5fdf120482f7d58d25e9ed583f52c02b4e304ea814db1633ad565aed7e9}");
+}
+
+TEST(RedisKey, OneClientsZonesShareASlotWhateverTheZone) {
+  for (std::string_view client :
+       std::initializer_list<std::string_view>{"203.0.113.7", "k", "a}b", "{x}", std::string_view("\0\xff", 2)}) {
+    std::string first;
+    std::string second;
+    append_redis_key(first, "rate_guard:", "per_second", client, KeyLayout::hash_tagged);
+    append_redis_key(second, "rate_guard:", "per_day_zone", client, KeyLayout::hash_tagged);
+    EXPECT_EQ(cluster_key_slot(first), cluster_key_slot(second)) << client;
+  }
+}
+
+TEST(ClusterKeySlot, Crc16IsXmodem) {
+  EXPECT_EQ(crc16_xmodem("123456789"), 0x31C3);  // the standard check value
+  EXPECT_EQ(crc16_xmodem(""), 0);
+}
+
+// Values CLUSTER KEYSLOT answers (Redis documentation, cluster spec).
+TEST(ClusterKeySlot, MatchesRedis) {
+  EXPECT_EQ(cluster_key_slot("somekey"), 11058);
+  EXPECT_EQ(cluster_key_slot("foo{hash_tag}"), 2515);
+  EXPECT_EQ(cluster_key_slot("foo{hash_tag}"), cluster_key_slot("hash_tag"));
+}
+
+TEST(ClusterKeySlot, HashTagRules) {
+  // Only the first '{' and the first '}' after it count.
+  EXPECT_EQ(cluster_key_slot("{user1000}.following"), cluster_key_slot("{user1000}.followers"));
+  EXPECT_EQ(cluster_key_slot("foo{{bar}}zap"), cluster_key_slot("{bar"));
+  EXPECT_EQ(cluster_key_slot("foo{bar}{zap}"), cluster_key_slot("bar"));
+  // An empty tag or no closing brace: the whole key is hashed.
+  EXPECT_EQ(cluster_key_slot("foo{}{bar}"), crc16_xmodem("foo{}{bar}") % kClusterSlots);
+  EXPECT_EQ(cluster_key_slot("foo{bar"), crc16_xmodem("foo{bar") % kClusterSlots);
+}
+
+TEST(ClusterKeySlot, AlwaysBelow16384) {
+  std::string key;
+  for (int i = 0; i < 100000; ++i) {
+    key = std::to_string(i * 7919);
+    EXPECT_LT(cluster_key_slot(key), kClusterSlots);
+  }
+}
+
 // ------------------------------------------------------------- escape_for_log
 
 TEST(EscapeForLog, PrintableAsciiIsKept) {

@@ -664,6 +664,52 @@ TEST(RedisSentinelConfig, BadSentinelAddressesAreRefused) {
 }
 
 
+// ---- Redis Cluster -------------------------------------------------------
+
+TEST(RedisClusterConfig, SeedNodes) {
+  auto config = parse_redis_config(Args{"cluster=10.0.0.1:7000,10.0.0.2,[::1]:7002", "password=p",
+                                        "timeout=20ms"});
+  ASSERT_TRUE(config) << config.error();
+  ASSERT_EQ(config.value().cluster_nodes.size(), 3u);
+  EXPECT_EQ(config.value().cluster_nodes[0].host, "10.0.0.1");
+  EXPECT_EQ(config.value().cluster_nodes[0].port, 7000);
+  EXPECT_EQ(config.value().cluster_nodes[1].port, 6379);
+  EXPECT_EQ(config.value().cluster_nodes[2].host, "::1");
+  EXPECT_EQ(config.value().cluster_nodes[2].port, 7002);
+  EXPECT_EQ(config.value().password, "p");
+  EXPECT_EQ(config.value().timeout_ms, 20u);
+  EXPECT_TRUE(config.value().sentinels.empty());
+  EXPECT_TRUE(config.value().host.empty());
+}
+
+TEST(RedisClusterConfig, OnlyDatabaseZero) {
+  EXPECT_TRUE(parse_redis_config(Args{"cluster=10.0.0.1:7000", "db=0"}));
+  auto config = parse_redis_config(Args{"cluster=10.0.0.1:7000", "db=1"});
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error(), "Redis Cluster has only database 0: \"db=\" cannot be used with \"cluster=\"");
+}
+
+TEST(RedisClusterConfig, PrefixWithABraceIsRefusedSinceTheClientKeyIsTheHashTag) {
+  EXPECT_TRUE(parse_redis_config(Args{"cluster=10.0.0.1:7000", "prefix=rl:"}));
+  for (std::string_view prefix : {"prefix={rl}:", "prefix=rl{", "prefix=}"}) {
+    auto config = parse_redis_config(Args{"cluster=10.0.0.1:7000", prefix});
+    ASSERT_FALSE(config) << prefix;
+    EXPECT_NE(config.error().find("with \"cluster=\" the prefix cannot contain '{' or '}'"), std::string::npos)
+        << config.error();
+  }
+  EXPECT_TRUE(parse_redis_config(Args{"127.0.0.1:6379", "prefix={rl}:"}));  // fine without Cluster
+}
+
+TEST(RedisClusterConfig, BadNodeAddressesAreRefused) {
+  for (std::string_view bad : {"cluster=", "cluster=10.0.0.1:0", "cluster=a:1,", "cluster=unix:/tmp/s",
+                               "cluster=,10.0.0.1", "cluster=10.0.0.1:70000"}) {
+    EXPECT_FALSE(parse_redis_config(Args{bad})) << bad;
+  }
+  EXPECT_FALSE(parse_redis_config(Args{"cluster=10.0.0.1", "master=m"}));
+  EXPECT_FALSE(parse_redis_config(Args{"10.0.0.1", "cluster=10.0.0.1"}));
+}
+
+
 TEST(ZoneCost, SlidingLogCostIsBoundedSinceEachUnitIsAnEntry) {
   auto log = parse_zone_options(Args{"zone=exact", "rate=1000000r/s", "algorithm=sliding_log"});
   ASSERT_TRUE(log);

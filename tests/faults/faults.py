@@ -1202,7 +1202,7 @@ SCENARIOS = collections.OrderedDict([
     ("redis_kill_closed", redis_fault("redis_kill_closed", "the same with rate_guard_fail closed: 503 during the fault",
                                       f_kill, fail="closed", expect_log=r"lost|refused|cannot connect")),
     ("redis_blackhole", redis_fault("redis_blackhole", "Redis replaced by a listener that never accepts: connect_timeout",
-                                    f_blackhole, expect_log=r"no connection ready within", max_reconnects=8)),
+                                    f_blackhole, expect_log=r"no connection to Redis \S+ ready within", max_reconnects=8)),
     ("client_pause", redis_fault("client_pause", "CLIENT PAUSE 2000 ALL: Redis accepts but does not answer",
                                  f_pause("ALL"), expect_log=r"did not answer", hang=True, max_reconnects=8)),
     ("client_pause_write", redis_fault("client_pause_write", "CLIENT PAUSE 2000 WRITE: scripts are held",
