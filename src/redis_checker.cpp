@@ -559,6 +559,16 @@ void RedisChecker::slots_found(const std::vector<SlotRange>* ranges) {
   }
   slots_known_ = true;
   slots_failed_ = false;
+  std::string masters;
+  for (const auto& node : nodes_) {
+    if (node->slots > 0) {
+      masters += (masters.empty() ? "" : ", ") + node->address() + " (" + std::to_string(node->slots) + " slots)";
+    }
+  }
+  if (masters != cluster_masters_) {
+    loop_.log(LogLevel::notice, "rate_guard: Redis Cluster masters: " + masters);
+    cluster_masters_ = std::move(masters);
+  }
   for (const auto& node : nodes_) {
     node->retired = node->slots == 0;
     if (node->retired) {

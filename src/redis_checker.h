@@ -167,6 +167,7 @@ class RedisChecker {
   bool slots_known_ = false;
   bool slots_failed_ = false;  // no node answered the first CLUSTER SLOTS
   bool refresh_again_ = false;
+  std::string cluster_masters_;  // as last logged: who serves how many slots
   uint64_t refresh_failures_ = 0;
   uint64_t last_refresh_ms_ = 0;
   std::unique_ptr<Timer> refresh_timer_;
