@@ -23,8 +23,9 @@ bool parse_cluster_slots(const redisReply* reply, const RedisEndpoint& answered_
                          std::string* error) {
   ranges->clear();
   if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY) {
-    *error = reply != nullptr && reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len)
-                                                                  : "CLUSTER SLOTS answered no slot map";
+    *error = reply != nullptr && reply->type == REDIS_REPLY_ERROR
+                 ? "CLUSTER SLOTS failed: \"" + escape_for_log(std::string_view(reply->str, reply->len)) + "\""
+                 : "CLUSTER SLOTS answered no slot map";
     return false;
   }
   for (size_t i = 0; i < reply->elements; i++) {

@@ -119,8 +119,11 @@ std::array<uint8_t, 32> sha256(std::string_view data) {
 
 void append_redis_key(std::string& out, std::string_view prefix, std::string_view zone,
                       std::string_view client_key, KeyLayout layout) {
-  const bool digest = client_key.size() > kMaxRawKeyBytes;
   const bool tagged = layout == KeyLayout::hash_tagged;
+  // In a hash tag a '}' would end the tag early (a leading one would empty
+  // it, and the zone would then choose the slot): such a key goes as its digest.
+  const bool digest =
+      client_key.size() > kMaxRawKeyBytes || (tagged && client_key.find('}') != std::string_view::npos);
   const size_t key_bytes = digest ? kDigestTag.size() + 64 : client_key.size();
   out.reserve(out.size() + prefix.size() + zone.size() + 1 + key_bytes + (tagged ? 2 : 0));
   out += prefix;

@@ -21,9 +21,10 @@ std::array<uint8_t, 32> sha256(std::string_view data);
 enum class KeyLayout : uint8_t { plain, hash_tagged };
 
 // Appends "<prefix><zone>:<client_key>" (or the hash-tagged form) to `out`; a
-// client key longer than kMaxRawKeyBytes is written as "sha256:<64 hex
-// digits>" instead (71 bytes, so no raw key can take that form). Binary bytes
-// are kept as they are: Redis arguments are length-prefixed.
+// client key longer than kMaxRawKeyBytes (or, hash-tagged, holding a '}') is
+// written as "sha256:<64 hex digits>" instead (71 bytes, so no raw key can
+// take that form). Binary bytes are kept as they are: Redis arguments are
+// length-prefixed.
 void append_redis_key(std::string& out, std::string_view prefix, std::string_view zone,
                       std::string_view client_key, KeyLayout layout = KeyLayout::plain);
 

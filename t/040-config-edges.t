@@ -571,4 +571,4 @@ GET /t
 --- response_headers
 X-Status: ERROR
 --- error_log eval
-qr/\[error\] .*rate_guard: cluster node 127\.0\.0\.1:\d+: ERR This instance has cluster support disabled/
+qr/\[error\] .*rate_guard: cluster node 127\.0\.0\.1:\d+: CLUSTER SLOTS failed: "ERR This instance has cluster support disabled"/

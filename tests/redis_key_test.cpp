@@ -157,9 +157,24 @@ TEST(RedisKey, HashTaggedDigestStaysInsideTheBraces) {
   EXPECT_EQ(key, "p:z:{sha256:9537c5fdf120482f7d58d25e9ed583f52c02b4e304ea814db1633ad565aed7e9}");
 }
 
+// A '}' would end the tag early, a leading one would empty it (the whole key,
+// zone included, would then decide the slot): such a key goes as its digest.
+TEST(RedisKey, HashTaggedKeyWithAClosingBraceGoesAsItsDigest) {
+  std::string key;
+  append_redis_key(key, "p:", "z", "}x", KeyLayout::hash_tagged);
+  EXPECT_EQ(key.compare(0, 12, "p:z:{sha256:"), 0) << key;
+  EXPECT_EQ(key.back(), '}');
+  std::string plain;
+  append_redis_key(plain, "p:", "z", "}x");
+  EXPECT_EQ(plain, "p:z:}x");  // without Cluster nothing changes
+  std::string other_zone;
+  append_redis_key(other_zone, "p:", "zone_two", "}x", KeyLayout::hash_tagged);
+  EXPECT_EQ(cluster_key_slot(key), cluster_key_slot(other_zone));
+}
+
 TEST(RedisKey, OneClientsZonesShareASlotWhateverTheZone) {
   for (std::string_view client :
-       std::initializer_list<std::string_view>{"203.0.113.7", "k", "a}b", "{x}", std::string_view("\0\xff", 2)}) {
+       std::initializer_list<std::string_view>{"203.0.113.7", "k", "a}b", "}", "{x}", std::string_view("\0\xff", 2)}) {
     std::string first;
     std::string second;
     append_redis_key(first, "rate_guard:", "per_second", client, KeyLayout::hash_tagged);
