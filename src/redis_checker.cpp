@@ -40,8 +40,9 @@ void append_number(std::string& out, uint64_t value) {
 }
 
 // With Cluster: a refresh of the slot map at most this often (a resharding
-// answers many MOVED at once), and a batch follows at most this many MOVED,
-// ASK or TRYAGAIN answers before the fail policy decides.
+// answers many MOVED at once), a batch follows at most this many MOVED or
+// ASK answers before the fail policy decides, and TRYAGAIN is retried this
+// often until its checks time out.
 constexpr uint64_t kMinRefreshIntervalMs = 100;
 constexpr uint8_t kMaxRedirects = 8;
 constexpr uint64_t kTryAgainDelayMs = 10;
@@ -180,7 +181,13 @@ RedisChecker::RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* c
           std::vector<Batch*> batches;
           batches.swap(retrying_);
           for (Batch* batch : batches) {
-            route(batch);
+            const bool waited_for = std::any_of(batch->entries.begin(), batch->entries.end(),
+                                                [](const Batch::Entry& entry) { return entry.check->live; });
+            if (waited_for) {
+              route(batch);
+            } else {
+              release_batch(batch);  // every check of it timed out or was cancelled
+            }
           }
         },
         true);
@@ -648,8 +655,8 @@ bool RedisChecker::follow_redirect(Batch* batch, const redisReply* reply) {
   return send_batch(batch, node, !moved);
 }
 
+// Until its checks time out: a migration moves a client's keys within moments.
 void RedisChecker::retry_later(Batch* batch) {
-  batch->redirects++;
   retrying_.push_back(batch);
   if (!retry_timer_->armed()) {
     retry_timer_->arm(kTryAgainDelayMs);
@@ -1000,7 +1007,7 @@ void RedisChecker::handle_batch_reply(Batch* batch, redisReply* reply) {
       if ((starts_with(reply, "MOVED ") || starts_with(reply, "ASK ")) && follow_redirect(batch, reply)) {
         return;
       }
-      if (starts_with(reply, "TRYAGAIN") && batch->redirects < kMaxRedirects) {
+      if (starts_with(reply, "TRYAGAIN")) {
         retry_later(batch);  // keys half migrated: in a moment they are in one place
         return;
       }

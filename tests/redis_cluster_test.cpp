@@ -100,6 +100,22 @@ class RedisClusterTest : public ::testing::Test {
     return found;
   }
 
+  // How many TRYAGAIN errors the node on `port` has answered (INFO errorstats).
+  static long long try_again_count(int port) {
+    redisContext* c = cluster_->connect(port);
+    auto* reply = static_cast<redisReply*>(redisCommand(c, "INFO errorstats"));
+    long long count = 0;
+    if (reply != nullptr && reply->type == REDIS_REPLY_STRING) {
+      const std::string text(reply->str, reply->len);
+      const std::string field = "errorstat_TRYAGAIN:count=";
+      const size_t at = text.find(field);
+      if (at != std::string::npos) count = std::stoll(text.substr(at + field.size()));
+    }
+    freeReplyObject(reply);
+    redisFree(c);
+    return count;
+  }
+
   // A client key whose slot is served by the master on `port`, unused so far.
   std::string client_on(int port) {
     for (;;) {
@@ -296,6 +312,46 @@ TEST_F(RedisClusterTest, FollowsAskDuringAMigration) {
   ASSERT_EQ(outcome.error, CheckError::none);
   EXPECT_EQ(outcome.decision.remaining, 1u);
   EXPECT_EQ(loop_.count_logs(LogLevel::error), 0u);
+}
+
+// A client's two keys split by a migration (one moved, one not yet): the
+// source answers TRYAGAIN; the check is sent again every few milliseconds
+// until the migration ends, then follows MOVED; both zones counted once.
+TEST_F(RedisClusterTest, RetriesTryAgainUntilTheMigrationEnds) {
+  auto checker = connected_checker();
+  const std::vector<int> masters = cluster_->master_ports();
+  const std::string client = client_on(masters[1]);
+  const uint16_t slot = cluster_key_slot(redis_key(zone_, client));
+  ZoneRequest both[2] = {{&zone_, client, 1, {zone_.limit, zone_.window_ms, zone_.burst}},
+                         {&other_zone_, client, 1, {other_zone_.limit, other_zone_.window_ms, other_zone_.burst}}};
+  Box first;
+  start_check(*checker, both, 2, &first);
+  ASSERT_TRUE(loop_.run_until([&] { return first.done; }, 3000));
+  ASSERT_EQ(first.outcome.error, CheckError::none);
+
+  cluster_->begin_migration(slot, masters[2]);
+  const std::string moved_key = redis_key(other_zone_, client);
+  redisContext* source = cluster_->connect(masters[1]);
+  auto* reply = static_cast<redisReply*>(redisCommand(source, "MIGRATE 127.0.0.1 %d %b 0 5000", masters[2],
+                                                      moved_key.data(), moved_key.size()));
+  ASSERT_TRUE(reply != nullptr && reply->type == REDIS_REPLY_STATUS) << (reply ? reply->str : "no reply");
+  freeReplyObject(reply);
+  redisFree(source);
+
+  const long long try_again_before = try_again_count(masters[1]);
+  // The migration ends 30 ms after the check is sent, from inside the loop.
+  auto finish = loop_.make_timer([&] { cluster_->finish_migration(slot); }, false);
+  finish->arm(30);
+  Box second;
+  start_check(*checker, both, 2, &second);
+  ASSERT_TRUE(loop_.run_until([&] { return second.done; }, 5000));
+  ASSERT_EQ(second.outcome.error, CheckError::none) << check_error_name(second.outcome.error);
+  EXPECT_TRUE(second.outcome.decision.allowed);
+  EXPECT_EQ(second.outcome.decision.remaining, 1u);  // zone z: 3 - 2
+  EXPECT_FALSE(finish->armed());
+  EXPECT_GT(try_again_count(masters[1]), try_again_before) << "the source never answered TRYAGAIN";
+  EXPECT_TRUE(holds(masters[2], redis_key(zone_, client)));
+  EXPECT_TRUE(holds(masters[2], moved_key));
 }
 
 // Last in the suite: it kills a master. Checks go on during the failover,
