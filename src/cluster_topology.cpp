@@ -8,14 +8,10 @@
 
 namespace rate_guard {
 
-namespace {
-
 bool is_ip_address(const std::string& host) {
   unsigned char buffer[sizeof(struct in6_addr)];
   return inet_pton(AF_INET, host.c_str(), buffer) == 1 || inet_pton(AF_INET6, host.c_str(), buffer) == 1;
 }
-
-}  // namespace
 
 // Each element: [first slot, last slot, [ip, port, id, ...] of the master,
 // the replicas...].

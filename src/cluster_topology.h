@@ -25,6 +25,9 @@ struct SlotRange {
   RedisEndpoint master;
 };
 
+// An IPv4 or IPv6 address, not a name: connecting to it resolves nothing.
+bool is_ip_address(const std::string& host);
+
 // The masters of a CLUSTER SLOTS reply. A master announced without an
 // address ("" or "?", Redis 7's unknown endpoint) is the node that answered:
 // `answered_by`. Returns false, with `*error` set, for a reply that is not a

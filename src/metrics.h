@@ -25,7 +25,9 @@ namespace rate_guard {
   X(errors, "Checks that ended in an error: timeout, dropped connection, error reply.")   \
   X(timeouts, "Checks that Redis did not answer within timeout=.")                        \
   X(reconnects, "Reconnection attempts to Redis.")                                        \
-  X(script_loads, "SCRIPT LOAD commands sent (on connect and after NOSCRIPT).")
+  X(script_loads, "SCRIPT LOAD commands sent (on connect and after NOSCRIPT).")          \
+  X(redirects, "MOVED and ASK answers followed (Redis Cluster).")                         \
+  X(slot_map_refreshes, "CLUSTER SLOTS queries for the slot map (Redis Cluster).")
 
 struct ZoneCounters {
 #define RATE_GUARD_DECLARE(name, help) std::atomic<uint64_t> name{0};

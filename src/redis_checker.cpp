@@ -531,6 +531,7 @@ void RedisChecker::refresh_slots() {
       candidates.push_back(seed);
     }
   }
+  bump(counters_->slot_map_refreshes);
   cluster_->discover(std::move(candidates), [this](const std::vector<SlotRange>* ranges) { slots_found(ranges); });
 }
 
@@ -627,8 +628,9 @@ bool RedisChecker::follow_redirect(Batch* batch, const redisReply* reply) {
   const bool moved = starts_with(reply, "MOVED ");
   const size_t space = text.rfind(' ');
   RedisEndpoint target;
-  if (space == std::string_view::npos || !parse_reply_endpoint(text.substr(space + 1), &target)) {
-    return false;
+  if (space == std::string_view::npos || !parse_reply_endpoint(text.substr(space + 1), &target) ||
+      !is_ip_address(target.host)) {
+    return false;  // a hostname would be resolved here, blocking the worker
   }
   Node* node = node_at(target);
   if (node == nullptr) {
@@ -652,6 +654,7 @@ bool RedisChecker::follow_redirect(Batch* batch, const redisReply* reply) {
     connect(node);
   }
   batch->redirects++;
+  bump(counters_->redirects);
   return send_batch(batch, node, !moved);
 }
 

@@ -279,8 +279,13 @@ TEST_F(RedisClusterTest, FollowsMovedAfterAResharding) {
   const uint16_t slot = cluster_key_slot(redis_key(zone_, client));
   ASSERT_EQ(check_once(*checker, client).decision.remaining, 2u);
 
+  const uint64_t redirects = checker->counters().redirects.load();
+  const uint64_t refreshes = checker->counters().slot_map_refreshes.load();
   cluster_->move_slot(slot, masters[1]);
   CheckOutcome outcome = check_once(*checker, client);
+  EXPECT_EQ(checker->counters().redirects.load() - redirects, 1u);
+  // ... and asked for the map again (within the 100 ms that separate two refreshes).
+  EXPECT_TRUE(loop_.run_until([&] { return checker->counters().slot_map_refreshes.load() > refreshes; }, 1000));
   ASSERT_EQ(outcome.error, CheckError::none) << check_error_name(outcome.error);
   EXPECT_EQ(outcome.decision.remaining, 1u);
   EXPECT_TRUE(holds(masters[1], redis_key(zone_, client)));

@@ -270,7 +270,7 @@ stored_on "$to" exact "$fresh" || fail "rate_guard:exact:{$fresh} is not on the 
 
 for n in 1 2; do
   echo "nginx$n: $(grep -c 'rate_guard: ' "$e2e_work/nginx$n/error.log" || true) 'rate_guard:' lines about Redis," \
-       "$(curl -s "http://127.0.0.1:${ports[$((n - 1))]}/metrics" | grep -E '^rate_guard_redis_(reconnects|errors)_total' | paste -sd' ' -)"
+       "$(curl -s "http://127.0.0.1:${ports[$((n - 1))]}/metrics" | grep -E '^rate_guard_redis_(reconnects|errors|redirects|slot_map_refreshes)_total' | paste -sd' ' -)"
   no_crash "nginx$n"
 done
 exit $e2e_status
