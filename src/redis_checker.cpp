@@ -88,10 +88,11 @@ struct RedisChecker::Batch {
   std::vector<size_t> key_ends;
   std::string args;  // each check's zone count and zone arguments
   std::vector<size_t> arg_ends;
-  uint64_t deadline_ms = 0;  // its first check's
+  uint64_t deadline_ms = 0;  // of its last sending: `timeout` after it
   char* command = nullptr;  // formatted when first sent, kept for resending
   size_t command_len = 0;
   bool retried = false;  // NOSCRIPT answered once
+  bool asking = false;   // last sent behind ASKING
   uint8_t redirects = 0;
   Node* node = nullptr;  // while in flight: where, in its list
   Batch* prev = nullptr;
@@ -174,6 +175,7 @@ RedisChecker::RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* c
     cluster_ = std::make_unique<ClusterTopology>(config_, loop_,
                                                  [this](std::string_view message) { log_error(message); });
     slot_owner_.assign(kClusterSlots, nullptr);
+    open_by_slot_.assign(kClusterSlots, nullptr);
     refresh_timer_ = loop_.make_timer([this] { refresh_slots(); }, false);
     retire_timer_ = loop_.make_timer([this] { retire_unused_nodes(); }, false);
     retry_timer_ = loop_.make_timer(
@@ -181,9 +183,7 @@ RedisChecker::RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* c
           std::vector<Batch*> batches;
           batches.swap(retrying_);
           for (Batch* batch : batches) {
-            const bool waited_for = std::any_of(batch->entries.begin(), batch->entries.end(),
-                                                [](const Batch::Entry& entry) { return entry.check->live; });
-            if (waited_for) {
+            if (waited_for(batch)) {
               route(batch);
             } else {
               release_batch(batch);  // every check of it timed out or was cancelled
@@ -590,7 +590,11 @@ void RedisChecker::slots_found(const std::vector<SlotRange>* ranges) {
   std::vector<Batch*> parked;
   parked.swap(parked_);
   for (Batch* batch : parked) {
-    route(batch);
+    if (waited_for(batch)) {
+      route(batch);
+    } else {
+      release_batch(batch);  // decided by the fail policy meanwhile: nothing to count
+    }
   }
   if (refresh_again_) {
     refresh_again_ = false;
@@ -655,6 +659,10 @@ bool RedisChecker::follow_redirect(Batch* batch, const redisReply* reply) {
   }
   batch->redirects++;
   bump(counters_->redirects);
+  if (!moved && batch->zones > 1) {
+    split_batch(batch, node);
+    return true;
+  }
   return send_batch(batch, node, !moved);
 }
 
@@ -666,7 +674,67 @@ void RedisChecker::retry_later(Batch* batch) {
   }
 }
 
+// While a slot migrates Redis runs a command of several keys only where all
+// of them are (TRYAGAIN otherwise, on either side, until the migration ends),
+// and a batch is such a command: its zones go on one by one, each key where
+// it is (asked of the importing master behind ASKING when `ask_node` is
+// set). A multi-zone check is then all-or-nothing per zone only, for the
+// moments its slot migrates.
+void RedisChecker::split_batch(Batch* batch, Node* ask_node) {
+  size_t key_begin = 0;
+  size_t arg = 0;   // index in arg_ends: each check's zone count, then 5 per zone
+  size_t zone = 0;  // index in the batch
+  for (const Batch::Entry& entry : batch->entries) {
+    PendingCheck* pending = entry.check;
+    size_t arg_begin = batch->arg_ends[arg];  // after the zone count
+    arg++;
+    for (size_t i = 0; i < entry.zones; i++, zone++) {
+      const size_t arg_end = batch->arg_ends[arg + kCheckArgsPerZone - 1];
+      if (pending->live) {
+        Batch* part = acquire_batch();
+        part->slot = batch->slot;
+        part->redirects = batch->redirects;
+        part->retried = batch->retried;
+        part->keys.assign(batch->keys, key_begin, batch->key_ends[zone] - key_begin);
+        part->key_ends.push_back(part->keys.size());
+        part->zone_index.push_back(batch->zone_index[zone]);
+        part->args = "1";
+        part->arg_ends.push_back(1);
+        for (size_t a = 0; a < kCheckArgsPerZone; a++) {
+          part->args.append(batch->args, a == 0 ? arg_begin : batch->arg_ends[arg + a - 1],
+                            batch->arg_ends[arg + a] - (a == 0 ? arg_begin : batch->arg_ends[arg + a - 1]));
+          part->arg_ends.push_back(part->args.size());
+        }
+        part->zones = 1;
+        part->entries.push_back({pending, 1});
+        pending->batches++;
+        pending->parts_left++;
+        if (ask_node != nullptr) {
+          if (!format_batch(part) || !send_batch(part, ask_node, true)) {
+            fail_batch(part, CheckError::disconnected);
+          }
+        } else {
+          route(part);
+        }
+      }
+      key_begin = batch->key_ends[zone];
+      arg_begin = arg_end;
+      arg += kCheckArgsPerZone;
+    }
+    if (pending->live) {
+      pending->parts_left--;  // this batch's part is replaced by the zones' own
+    }
+  }
+  release_batch(batch);
+}
+
 // ------------------------------------------------------------------- batches
+
+// Whether a check of `batch` still waits for its answer.
+bool RedisChecker::waited_for(const Batch* batch) {
+  return std::any_of(batch->entries.begin(), batch->entries.end(),
+                     [](const Batch::Entry& entry) { return entry.check->live; });
+}
 
 RedisChecker::PendingCheck* RedisChecker::acquire() {
   if (free_checks_.empty()) {
@@ -716,16 +784,21 @@ void RedisChecker::release_batch(Batch* batch) {
   free_batches_.push_back(batch);
 }
 
+// This turn's batch for `slot` (found through open_by_slot_ with Cluster,
+// where a turn may hold a batch for each of many slots).
 RedisChecker::Batch* RedisChecker::open_batch(uint16_t slot) {
-  for (Batch* batch : open_batches_) {
-    if (batch->slot == slot) {
-      return batch;
-    }
+  Batch*& open = cluster() ? open_by_slot_[slot] : single_open_;
+  if (open == nullptr) {
+    open = acquire_batch();
+    open->slot = slot;
+    open_batches_.push_back(open);
   }
-  Batch* batch = acquire_batch();
-  batch->slot = slot;
-  open_batches_.push_back(batch);
-  return batch;
+  return open;
+}
+
+// No more checks go into `batch`: it waits for the end of the turn.
+void RedisChecker::close_batch(Batch* batch) {
+  (cluster() ? open_by_slot_[batch->slot] : single_open_) = nullptr;
 }
 
 // Appends the zones of one check that live in `slot` to `batch`: their keys
@@ -733,9 +806,6 @@ RedisChecker::Batch* RedisChecker::open_batch(uint16_t slot) {
 // nginx request) may be gone when the batch is sent.
 void RedisChecker::add_to_batch(Batch* batch, PendingCheck* pending, const ZoneRequest* zones,
                                 const uint16_t* zone_slots, size_t count, uint16_t slot) {
-  if (batch->entries.empty()) {
-    batch->deadline_ms = pending->deadline_ms;
-  }
   size_t in_slot = 0;
   for (size_t i = 0; i < count; i++) {
     if (zone_slots[i] == slot) {
@@ -815,6 +885,8 @@ bool RedisChecker::send_batch(Batch* batch, Node* node, bool asking) {
       REDIS_OK) {
     return false;
   }
+  batch->asking = asking;
+  batch->deadline_ms = loop_.now_ms() + config_.timeout_ms;
   node->link(batch);
   bump(counters_->round_trips);
   return true;
@@ -893,8 +965,6 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
   }
   // One part per slot (zones of different clients may live in different
   // slots): each part is all-or-nothing in itself.
-  Batch* full[2] = {nullptr, nullptr};
-  size_t full_count = 0;
   for (size_t i = 0; i < count; i++) {
     const uint16_t slot = zone_slots_[i];
     if (std::find(zone_slots_.begin(), zone_slots_.begin() + static_cast<std::ptrdiff_t>(i), slot) !=
@@ -903,17 +973,13 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
     }
     Batch* batch = open_batch(slot);
     add_to_batch(batch, pending, zones, zone_slots_.data(), count, slot);
-    if ((batch->entries.size() >= kMaxBatchChecks || batch->zones >= kMaxBatchZones) && full_count < 2) {
-      full[full_count++] = batch;
+    if (batch->entries.size() >= kMaxBatchChecks || batch->zones >= kMaxBatchZones) {
+      close_batch(batch);  // the next checks of this slot start another
     }
   }
   // Sent when this turn of the event loop ends, with every check it made
-  // (a full batch at once).
-  for (size_t i = 0; i < full_count; i++) {
-    open_batches_.erase(std::find(open_batches_.begin(), open_batches_.end(), full[i]));
-    route(full[i]);
-  }
-  if (!open_batches_.empty() && !flush_timer_->armed()) {
+  // (never from here: the callback must not fire before check() returns).
+  if (!flush_timer_->armed()) {
     flush_timer_->arm(0);
   }
   return pending;
@@ -923,6 +989,9 @@ void RedisChecker::flush() {
   flush_timer_->disarm();
   std::vector<Batch*> batches;
   batches.swap(open_batches_);
+  for (Batch* batch : batches) {
+    close_batch(batch);
+  }
   for (Batch* batch : batches) {
     route(batch);
   }
@@ -958,9 +1027,6 @@ void RedisChecker::unlink(PendingCheck* pending) {
   pending->prev = pending->next = nullptr;
   pending->live = false;
   live_count_--;
-  if (live_count_ == 0) {
-    timeout_timer_->disarm();
-  }
 }
 
 void RedisChecker::complete(PendingCheck* pending, const CheckOutcome& outcome) {
@@ -1002,7 +1068,7 @@ void RedisChecker::handle_batch_reply(Batch* batch, redisReply* reply) {
       redisAsyncCommand(node->context, on_script_load_reply, nullptr, "SCRIPT LOAD %b", kCheckScript.data(),
                         kCheckScript.size());
       bump(counters_->script_loads);
-      if (send_batch(batch, node, false)) {
+      if (send_batch(batch, node, batch->asking)) {
         return;
       }
     }
@@ -1011,7 +1077,11 @@ void RedisChecker::handle_batch_reply(Batch* batch, redisReply* reply) {
         return;
       }
       if (starts_with(reply, "TRYAGAIN")) {
-        retry_later(batch);  // keys half migrated: in a moment they are in one place
+        if (batch->zones > 1) {
+          split_batch(batch, nullptr);  // keys half migrated: each where it is
+        } else {
+          retry_later(batch);
+        }
         return;
       }
       if (starts_with(reply, "CLUSTERDOWN") || starts_with(reply, "MOVED ") || starts_with(reply, "ASK ")) {
@@ -1063,33 +1133,40 @@ void RedisChecker::sweep_timeouts() {
       next_deadline = std::min(next_deadline, pending->deadline_ms);
     }
   }
-  if (next_deadline != UINT64_MAX) {
-    timeout_timer_->arm(next_deadline - now);
-  }
-  if (expired_.empty()) {
-    return;
-  }
-  counters_->timeouts.fetch_add(expired_.size(), std::memory_order_relaxed);
-  CheckOutcome outcome;
-  outcome.error = CheckError::timeout;
-  for (PendingCheck* pending : expired_) {
-    if (pending->live) {
-      complete(pending, outcome);
-    }
-  }
-  // A Redis that accepts commands but does not answer them in time is treated
-  // as down: the remaining checks on it fail now, the next ones are decided
-  // at once until a fresh connection is up.
+  // A Redis that accepts commands but does not answer one within `timeout`
+  // of its sending is treated as down: the checks on it fail now, the next
+  // ones are decided at once until a fresh connection is up.
+  std::vector<Node*>& late_nodes = late_nodes_;  // reused: no allocation per sweep
+  late_nodes.clear();
   for (const auto& node : nodes_) {
     bool late = false;
     for (Batch* batch = node->in_flight_head; batch != nullptr && !late; batch = batch->next) {
       late = batch->deadline_ms <= now;
+      if (!late) {
+        next_deadline = std::min(next_deadline, batch->deadline_ms);
+      }
     }
     if (late) {
-      log_error("Redis " + node->address() + " did not answer within " + std::to_string(config_.timeout_ms) +
-                "ms; reconnecting");
-      drop_connection(node.get());
+      late_nodes.push_back(node.get());
     }
+  }
+  if (next_deadline != UINT64_MAX) {
+    timeout_timer_->arm(next_deadline - now);
+  }
+  if (!expired_.empty()) {
+    counters_->timeouts.fetch_add(expired_.size(), std::memory_order_relaxed);
+    CheckOutcome outcome;
+    outcome.error = CheckError::timeout;
+    for (PendingCheck* pending : expired_) {
+      if (pending->live) {
+        complete(pending, outcome);
+      }
+    }
+  }
+  for (Node* node : late_nodes) {
+    log_error("Redis " + node->address() + " did not answer within " + std::to_string(config_.timeout_ms) +
+              "ms; reconnecting");
+    drop_connection(node);
   }
 }
 
@@ -1098,6 +1175,9 @@ void RedisChecker::shutdown() {
     PendingCheck* pending = live_head_;
     unlink(pending);
     pending->callback = nullptr;
+  }
+  for (Batch* batch : open_batches_) {
+    close_batch(batch);
   }
   for (std::vector<Batch*>* waiting : {&open_batches_, &parked_, &retrying_}) {
     std::vector<Batch*> batches;

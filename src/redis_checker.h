@@ -131,6 +131,9 @@ class RedisChecker {
 
   // Batches: built during a loop turn, sent when it ends.
   Batch* open_batch(uint16_t slot);
+  void close_batch(Batch* batch);
+  static bool waited_for(const Batch* batch);
+  void split_batch(Batch* batch, Node* ask_node);
   void add_to_batch(Batch* batch, PendingCheck* pending, const ZoneRequest* zones, const uint16_t* zone_slots,
                     size_t count, uint16_t slot);
   bool format_batch(Batch* batch);
@@ -181,12 +184,15 @@ class RedisChecker {
   PendingCheck* live_tail_ = nullptr;
   size_t live_count_ = 0;
   std::vector<PendingCheck*> expired_;
+  std::vector<Node*> late_nodes_;
 
   // Checks and batches are reused: a warm client allocates nothing per check
   // (hiredis itself does, for the command and the reply).
   static constexpr size_t kMaxBatchChecks = 64;
   static constexpr size_t kMaxBatchZones = 256;
   std::vector<Batch*> open_batches_;  // the checks of this loop turn, one batch per slot
+  Batch* single_open_ = nullptr;      // the batch taking checks, without Cluster
+  std::vector<Batch*> open_by_slot_;  // with Cluster: per slot, the batch taking checks
   std::vector<std::unique_ptr<PendingCheck>> all_checks_;
   std::vector<PendingCheck*> free_checks_;
   std::vector<std::unique_ptr<Batch>> all_batches_;

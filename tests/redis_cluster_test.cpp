@@ -90,9 +90,11 @@ class RedisClusterTest : public ::testing::Test {
     return key;
   }
 
-  // Whether the node on `port` holds `key`.
+  // Whether the node on `port` holds `key` (asked behind ASKING, so that an
+  // importing master answers for the keys it already has).
   static bool holds(int port, const std::string& key) {
     redisContext* c = cluster_->connect(port);
+    freeReplyObject(redisCommand(c, "ASKING"));
     auto* reply = static_cast<redisReply*>(redisCommand(c, "EXISTS %b", key.data(), key.size()));
     const bool found = reply != nullptr && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
     freeReplyObject(reply);
@@ -319,18 +321,25 @@ TEST_F(RedisClusterTest, FollowsAskDuringAMigration) {
   EXPECT_EQ(loop_.count_logs(LogLevel::error), 0u);
 }
 
-// A client's two keys split by a migration (one moved, one not yet): the
-// source answers TRYAGAIN; the check is sent again every few milliseconds
-// until the migration ends, then follows MOVED; both zones counted once.
-TEST_F(RedisClusterTest, RetriesTryAgainUntilTheMigrationEnds) {
+// While a slot migrates Redis runs a command of several keys only where all
+// of them are (TRYAGAIN otherwise): a batch of several keys goes on zone by
+// zone, each key where it is. Three cases: a client whose two keys are split
+// (one migrated: the source answers TRYAGAIN), a new client with two zones
+// (no key anywhere: ASK, then TRYAGAIN on the importing side if sent whole),
+// and two clients of the slot in one loop turn.
+TEST_F(RedisClusterTest, ChecksOfSeveralKeysGoOnWhileTheirSlotMigrates) {
   auto checker = connected_checker();
   const std::vector<int> masters = cluster_->master_ports();
   const std::string client = client_on(masters[1]);
   const uint16_t slot = cluster_key_slot(redis_key(zone_, client));
-  ZoneRequest both[2] = {{&zone_, client, 1, {zone_.limit, zone_.window_ms, zone_.burst}},
-                         {&other_zone_, client, 1, {other_zone_.limit, other_zone_.window_ms, other_zone_.burst}}};
+  auto both = [&](const std::string& key) {
+    return std::vector<ZoneRequest>{
+        {&zone_, key, 1, {zone_.limit, zone_.window_ms, zone_.burst}},
+        {&other_zone_, key, 1, {other_zone_.limit, other_zone_.window_ms, other_zone_.burst}}};
+  };
+  std::vector<ZoneRequest> first_zones = both(client);
   Box first;
-  start_check(*checker, both, 2, &first);
+  start_check(*checker, first_zones.data(), 2, &first);
   ASSERT_TRUE(loop_.run_until([&] { return first.done; }, 3000));
   ASSERT_EQ(first.outcome.error, CheckError::none);
 
@@ -342,21 +351,47 @@ TEST_F(RedisClusterTest, RetriesTryAgainUntilTheMigrationEnds) {
   ASSERT_TRUE(reply != nullptr && reply->type == REDIS_REPLY_STATUS) << (reply ? reply->str : "no reply");
   freeReplyObject(reply);
   redisFree(source);
-
   const long long try_again_before = try_again_count(masters[1]);
-  // The migration ends 30 ms after the check is sent, from inside the loop.
-  auto finish = loop_.make_timer([&] { cluster_->finish_migration(slot); }, false);
-  finish->arm(30);
-  Box second;
-  start_check(*checker, both, 2, &second);
-  ASSERT_TRUE(loop_.run_until([&] { return second.done; }, 5000));
-  ASSERT_EQ(second.outcome.error, CheckError::none) << check_error_name(second.outcome.error);
-  EXPECT_TRUE(second.outcome.decision.allowed);
-  EXPECT_EQ(second.outcome.decision.remaining, 1u);  // zone z: 3 - 2
-  EXPECT_FALSE(finish->armed());
+
+  // The split client, a new client of the slot, and two one-zone clients of it.
+  std::string fresh = "fresh-" + std::to_string(next_client_++);
+  while (cluster_key_slot(redis_key(zone_, fresh)) != slot) fresh = "fresh-" + std::to_string(next_client_++);
+  std::string lone[2];
+  for (std::string& key : lone) {
+    key = "lone-" + std::to_string(next_client_++);
+    while (cluster_key_slot(redis_key(zone_, key)) != slot) key = "lone-" + std::to_string(next_client_++);
+  }
+  std::vector<ZoneRequest> split_zones = both(client);
+  std::vector<ZoneRequest> fresh_zones = both(fresh);
+  ZoneRequest lone_zones[2] = {{&zone_, lone[0], 1, {zone_.limit, zone_.window_ms, zone_.burst}},
+                               {&zone_, lone[1], 1, {zone_.limit, zone_.window_ms, zone_.burst}}};
+  Box split, created, lone_boxes[2];
+  start_check(*checker, split_zones.data(), 2, &split);
+  start_check(*checker, fresh_zones.data(), 2, &created);
+  start_check(*checker, &lone_zones[0], 1, &lone_boxes[0]);
+  start_check(*checker, &lone_zones[1], 1, &lone_boxes[1]);
+  ASSERT_TRUE(loop_.run_until(
+      [&] { return split.done && created.done && lone_boxes[0].done && lone_boxes[1].done; }, 3000));
+  for (const Box* box : {&split, &created, &lone_boxes[0], &lone_boxes[1]}) {
+    ASSERT_EQ(box->outcome.error, CheckError::none) << check_error_name(box->outcome.error);
+    EXPECT_TRUE(box->outcome.decision.allowed);
+  }
+  EXPECT_EQ(split.outcome.decision.remaining, 1u);    // zone z: 3 - 2
+  EXPECT_EQ(created.outcome.decision.remaining, 2u);  // zone z: 3 - 1
   EXPECT_GT(try_again_count(masters[1]), try_again_before) << "the source never answered TRYAGAIN";
-  EXPECT_TRUE(holds(masters[2], redis_key(zone_, client)));
-  EXPECT_TRUE(holds(masters[2], moved_key));
+  EXPECT_TRUE(holds(masters[1], redis_key(zone_, client)));  // not migrated yet: counted on the source
+  EXPECT_TRUE(holds(masters[2], moved_key));                  // migrated: counted on the destination
+  EXPECT_TRUE(holds(masters[2], redis_key(zone_, fresh)));    // new keys: on the importing side
+  EXPECT_TRUE(holds(masters[2], redis_key(other_zone_, fresh)));
+
+  cluster_->finish_migration(slot);
+  std::vector<ZoneRequest> after_zones = both(client);
+  Box after;
+  start_check(*checker, after_zones.data(), 2, &after);
+  ASSERT_TRUE(loop_.run_until([&] { return after.done; }, 3000));
+  ASSERT_EQ(after.outcome.error, CheckError::none);
+  EXPECT_EQ(after.outcome.decision.remaining, 0u);  // zone z: every check counted once
+  EXPECT_EQ(loop_.count_logs(LogLevel::error), 0u);
 }
 
 // Last in the suite: it kills a master. Checks go on during the failover,
