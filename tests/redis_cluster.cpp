@@ -54,24 +54,6 @@ std::string text(const redisReply* reply) {
   }
 }
 
-// A loopback port nobody listens on right now (as RedisServer picks its own).
-int pick_free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    int error = errno;
-    ::close(fd);
-    throw std::runtime_error(std::string("bind/getsockname: ") + std::strerror(error));
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // Runs a program (no shell), returns its exit status and what it printed on
 // stdout and stderr; killed (by its PID) after `timeout`.
 int run_program(std::vector<std::string> args, std::chrono::seconds timeout, std::string* output) {

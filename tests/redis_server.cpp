@@ -34,6 +34,20 @@ constexpr auto kPoll = std::chrono::milliseconds(5);
 // A port picked free may be taken by someone else before redis-server binds it.
 constexpr int kPortAttempts = 5;
 
+
+std::string make_temp_dir() {
+  std::string pattern =
+      (std::filesystem::temp_directory_path() / "rate_guard_redis.XXXXXX").string();
+  std::vector<char> buffer(pattern.begin(), pattern.end());
+  buffer.push_back('\0');
+  if (::mkdtemp(buffer.data()) == nullptr) {
+    throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+  }
+  return buffer.data();
+}
+
+}  // namespace
+
 // A loopback port that nobody listens on right now: bind to port 0, read the
 // port the kernel chose, and release it.
 int pick_free_port() {
@@ -55,19 +69,6 @@ int pick_free_port() {
   ::close(fd);
   return ntohs(addr.sin_port);
 }
-
-std::string make_temp_dir() {
-  std::string pattern =
-      (std::filesystem::temp_directory_path() / "rate_guard_redis.XXXXXX").string();
-  std::vector<char> buffer(pattern.begin(), pattern.end());
-  buffer.push_back('\0');
-  if (::mkdtemp(buffer.data()) == nullptr) {
-    throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
-  }
-  return buffer.data();
-}
-
-}  // namespace
 
 RedisServer::RedisServer() : RedisServer(Options{}) {}
 

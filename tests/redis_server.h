@@ -12,6 +12,10 @@ struct redisContext;
 namespace rate_guard {
 namespace testing {
 
+// A loopback port that nobody listens on right now (it may be taken by
+// someone else before it is used: callers retry).
+int pick_free_port();
+
 class RedisServer {
  public:
   // What to start besides the defaults.

@@ -37,23 +37,7 @@ for master in $(cluster_masters); do
        "replica 127.0.0.1:$(cluster_replicas "$master" | paste -sd, -)"
 done
 
-ports=()
-for n in 1 2; do
-  port=$(free_port)
-  ports+=("$port")
-  start_nginx "nginx$n" "$module" "
-    rate_guard_redis cluster=$seeds timeout=100ms connect_timeout=100ms;
-    rate_guard_zone \$http_x_client zone=exact rate=$limit window=60s algorithm=sliding_log;
-    rate_guard_zone \$http_x_client zone=wide rate=1000000r/m;
-    server {
-        listen 127.0.0.1:$port;
-        location = /exact { rate_guard zone=exact; empty_gif; }
-        location = /wide { rate_guard zone=wide; add_header X-Status \$rate_guard_status always; empty_gif; }
-        location = /metrics { rate_guard_metrics; }
-    }"
-done
-for port in "${ports[@]}"; do wait_http "$port"; done
-urls() { echo "http://127.0.0.1:${ports[0]}/$1" "http://127.0.0.1:${ports[1]}/$1"; }
+start_nginx_pair "$module" "rate_guard_redis cluster=$seeds timeout=100ms connect_timeout=100ms;" "$limit"
 
 # slot_of KEY: the slot of the client key's Redis key (the same in every zone).
 slot_of() { key_slot "rate_guard:exact:{$1}"; }
@@ -89,25 +73,13 @@ fail_policy() {
   echo "$total"
 }
 
-exact_round() {  # exact_round KEY LABEL [EXPECTED]
-  local expected=${3:-$limit} passed answered
-  burst 400 32 "X-Client: $1" $(urls exact) > "$e2e_work/codes"
-  passed=$(grep -c '^200$' "$e2e_work/codes" || true)
-  answered=$(grep -cE '^(200|429)$' "$e2e_work/codes" || true)
-  echo "$2: 400 requests over 2 servers: $passed passed, $answered answered with 200/429 (expected $expected to pass)"
-  if [[ $passed -ne $expected || $answered -ne 400 ]]; then
-    fail "$2: expected exactly $expected of 400 to pass"
-    sort "$e2e_work/codes" | uniq -c >&2
-  fi
-}
-
 # load KEY FILE: $during requests, 16 at a time, on a limit never reached, in
 # the background; its PID in $load_pid. Returns once the first answers are in
 # (curl's output to a file comes in blocks of about a thousand), not while
 # burst is still writing its curl config.
 load() {
   local deadline=$((SECONDS + 10))
-  burst "$during" 16 "X-Client: $1" $(urls wide) > "$2" &
+  burst "$during" 16 "X-Client: $1" $(pair_urls wide) > "$2" &
   load_pid=$!
   until [[ -s $2 ]] || ((SECONDS >= deadline)); do sleep 0.01; done
 }
@@ -117,7 +89,7 @@ load() {
 load_until_stopped() {
   rm -f "$e2e_work/stop-load"
   : > "$2"
-  (while [[ ! -e $e2e_work/stop-load ]]; do burst 5000 16 "X-Client: $1" $(urls wide) >> "$2"; done) &
+  (while [[ ! -e $e2e_work/stop-load ]]; do burst 5000 16 "X-Client: $1" $(pair_urls wide) >> "$2"; done) &
   load_pid=$!
 }
 # load_running: whether the load is still going.
@@ -200,7 +172,7 @@ finish_migration() {
 echo "== (a) the limit is exact, on every master"
 for master in $(cluster_masters); do
   key=$(key_on exact- "$master")
-  exact_round "$key" "client '$key' (slot $(slot_of "$key"), master 127.0.0.1:$master)"
+  exact_round "$key" "client '$key' (slot $(slot_of "$key"), master 127.0.0.1:$master)" "$limit"
   stored_on "$master" exact "$key" || fail "rate_guard:exact:{$key} is not on 127.0.0.1:$master"
 done
 
@@ -247,7 +219,7 @@ echo "the load ran $(since "$load_started") s"
 all_answered "$e2e_work/during" "during the failover" "$before" "$(wc -l < "$e2e_work/during")"
 (($(wc -l < "$e2e_work/during") % 5000 == 0)) || fail "a burst of the load lost answers"
 [[ $(owner_of "$after") == "$replica" ]] || fail "client '$after' is not on the promoted 127.0.0.1:$replica"
-exact_round "$after" "after the failover, client '$after' (slot $(slot_of "$after"), was on 127.0.0.1:$victim)"
+exact_round "$after" "after the failover, client '$after' (slot $(slot_of "$after"), was on 127.0.0.1:$victim)" "$limit"
 stored_on "$replica" exact "$after" || fail "rate_guard:exact:{$after} is not on the promoted 127.0.0.1:$replica"
 
 echo "== (c) a slot migrated to another master under load"
@@ -255,7 +227,7 @@ masters=($(cluster_masters))
 from=${masters[0]} to=${masters[1]}
 moving=$(key_on moving- "$from")
 slot=$(slot_of "$moving")
-burst 60 16 "X-Client: $moving" $(urls exact) > "$e2e_work/codes"
+burst 60 16 "X-Client: $moving" $(pair_urls exact) > "$e2e_work/codes"
 early=$(grep -c '^200$' "$e2e_work/codes" || true)
 echo "client '$moving' (slot $slot) on master 127.0.0.1:$from: $early of 60 passed before the migration"
 [[ $early -eq 60 ]] || fail "all 60 requests before the migration must pass"
@@ -280,7 +252,7 @@ exact_round "$moving" "after the migration, client '$moving' (60 passed before)"
 stored_on "$to" exact "$moving" || fail "rate_guard:exact:{$moving} is not on the new master 127.0.0.1:$to"
 fresh=$(key_in_slot fresh- "$slot")
 [[ $(slot_of "$fresh") == "$slot" ]] || die "client '$fresh' is not in slot $slot"
-exact_round "$fresh" "after the migration, fresh client '$fresh' (slot $slot)"
+exact_round "$fresh" "after the migration, fresh client '$fresh' (slot $slot)" "$limit"
 stored_on "$to" exact "$fresh" || fail "rate_guard:exact:{$fresh} is not on the new master 127.0.0.1:$to"
 
 for n in 1 2; do

@@ -80,6 +80,48 @@ CONF
   e2e_pids+=($!)
 }
 
+# start_nginx_pair MODULE REDIS_DIRECTIVE LIMIT: nginx1 and nginx2 (two
+# workers each) on one Redis deployment, waited for; their ports in `ports`.
+# Both serve /exact (sliding_log, LIMIT per 60 s per X-Client), /wide (a limit
+# never reached; X-Status: $rate_guard_status) and /metrics.
+start_nginx_pair() {
+  local module=$1 redis=$2 limit=$3 n port
+  ports=()
+  for n in 1 2; do
+    port=$(free_port)
+    ports+=("$port")
+    start_nginx "nginx$n" "$module" "
+    $redis
+    rate_guard_zone \$http_x_client zone=exact rate=$limit window=60s algorithm=sliding_log;
+    rate_guard_zone \$http_x_client zone=wide rate=1000000r/m;
+    server {
+        listen 127.0.0.1:$port;
+        location = /exact { rate_guard zone=exact; empty_gif; }
+        location = /wide { rate_guard zone=wide; add_header X-Status \$rate_guard_status always; empty_gif; }
+        location = /metrics { rate_guard_metrics; }
+    }"
+  done
+  for port in "${ports[@]}"; do wait_http "$port"; done
+}
+
+# pair_urls PATH: PATH on both instances of start_nginx_pair.
+pair_urls() { echo "http://127.0.0.1:${ports[0]}/$1" "http://127.0.0.1:${ports[1]}/$1"; }
+
+# exact_round KEY LABEL EXPECTED: 400 requests of client KEY to /exact over
+# both instances, 32 at a time: every one answered 200 or 429, exactly
+# EXPECTED of them 200.
+exact_round() {
+  local expected=$3 passed answered
+  burst 400 32 "X-Client: $1" $(pair_urls exact) > "$e2e_work/codes"
+  passed=$(grep -c '^200$' "$e2e_work/codes" || true)
+  answered=$(grep -cE '^(200|429)$' "$e2e_work/codes" || true)
+  echo "$2: 400 requests over 2 servers: $passed passed, $answered answered with 200/429 (expected $expected to pass)"
+  if [[ $passed -ne $expected || $answered -ne 400 ]]; then
+    fail "$2: expected exactly $expected of 400 to pass"
+    sort "$e2e_work/codes" | uniq -c >&2
+  fi
+}
+
 # wait_http PORT: until nginx answers there.
 wait_http() {
   for _ in $(seq 100); do

@@ -41,39 +41,15 @@ for s in "${sentinels[@]}"; do
 done
 first_sentinel=${sentinels[0]#127.0.0.1:}
 
-ports=()
-for n in 1 2; do
-  port=$(free_port)
-  ports+=("$port")
-  start_nginx "nginx$n" "$module" "
-    rate_guard_redis sentinel=$sentinel_list master=mymaster timeout=100ms connect_timeout=100ms;
-    rate_guard_zone \$http_x_client zone=exact rate=$limit window=60s algorithm=sliding_log;
-    rate_guard_zone \$http_x_client zone=wide rate=1000000r/m;
-    server {
-        listen 127.0.0.1:$port;
-        location = /exact { rate_guard zone=exact; empty_gif; }
-        location = /wide { rate_guard zone=wide; add_header X-Status \$rate_guard_status always; empty_gif; }
-        location = /metrics { rate_guard_metrics; }
-    }"
-done
-for port in "${ports[@]}"; do wait_http "$port"; done
-urls() { echo "http://127.0.0.1:${ports[0]}/$1" "http://127.0.0.1:${ports[1]}/$1"; }
+start_nginx_pair "$module" \
+  "rate_guard_redis sentinel=$sentinel_list master=mymaster timeout=100ms connect_timeout=100ms;" "$limit"
 
-exact_round() {  # exact_round KEY LABEL
-  burst 400 32 "X-Client: $1" $(urls exact) > "$e2e_work/codes"
-  local passed answered
-  passed=$(grep -c '^200$' "$e2e_work/codes" || true)
-  answered=$(grep -cE '^(200|429)$' "$e2e_work/codes" || true)
-  echo "$2: 400 requests over 2 servers: $passed passed, $answered answered with 200/429 (limit $limit)"
-  [[ $passed -eq $limit && $answered -eq 400 ]] || fail "$2: expected exactly $limit of 400 to pass"
-}
-
-exact_round before "before the failover"
+exact_round before "before the failover" "$limit"
 
 # Load during the failover: 20000 requests, 16 at a time, on a limit never
 # reached; meanwhile the sentinels promote the replica.
 during=20000
-burst "$during" 16 "X-Client: during" $(urls wide) > "$e2e_work/during" &
+burst "$during" 16 "X-Client: during" $(pair_urls wide) > "$e2e_work/during" &
 load=$!
 sleep 0.3
 redis-cli -p "$first_sentinel" sentinel failover mymaster > /dev/null
@@ -108,7 +84,7 @@ for port in "${ports[@]}"; do
   done
   [[ $streak -ge 8 ]] || fail "nginx on port $port is not deciding through the new master"
 done
-exact_round after "after the failover"
+exact_round after "after the failover" "$limit"
 [[ $(redis-cli -p "$replica_port" exists "rate_guard:exact:after") == 1 ]] || fail "the checks did not go to the new master"
 for n in 1 2; do
   echo "nginx$n: $(grep -c 'switched to' "$e2e_work/nginx$n/error.log" || true) '+switch-master' lines," \
