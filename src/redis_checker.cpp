@@ -178,19 +178,7 @@ RedisChecker::RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* c
     open_by_slot_.assign(kClusterSlots, nullptr);
     refresh_timer_ = loop_.make_timer([this] { refresh_slots(); }, false);
     retire_timer_ = loop_.make_timer([this] { retire_unused_nodes(); }, false);
-    retry_timer_ = loop_.make_timer(
-        [this] {
-          std::vector<Batch*> batches;
-          batches.swap(retrying_);
-          for (Batch* batch : batches) {
-            if (waited_for(batch)) {
-              route(batch);
-            } else {
-              release_batch(batch);  // every check of it timed out or was cancelled
-            }
-          }
-        },
-        true);
+    retry_timer_ = loop_.make_timer([this] { route_waiting(retrying_); }, true);
   } else {
     Node* node = add_node({config_.host, config_.port});
     node->unix_path = config_.unix_path;
@@ -587,15 +575,7 @@ void RedisChecker::slots_found(const std::vector<SlotRange>* ranges) {
     }
   }
   retire_timer_->arm(0);
-  std::vector<Batch*> parked;
-  parked.swap(parked_);
-  for (Batch* batch : parked) {
-    if (waited_for(batch)) {
-      route(batch);
-    } else {
-      release_batch(batch);  // decided by the fail policy meanwhile: nothing to count
-    }
-  }
+  route_waiting(parked_);
   if (refresh_again_) {
     refresh_again_ = false;
     refresh_slots();
@@ -730,10 +710,21 @@ void RedisChecker::split_batch(Batch* batch, Node* ask_node) {
 
 // ------------------------------------------------------------------- batches
 
-// Whether a check of `batch` still waits for its answer.
-bool RedisChecker::waited_for(const Batch* batch) {
-  return std::any_of(batch->entries.begin(), batch->entries.end(),
-                     [](const Batch::Entry& entry) { return entry.check->live; });
+// Sends on the batches that were held back (for the first slot map, or a
+// TRYAGAIN), except those whose checks were all decided meanwhile (timed out,
+// cancelled, or by the fail policy): nothing of them must be counted.
+void RedisChecker::route_waiting(std::vector<Batch*>& held) {
+  std::vector<Batch*> batches;
+  batches.swap(held);
+  for (Batch* batch : batches) {
+    const bool waited_for = std::any_of(batch->entries.begin(), batch->entries.end(),
+                                        [](const Batch::Entry& entry) { return entry.check->live; });
+    if (waited_for) {
+      route(batch);
+    } else {
+      release_batch(batch);
+    }
+  }
 }
 
 RedisChecker::PendingCheck* RedisChecker::acquire() {

@@ -132,7 +132,7 @@ class RedisChecker {
   // Batches: built during a loop turn, sent when it ends.
   Batch* open_batch(uint16_t slot);
   void close_batch(Batch* batch);
-  static bool waited_for(const Batch* batch);
+  void route_waiting(std::vector<Batch*>& held);
   void split_batch(Batch* batch, Node* ask_node);
   void add_to_batch(Batch* batch, PendingCheck* pending, const ZoneRequest* zones, const uint16_t* zone_slots,
                     size_t count, uint16_t slot);
