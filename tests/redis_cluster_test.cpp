@@ -394,6 +394,28 @@ TEST_F(RedisClusterTest, ChecksOfSeveralKeysGoOnWhileTheirSlotMigrates) {
   EXPECT_EQ(loop_.count_logs(LogLevel::error), 0u);
 }
 
+// A master that stops answering (CLIENT PAUSE): its clients get one timeout,
+// then the fail policy at once while it is out; the other masters' clients
+// are not touched; once it answers again it is used again.
+TEST_F(RedisClusterTest, AHungMasterCostsOnlyItsOwnSlots) {
+  auto checker = connected_checker();
+  const std::vector<int> masters = cluster_->master_ports();
+  const std::string on_hung = client_on(masters[0]);
+  const std::string elsewhere = client_on(masters[1]);
+  redisContext* admin = cluster_->connect(masters[0]);
+  freeReplyObject(redisCommand(admin, "CLIENT PAUSE 1500 ALL"));
+  redisFree(admin);
+
+  EXPECT_EQ(check_once(*checker, on_hung).error, CheckError::timeout);
+  EXPECT_EQ(check_once(*checker, on_hung).error, CheckError::unavailable);  // decided at once
+  for (int i = 0; i < 5; i++) {
+    CheckOutcome outcome = check_once(*checker, elsewhere);
+    ASSERT_EQ(outcome.error, CheckError::none) << check_error_name(outcome.error);
+  }
+  EXPECT_TRUE(logged("Redis 127.0.0.1:" + std::to_string(masters[0]) + " did not answer within 300ms"));
+  EXPECT_TRUE(loop_.run_until([&] { return check_once(*checker, on_hung).error == CheckError::none; }, 5000));
+}
+
 // Last in the suite: it kills a master. Checks go on during the failover,
 // each answered (by Redis or by the fail policy), none hangs; then the
 // client finds the promoted replica through the slot map and is exact again.
