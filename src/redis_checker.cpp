@@ -569,9 +569,8 @@ void RedisChecker::slots_found(const std::vector<SlotRange>* ranges) {
     node->retired = node->slots == 0;
     if (node->retired) {
       node->reconnect_timer->disarm();
-    } else if (node->state == State::idle ||
-               (node->state == State::waiting_to_reconnect && !node->reconnect_timer->armed())) {
-      connect(node.get());
+    } else {
+      reconnect_soon(node.get());
     }
   }
   retire_timer_->arm(0);
@@ -579,6 +578,14 @@ void RedisChecker::slots_found(const std::vector<SlotRange>* ranges) {
   if (refresh_again_) {
     refresh_again_ = false;
     refresh_slots();
+  }
+}
+
+// A node that serves slots again: connecting, unless it is, or will be soon.
+void RedisChecker::reconnect_soon(Node* node) {
+  if (node->state == State::idle ||
+      (node->state == State::waiting_to_reconnect && !node->reconnect_timer->armed())) {
+    connect(node);
   }
 }
 
@@ -631,12 +638,8 @@ bool RedisChecker::follow_redirect(Batch* batch, const redisReply* reply) {
     }
     refresh_slots();
   }
-  if (node->retired) {
-    node->retired = false;
-  }
-  if (node->state == State::idle) {
-    connect(node);
-  }
+  node->retired = false;
+  reconnect_soon(node);
   batch->redirects++;
   bump(counters_->redirects);
   if (!moved && batch->zones > 1) {
@@ -680,10 +683,11 @@ void RedisChecker::split_batch(Batch* batch, Node* ask_node) {
         part->zone_index.push_back(batch->zone_index[zone]);
         part->args = "1";
         part->arg_ends.push_back(1);
-        for (size_t a = 0; a < kCheckArgsPerZone; a++) {
-          part->args.append(batch->args, a == 0 ? arg_begin : batch->arg_ends[arg + a - 1],
-                            batch->arg_ends[arg + a] - (a == 0 ? arg_begin : batch->arg_ends[arg + a - 1]));
+        for (size_t a = 0, begin = arg_begin; a < kCheckArgsPerZone; a++) {
+          const size_t end = batch->arg_ends[arg + a];
+          part->args.append(batch->args, begin, end - begin);
           part->arg_ends.push_back(part->args.size());
+          begin = end;
         }
         part->zones = 1;
         part->entries.push_back({pending, 1});

@@ -128,6 +128,7 @@ class RedisChecker {
   void refresh_slots();
   void slots_found(const std::vector<SlotRange>* ranges);
   void retire_unused_nodes();
+  void reconnect_soon(Node* node);
 
   // Batches: built during a loop turn, sent when it ends.
   Batch* open_batch(uint16_t slot);
