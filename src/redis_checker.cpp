@@ -172,8 +172,8 @@ RedisChecker::RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* c
                                                  [this](std::string_view message) { log_error(message); });
   }
   if (!config_.cluster_nodes.empty()) {
-    cluster_ = std::make_unique<ClusterTopology>(config_, loop_,
-                                                 [this](std::string_view message) { log_error(message); });
+    slot_map_query_ = std::make_unique<AskInTurn>(loop_, "cluster node",
+                                                  [this](std::string_view message) { log_error(message); });
     slot_owner_.assign(kClusterSlots, nullptr);
     open_by_slot_.assign(kClusterSlots, nullptr);
     refresh_timer_ = loop_.make_timer([this] { refresh_slots(); }, false);
@@ -245,7 +245,7 @@ std::string RedisChecker::address() const {
 
 void RedisChecker::start() {
   if (cluster()) {
-    if (!slots_known_ && !cluster_->busy()) {
+    if (!slots_known_ && !slot_map_query_->busy()) {
       refresh_slots();  // the nodes connect once the slot map names them
     }
     return;
@@ -347,16 +347,7 @@ void RedisChecker::connect_to_redis(Node* node) {
 // after them are answered only once they are done.
 void RedisChecker::send_handshake(Node* node) {
   redisAsyncContext* context = node->context;
-  if (!config_.password.empty()) {
-    if (config_.username.empty()) {
-      redisAsyncCommand(context, on_handshake_reply, const_cast<char*>("AUTH"), "AUTH %b",
-                        config_.password.data(), config_.password.size());
-    } else {
-      redisAsyncCommand(context, on_handshake_reply, const_cast<char*>("AUTH"), "AUTH %b %b",
-                        config_.username.data(), config_.username.size(), config_.password.data(),
-                        config_.password.size());
-    }
-  }
+  send_auth(context, config_.username, config_.password, on_handshake_reply, const_cast<char*>("AUTH"));
   if (config_.db != 0) {
     redisAsyncCommand(context, on_handshake_reply, const_cast<char*>("SELECT"), "SELECT %u",
                       static_cast<unsigned>(config_.db));
@@ -494,7 +485,7 @@ bool RedisChecker::usable(const Node* node) const {
 // ------------------------------------------------------------------- Cluster
 
 void RedisChecker::refresh_slots() {
-  if (cluster_->busy()) {
+  if (slot_map_query_->busy()) {
     refresh_again_ = true;
     return;
   }
@@ -520,11 +511,22 @@ void RedisChecker::refresh_slots() {
     }
   }
   bump(counters_->slot_map_refreshes);
-  cluster_->discover(std::move(candidates), [this](const std::vector<SlotRange>* ranges) { slots_found(ranges); });
+  AskInTurn::Question question;
+  question.servers = std::move(candidates);
+  question.username = config_.username;
+  question.password = config_.password;
+  question.command = {"CLUSTER", "SLOTS"};
+  question.timeout_ms = config_.connect_timeout_ms + config_.timeout_ms;
+  slot_map_query_->ask(
+      std::move(question),
+      [this](const redisReply* reply, const RedisEndpoint& asked, std::string* error) {
+        return parse_cluster_slots(reply, asked, &slot_ranges_, error);
+      },
+      [this](bool answered) { slots_found(answered); });
 }
 
-void RedisChecker::slots_found(const std::vector<SlotRange>* ranges) {
-  if (ranges == nullptr) {
+void RedisChecker::slots_found(bool answered) {
+  if (!answered) {
     refresh_failures_++;
     log_error("no Redis Cluster node answered CLUSTER SLOTS");
     if (!slots_known_) {
@@ -543,7 +545,7 @@ void RedisChecker::slots_found(const std::vector<SlotRange>* ranges) {
   for (const auto& node : nodes_) {
     node->slots = 0;
   }
-  for (const SlotRange& range : *ranges) {
+  for (const SlotRange& range : slot_ranges_) {
     Node* node = node_at(range.master);
     if (node == nullptr) {
       node = add_node(range.master);
@@ -931,7 +933,7 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
     if (!cluster()) {
       ok = usable(nodes_[0].get());
     } else if (!slots_known_) {
-      ok = cluster_->busy() && !slots_failed_;  // the first slot map is on its way
+      ok = slot_map_query_->busy() && !slots_failed_;  // the first slot map is on its way
     } else {
       ok = usable(slot_owner_[zone_slots_[i]]);
     }
@@ -1131,8 +1133,7 @@ void RedisChecker::sweep_timeouts() {
   // A Redis that accepts commands but does not answer one within `timeout`
   // of its sending is treated as down: the checks on it fail now, the next
   // ones are decided at once until a fresh connection is up.
-  std::vector<Node*>& late_nodes = late_nodes_;  // reused: no allocation per sweep
-  late_nodes.clear();
+  late_nodes_.clear();
   for (const auto& node : nodes_) {
     bool late = false;
     for (Batch* batch = node->in_flight_head; batch != nullptr && !late; batch = batch->next) {
@@ -1142,7 +1143,7 @@ void RedisChecker::sweep_timeouts() {
       }
     }
     if (late) {
-      late_nodes.push_back(node.get());
+      late_nodes_.push_back(node.get());
     }
   }
   if (next_deadline != UINT64_MAX) {
@@ -1158,7 +1159,7 @@ void RedisChecker::sweep_timeouts() {
       }
     }
   }
-  for (Node* node : late_nodes) {
+  for (Node* node : late_nodes_) {
     log_error("Redis " + node->address() + " did not answer within " + std::to_string(config_.timeout_ms) +
               "ms; reconnecting");
     drop_connection(node);
@@ -1184,8 +1185,8 @@ void RedisChecker::shutdown() {
   if (sentinel_) {
     sentinel_->shutdown();
   }
-  if (cluster_) {
-    cluster_->shutdown();
+  if (cluster()) {
+    slot_map_query_->shutdown();
     for (Timer* timer : {refresh_timer_.get(), retire_timer_.get(), retry_timer_.get()}) {
       timer->disarm();
     }

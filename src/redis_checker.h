@@ -16,6 +16,7 @@
 #include "event_loop.h"
 #include "log_throttle.h"
 #include "metrics.h"
+#include "ask_in_turn.h"
 #include "cluster_topology.h"
 #include "sentinel_client.h"
 #include "zone_config.h"
@@ -124,9 +125,9 @@ class RedisChecker {
   void master_switched(const RedisEndpoint& master);
 
   // Cluster: the slot map, refreshed when it proves stale.
-  bool cluster() const { return cluster_ != nullptr; }
+  bool cluster() const { return slot_map_query_ != nullptr; }
   void refresh_slots();
-  void slots_found(const std::vector<SlotRange>* ranges);
+  void slots_found(bool answered);
   void retire_unused_nodes();
   void reconnect_soon(Node* node);
 
@@ -166,7 +167,8 @@ class RedisChecker {
   // (and the nodes a redirection named).
   std::vector<std::unique_ptr<Node>> nodes_;
 
-  std::unique_ptr<ClusterTopology> cluster_;  // with cluster=
+  std::unique_ptr<AskInTurn> slot_map_query_;  // with cluster=: CLUSTER SLOTS of the nodes in turn
+  std::vector<SlotRange> slot_ranges_;         // its answer, read into here
   std::vector<Node*> slot_owner_;             // 16384 with Cluster, once known
   bool slots_known_ = false;
   bool slots_failed_ = false;  // no node answered the first CLUSTER SLOTS
@@ -185,7 +187,7 @@ class RedisChecker {
   PendingCheck* live_tail_ = nullptr;
   size_t live_count_ = 0;
   std::vector<PendingCheck*> expired_;
-  std::vector<Node*> late_nodes_;
+  std::vector<Node*> late_nodes_;  // reused by every sweep
 
   // Checks and batches are reused: a warm client allocates nothing per check
   // (hiredis itself does, for the command and the reply).

@@ -12,13 +12,7 @@ constexpr uint64_t kResubscribeDelayMs = 1000;
 }  // namespace
 
 SentinelClient::SentinelClient(const RedisConfig& config, EventLoop& loop, ErrorLog log_error)
-    : config_(config), loop_(loop), log_error_(std::move(log_error)) {
-  query_timer_ = loop_.make_timer(
-      [this] {
-        log_error_("sentinel " + endpoint_text(config_.sentinels[asking_]) + " did not answer in time");
-        give_up_query();
-      },
-      false);
+    : config_(config), loop_(loop), log_error_(std::move(log_error)), master_query_(loop, "sentinel", log_error_) {
   resubscribe_timer_ = loop_.make_timer([this] { subscribe(); }, false);
 }
 
@@ -27,11 +21,9 @@ SentinelClient::~SentinelClient() {
 }
 
 void SentinelClient::shutdown() {
-  query_timer_->disarm();
+  master_query_.shutdown();
   resubscribe_timer_->disarm();
-  found_ = nullptr;
   switched_ = nullptr;
-  close(query_);
   close(subscription_);
 }
 
@@ -45,115 +37,47 @@ void SentinelClient::close(redisAsyncContext*& context) {
   }
 }
 
-redisAsyncContext* SentinelClient::open(const RedisEndpoint& sentinel) {
-  redisAsyncContext* context = redisAsyncConnect(sentinel.host.c_str(), sentinel.port);
-  if (context == nullptr) {
-    return nullptr;
-  }
-  if (context->err != 0 || !loop_.attach(context)) {
-    log_error_("cannot connect to sentinel " + endpoint_text(sentinel) + ": " + context->errstr);
-    redisAsyncFree(context);
-    return nullptr;
-  }
-  context->data = this;
-  redisAsyncSetConnectCallback(context, on_connect);
-  redisAsyncSetDisconnectCallback(context, on_disconnect);
-  if (!config_.sentinel_password.empty()) {
-    redisAsyncCommand(context, nullptr, nullptr, "AUTH %b", config_.sentinel_password.data(),
-                      config_.sentinel_password.size());
-  }
-  return context;
-}
-
 void SentinelClient::discover(Found found) {
-  close(query_);
-  found_ = std::move(found);
-  ask(0);
-}
-
-void SentinelClient::ask(size_t index) {
-  query_timer_->disarm();
-  if (index >= config_.sentinels.size()) {
-    finish(nullptr);
-    return;
-  }
-  asking_ = index;
-  query_ = open(config_.sentinels[index]);
-  if (query_ == nullptr) {
-    ask(index + 1);
-    return;
-  }
-  redisAsyncCommand(query_, on_master_reply, nullptr, "SENTINEL get-master-addr-by-name %b",
-                    config_.master_name.data(), config_.master_name.size());
-  query_timer_->arm(config_.connect_timeout_ms + config_.timeout_ms);
-}
-
-void SentinelClient::give_up_query() {
-  close(query_);
-  ask(asking_ + 1);
-}
-
-void SentinelClient::finish(const RedisEndpoint* master) {
-  query_timer_->disarm();
-  Found found = std::move(found_);
-  found_ = nullptr;
-  if (found) {
-    found(master);
-  }
+  AskInTurn::Question question;
+  question.servers = config_.sentinels;
+  question.password = config_.sentinel_password;
+  question.command = {"SENTINEL", "get-master-addr-by-name", config_.master_name};
+  question.timeout_ms = config_.connect_timeout_ms + config_.timeout_ms;
+  master_query_.ask(
+      std::move(question),
+      [this](const redisReply* reply, const RedisEndpoint&, std::string* error) {
+        const bool known = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+                           reply->element[0]->type == REDIS_REPLY_STRING &&
+                           reply->element[1]->type == REDIS_REPLY_STRING &&
+                           parse_reply_port(std::string_view(reply->element[1]->str, reply->element[1]->len),
+                                            &master_.port);
+        if (!known) {
+          *error = "does not know master \"" + config_.master_name + "\"";
+          return false;
+        }
+        master_.host.assign(reply->element[0]->str, reply->element[0]->len);
+        return true;
+      },
+      [this, found = std::move(found)](bool answered) { found(answered ? &master_ : nullptr); });
 }
 
 void SentinelClient::on_connect(const redisAsyncContext* context, int status) {
   auto* self = static_cast<SentinelClient*>(context->data);
-  if (self == nullptr || status == REDIS_OK) {
+  if (self == nullptr || status == REDIS_OK || context != self->subscription_) {
     return;
   }
   // hiredis frees the context after this callback.
-  const std::string reason = context->errstr;
-  if (context == self->query_) {
-    self->query_ = nullptr;
-    self->log_error_("cannot connect to sentinel " + endpoint_text(self->config_.sentinels[self->asking_]) +
-                     ": " + reason);
-    self->ask(self->asking_ + 1);
-  } else if (context == self->subscription_) {
-    self->subscription_ = nullptr;
-    self->subscription_lost();
-  }
+  self->subscription_ = nullptr;
+  self->subscription_lost();
 }
 
 void SentinelClient::on_disconnect(const redisAsyncContext* context, int) {
   auto* self = static_cast<SentinelClient*>(context->data);
-  if (self == nullptr) {
+  if (self == nullptr || context != self->subscription_) {
     return;
   }
-  if (context == self->query_) {
-    self->query_ = nullptr;
-    self->ask(self->asking_ + 1);
-  } else if (context == self->subscription_) {
-    self->subscription_ = nullptr;
-    self->subscription_lost();
-  }
-}
-
-void SentinelClient::on_master_reply(redisAsyncContext* context, void* reply_ptr, void*) {
-  auto* self = static_cast<SentinelClient*>(context->data);
-  auto* reply = static_cast<redisReply*>(reply_ptr);
-  if (self == nullptr || context != self->query_ || reply == nullptr) {
-    return;
-  }
-  RedisEndpoint master;
-  const bool known = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-                     reply->element[0]->type == REDIS_REPLY_STRING &&
-                     reply->element[1]->type == REDIS_REPLY_STRING &&
-                     parse_reply_port(std::string_view(reply->element[1]->str, reply->element[1]->len), &master.port);
-  if (!known) {
-    self->log_error_("sentinel " + endpoint_text(self->config_.sentinels[self->asking_]) +
-                     " does not know master \"" + self->config_.master_name + "\"");
-    self->give_up_query();
-    return;
-  }
-  master.host.assign(reply->element[0]->str, reply->element[0]->len);
-  self->close(self->query_);
-  self->finish(&master);
+  self->subscription_ = nullptr;
+  self->subscription_lost();
 }
 
 void SentinelClient::watch(std::function<void(const RedisEndpoint&)> switched) {
@@ -164,11 +88,22 @@ void SentinelClient::watch(std::function<void(const RedisEndpoint&)> switched) {
 void SentinelClient::subscribe() {
   close(subscription_);
   watching_ %= config_.sentinels.size();
-  subscription_ = open(config_.sentinels[watching_]);
-  if (subscription_ == nullptr) {
+  const RedisEndpoint& sentinel = config_.sentinels[watching_];
+  redisAsyncContext* context = redisAsyncConnect(sentinel.host.c_str(), sentinel.port);
+  if (context == nullptr || context->err != 0 || !loop_.attach(context)) {
+    log_error_("cannot connect to sentinel " + endpoint_text(sentinel) +
+               (context != nullptr ? std::string(": ") + context->errstr : std::string()));
+    if (context != nullptr) {
+      redisAsyncFree(context);
+    }
     subscription_lost();
     return;
   }
+  context->data = this;
+  redisAsyncSetConnectCallback(context, on_connect);
+  redisAsyncSetDisconnectCallback(context, on_disconnect);
+  send_auth(context, "", config_.sentinel_password, nullptr, nullptr);
+  subscription_ = context;
   redisAsyncCommand(subscription_, on_switch_message, nullptr, "SUBSCRIBE +switch-master");
 }
 

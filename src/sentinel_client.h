@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "ask_in_turn.h"
 #include "event_loop.h"
 #include "zone_config.h"
 
@@ -40,13 +41,8 @@ class SentinelClient {
  private:
   static void on_connect(const redisAsyncContext* context, int status);
   static void on_disconnect(const redisAsyncContext* context, int status);
-  static void on_master_reply(redisAsyncContext* context, void* reply, void* privdata);
   static void on_switch_message(redisAsyncContext* context, void* reply, void* privdata);
 
-  redisAsyncContext* open(const RedisEndpoint& sentinel);
-  void ask(size_t index);
-  void give_up_query();
-  void finish(const RedisEndpoint* master);
   void subscribe();
   void subscription_lost();
   static void close(redisAsyncContext*& context);
@@ -55,10 +51,8 @@ class SentinelClient {
   EventLoop& loop_;
   ErrorLog log_error_;
 
-  redisAsyncContext* query_ = nullptr;  // asking sentinel number asking_
-  size_t asking_ = 0;
-  Found found_;
-  std::unique_ptr<Timer> query_timer_;
+  AskInTurn master_query_;  // SENTINEL get-master-addr-by-name, of the sentinels in turn
+  RedisEndpoint master_;    // its answer, read into here
 
   redisAsyncContext* subscription_ = nullptr;
   size_t watching_ = 0;

@@ -108,19 +108,6 @@ all_answered() {
   fi
 }
 
-# decided_by_redis PORT CLIENT: 8 consecutive checks from that nginx answered
-# by Redis (PASSED, not ERROR), within 10 s.
-decided_by_redis() {
-  local streak=0 status deadline=$((SECONDS + 10))
-  while ((SECONDS < deadline)); do
-    status=$(curl -s -o /dev/null -D - -H "X-Client: $2" "http://127.0.0.1:$1/wide" | tr -d '\r' | sed -n 's/^X-Status: //p')
-    if [[ $status == PASSED ]]; then streak=$((streak + 1)); else streak=0; fi
-    [[ $streak -ge 8 ]] && return 0
-    sleep 0.02
-  done
-  return 1
-}
-
 node_id() { redis-cli -p "$1" cluster myid; }
 # begin_migration SLOT FROM TO: IMPORTING on the destination first, then
 # MIGRATING on the source (which from then answers ASK for keys it lacks).

@@ -122,6 +122,19 @@ exact_round() {
   fi
 }
 
+# decided_by_redis PORT CLIENT: 8 consecutive checks of CLIENT on /wide of the
+# nginx on PORT answered by Redis (X-Status PASSED, not ERROR), within 200 tries.
+decided_by_redis() {
+  local streak=0 status
+  for _ in $(seq 200); do
+    status=$(curl -s -o /dev/null -D - -H "X-Client: $2" "http://127.0.0.1:$1/wide" | tr -d '\r' | sed -n 's/^X-Status: //p')
+    if [[ $status == PASSED ]]; then streak=$((streak + 1)); else streak=0; fi
+    [[ $streak -ge 8 ]] && return 0
+    sleep 0.02
+  done
+  return 1
+}
+
 # wait_http PORT: until nginx answers there.
 wait_http() {
   for _ in $(seq 100); do

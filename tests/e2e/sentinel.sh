@@ -75,14 +75,7 @@ done
 # ... and are connected to it again: consecutive checks decided by Redis
 # (PASSED, not ERROR) from both workers of each instance.
 for port in "${ports[@]}"; do
-  streak=0
-  for _ in $(seq 200); do
-    status=$(curl -s -o /dev/null -D - -H 'X-Client: probe' "http://127.0.0.1:$port/wide" | tr -d '\r' | sed -n 's/^X-Status: //p')
-    if [[ $status == PASSED ]]; then streak=$((streak + 1)); else streak=0; fi
-    [[ $streak -ge 8 ]] && break
-    sleep 0.02
-  done
-  [[ $streak -ge 8 ]] || fail "nginx on port $port is not deciding through the new master"
+  decided_by_redis "$port" probe || fail "nginx on port $port is not deciding through the new master"
 done
 exact_round after "after the failover" "$limit"
 [[ $(redis-cli -p "$replica_port" exists "rate_guard:exact:after") == 1 ]] || fail "the checks did not go to the new master"
