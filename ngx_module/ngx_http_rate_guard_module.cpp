@@ -95,6 +95,7 @@ struct RequestCtx {
   Verdict verdict;
   bool answered;  // the phase handler has acted on the verdict
   bool from_block_cache;
+  bool invalid_value;  // a per-request rate or cost of zone decision.zone_index was invalid
   CheckError error;
   rate_guard::Decision decision;
 };
@@ -597,7 +598,8 @@ void record(RequestCtx* ctx, const CheckOutcome& outcome) {
 }
 
 // A passed request or a fail-policy decision counts in every zone of the
-// request; a rejection in the zone that decided.
+// request; a rejection, or an invalid per-request value, in the zone that
+// decided.
 void count(const RequestCtx* ctx) {
   if (!metrics) {
     return;
@@ -605,8 +607,13 @@ void count(const RequestCtx* ctx) {
   auto bump = [](std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); };
   rate_guard::ZoneCounters& decider = metrics->zone(ctx->zones[ctx->decision.zone_index]->index);
   switch (ctx->verdict) {
-    case Verdict::passed:
     case Verdict::error:
+      if (ctx->invalid_value) {
+        bump(decider.invalid_value);
+        break;
+      }
+      [[fallthrough]];
+    case Verdict::passed:
       for (size_t i = 0; i < ctx->count; i++) {
         rate_guard::ZoneCounters& zone = metrics->zone(ctx->zones[i]->index);
         bump(ctx->verdict == Verdict::passed ? zone.passed : zone.fail_policy);
@@ -751,6 +758,14 @@ bool resolve_zone(ngx_http_request_t* r, const ZoneUse& use, rate_guard::ZoneReq
     }
     request->cost = cost.value();
   }
+  if (zone->rate != nullptr || use.cost_value != nullptr) {
+    // A cost above the limit could never pass: a 429 whose Retry-After lies.
+    auto fits = rate_guard::cost_within_limits(*zone->config, request->limits, request->cost);
+    if (!fits) {
+      log_bad_value(r, fits.error() + ": the request can never pass");
+      return false;
+    }
+  }
   return true;
 }
 
@@ -801,7 +816,11 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
   ngx_http_set_ctx(r, ctx, ngx_http_rate_guard_module);
 
   CheckOutcome immediate;
-  if (worker == nullptr || bad_value) {
+  if (bad_value) {
+    immediate.error = CheckError::unavailable;
+    immediate.decision.zone_index = count - 1;  // the loop stopped at the zone with the bad value
+    ctx->invalid_value = true;
+  } else if (worker == nullptr) {
     immediate.error = CheckError::unavailable;
   } else if (answer_from_block_cache(ctx, &immediate)) {
     ctx->from_block_cache = true;
@@ -886,7 +905,10 @@ bool add_rate_limit_headers(ngx_http_request_t* r, const RequestCtx* ctx) {
          add_header(r, ngx_string("X-RateLimit-Remaining"), "%uL", d.remaining) &&
          add_header(r, ngx_string("X-RateLimit-Reset"), "%uL", reset);
   }
-  if (ok && ctx->verdict == Verdict::rejected) {
+  // Only with a rejection status: `error_page 429 = /page` may answer 200.
+  const ngx_uint_t status = r->headers_out.status;
+  if (ok && ctx->verdict == Verdict::rejected &&
+      (status == ctx->lcf->status || status == NGX_HTTP_TOO_MANY_REQUESTS || status == NGX_HTTP_SERVICE_UNAVAILABLE)) {
     ok = add_header(r, ngx_string("Retry-After"), "%uL", rate_guard::retry_after_seconds(d.reset_ms));
   }
   return ok;
@@ -1024,12 +1046,18 @@ ngx_int_t preconfiguration(ngx_conf_t* cf) {
 }
 
 ngx_int_t postconfiguration(ngx_conf_t* cf) {
+  // nginx runs a phase's handlers from the last pushed to the first: put ours
+  // first, so that it runs after every other PREACCESS handler. The cheap
+  // local checks (limit_req, limit_conn) then reject before a request uses
+  // fleet quota, and realip's location-level address is the one keyed on.
   auto* cmcf = static_cast<ngx_http_core_main_conf_t*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
-  auto* h = static_cast<ngx_http_handler_pt*>(ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers));
-  if (h == nullptr) {
+  ngx_array_t* handlers = &cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers;
+  if (ngx_array_push(handlers) == nullptr) {
     return NGX_ERROR;
   }
-  *h = access_handler;
+  auto* h = static_cast<ngx_http_handler_pt*>(handlers->elts);
+  ngx_memmove(h + 1, h, (handlers->nelts - 1) * sizeof(ngx_http_handler_pt));
+  h[0] = access_handler;
 
   auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
   if (mcf->used && mcf->block_cache_size > 0) {

@@ -18,6 +18,7 @@ namespace rate_guard {
   X(rejected, "Requests the zone rejected.")                                              \
   X(rejected_dry_run, "Requests the zone would have rejected (rate_guard_dry_run on).")   \
   X(fail_policy, "Requests decided by rate_guard_fail because Redis could not answer.")   \
+  X(invalid_value, "Requests decided by rate_guard_fail because a per-request rate or cost was invalid.") \
   X(block_cache_hits, "Rejections answered from the blocked-key cache, without Redis.")
 
 #define RATE_GUARD_REDIS_COUNTERS(X)                                                      \

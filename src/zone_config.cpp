@@ -389,17 +389,24 @@ Result<uint64_t> cost_for_zone(const ZoneConfig& zone, uint64_t cost) {
   return Result<uint64_t>::success(cost);
 }
 
+Result<uint64_t> cost_within_limits(const ZoneConfig& zone, const RequestLimits& limits, uint64_t cost) {
+  const bool bucket = zone.algorithm == Algorithm::token_bucket;
+  const uint64_t capacity = bucket ? limits.burst : limits.limit;
+  if (cost > capacity) {
+    return fail<uint64_t>("cost " + std::to_string(cost) + " is larger than the " + (bucket ? "burst " : "limit ") +
+                          std::to_string(capacity) + " of zone \"" + zone.name + "\"");
+  }
+  return Result<uint64_t>::success(cost);
+}
+
 Result<uint64_t> configured_cost_for_zone(const ZoneConfig& zone, uint64_t cost) {
   Result<uint64_t> fits = cost_for_zone(zone, cost);
   if (!fits || !zone.rate_variable.empty()) {
     return fits;  // a variable rate's limit is known per request only
   }
-  const uint64_t capacity = zone.algorithm == Algorithm::token_bucket ? zone.burst : zone.limit;
-  if (cost > capacity) {
-    return fail<uint64_t>("cost " + std::to_string(cost) + " is larger than the " +
-                          (zone.algorithm == Algorithm::token_bucket ? "burst " : "limit ") +
-                          std::to_string(capacity) + " of zone \"" + zone.name +
-                          "\": every request would be rejected");
+  fits = cost_within_limits(zone, {zone.limit, zone.window_ms, zone.burst}, cost);
+  if (!fits) {
+    return fail<uint64_t>(fits.error() + ": every request would be rejected");
   }
   return fits;
 }

@@ -63,6 +63,10 @@ constexpr uint64_t kMaxSlidingLogCost = 1000;
 // `cost` unless it is too large for the zone's algorithm.
 Result<uint64_t> cost_for_zone(const ZoneConfig& zone, uint64_t cost);
 
+// `cost` unless it exceeds what `limits` can ever let through (the limit, or
+// the burst of a token bucket): such a request could never pass.
+Result<uint64_t> cost_within_limits(const ZoneConfig& zone, const RequestLimits& limits, uint64_t cost);
+
 // A cost written in the configuration: as cost_for_zone, and refused when it
 // exceeds what the zone can ever let through (its limit, or burst for a token
 // bucket), which would reject every request of the location.

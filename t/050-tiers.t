@@ -21,6 +21,7 @@ load_module_in_every_block(sub {
     map \$http_x_weight \$weight {
         default 1;
         heavy   3;
+        huge    5;
         free    0;
     }
     rate_guard_zone \$http_x_api_key zone=t050 rate=\$plan_rate algorithm=sliding_log;
@@ -111,3 +112,58 @@ X-Weight: free
 --- error_code: 503
 --- error_log
 rate_guard: invalid cost "0" (a number from 1 to 1000000)
+
+
+
+=== TEST 6: a cost from a variable above the request's limit is logged and left to the fail policy (it could never pass)
+--- request
+GET /t
+--- more_headers
+X-Api-Key: huge-weight-client
+X-Weight: huge
+--- error_code: 200
+--- response_headers
+X-Status: ERROR
+!X-RateLimit-Limit
+!Retry-After
+--- error_log
+rate_guard: cost 5 is larger than the limit 2 of zone "t050": the request can never pass
+
+
+
+=== TEST 7: a static cost above a variable rate's limit, fail closed: 503
+--- config
+    location = /t {
+        rate_guard zone=t050 cost=3;
+        rate_guard_fail closed;
+        empty_gif;
+    }
+--- request
+GET /t
+--- more_headers
+X-Api-Key: static-cost-client
+--- error_code: 503
+--- error_log
+rate_guard: cost 3 is larger than the limit 2 of zone "t050": the request can never pass
+
+
+
+=== TEST 8: invalid per-request values have their own counter, apart from Redis failures
+--- config
+    location = /t {
+        rate_guard zone=t050 cost=$weight;
+        empty_gif;
+    }
+    location = /metrics {
+        rate_guard off;
+        rate_guard_metrics;
+    }
+--- request eval
+["GET /t", "GET /metrics"]
+--- more_headers
+X-Api-Key: counted-invalid-client
+X-Weight: huge
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+["", qr/rate_guard_requests_fail_policy_total\{zone="t050"\} 0\n(.|\n)*rate_guard_requests_invalid_value_total\{zone="t050"\} 1\n/]

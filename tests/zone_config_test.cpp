@@ -747,5 +747,27 @@ TEST(ZoneCost, AConfiguredCostAboveWhatTheZoneCanEverPassIsRefused) {
   EXPECT_TRUE(configured_cost_for_zone(tier.value(), 1000));  // known per request only
 }
 
+TEST(ZoneCost, APerRequestCostAboveTheRequestsLimitCanNeverPass) {
+  auto tier = parse_zone_options(Args{"zone=t", "rate=$plan"});
+  ASSERT_TRUE(tier);
+  auto limits = request_limits(tier.value(), "2r/m");
+  ASSERT_TRUE(limits);
+  EXPECT_TRUE(cost_within_limits(tier.value(), limits.value(), 2));
+  auto over = cost_within_limits(tier.value(), limits.value(), 3);
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error(), "cost 3 is larger than the limit 2 of zone \"t\"");
+}
+
+TEST(ZoneCost, ATokenBucketsCostIsBoundByItsBurstNotItsRate) {
+  auto bucket = parse_zone_options(Args{"zone=b", "rate=$plan", "algorithm=token_bucket", "burst=5"});
+  ASSERT_TRUE(bucket);
+  auto limits = request_limits(bucket.value(), "2r/s");
+  ASSERT_TRUE(limits);
+  EXPECT_TRUE(cost_within_limits(bucket.value(), limits.value(), 5));
+  auto over = cost_within_limits(bucket.value(), limits.value(), 6);
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error(), "cost 6 is larger than the burst 5 of zone \"b\"");
+}
+
 }  // namespace
 }  // namespace rate_guard
