@@ -10,12 +10,12 @@ ngx_connection_t* connection_of(void* privdata) {
 
 void on_readable(ngx_event_t* event) {
   auto* c = static_cast<ngx_connection_t*>(event->data);
-  redisAsyncHandleRead(static_cast<redisAsyncContext*>(c->data));
+  exception_barrier(c->log, [c] { redisAsyncHandleRead(static_cast<redisAsyncContext*>(c->data)); });
 }
 
 void on_writable(ngx_event_t* event) {
   auto* c = static_cast<ngx_connection_t*>(event->data);
-  redisAsyncHandleWrite(static_cast<redisAsyncContext*>(c->data));
+  exception_barrier(c->log, [c] { redisAsyncHandleWrite(static_cast<redisAsyncContext*>(c->data)); });
 }
 
 // Level-triggered: hiredis reads at most one buffer per call, so an
@@ -90,7 +90,7 @@ class NgxTimer final : public rate_guard::Timer {
  private:
   static void on_timer(ngx_event_t* event) {
     auto* self = static_cast<NgxTimer*>(event->data);
-    self->fire_();
+    exception_barrier(event->log, [self] { self->fire_(); });
   }
 
   std::function<void()> fire_;
