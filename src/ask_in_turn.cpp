@@ -1,28 +1,14 @@
 #include "ask_in_turn.h"
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 namespace rate_guard {
 
-void send_auth(redisAsyncContext* context, const std::string& username, const std::string& password,
-               void (*callback)(redisAsyncContext*, void*, void*), void* privdata) {
-  if (password.empty()) {
-    return;
-  }
-  if (username.empty()) {
-    redisAsyncCommand(context, callback, privdata, "AUTH %b", password.data(), password.size());
-  } else {
-    redisAsyncCommand(context, callback, privdata, "AUTH %b %b", username.data(), username.size(), password.data(),
-                      password.size());
-  }
-}
-
-AskInTurn::AskInTurn(EventLoop& loop, std::string what, ErrorLog log_error)
-    : loop_(loop), what_(std::move(what)), log_error_(std::move(log_error)) {
+AskInTurn::AskInTurn(EventLoop& loop, std::string what, RedisLog& log)
+    : loop_(loop), what_(std::move(what)), log_(log), connection_(loop) {
   timer_ = loop_.make_timer(
       [this] {
-        log_error_(server_text() + " did not answer in time");
+        log_.error(server_text() + " did not answer in time");
         next_server();
       },
       false);
@@ -36,25 +22,15 @@ void AskInTurn::shutdown() {
   timer_->disarm();
   accept_ = nullptr;
   done_ = nullptr;
-  close();
+  connection_.close();
 }
 
 std::string AskInTurn::server_text() const {
   return what_ + " " + endpoint_text(question_.servers[asking_]);
 }
 
-// Our own close: callbacks still pending in hiredis see no owner and return.
-void AskInTurn::close() {
-  redisAsyncContext* context = context_;
-  context_ = nullptr;
-  if (context != nullptr) {
-    context->data = nullptr;
-    redisAsyncFree(context);
-  }
-}
-
 void AskInTurn::ask(Question question, Accept accept, Done done) {
-  close();
+  connection_.close();
   question_ = std::move(question);
   accept_ = std::move(accept);
   done_ = std::move(done);
@@ -68,34 +44,29 @@ void AskInTurn::ask_server(size_t index) {
     return;
   }
   asking_ = index;
-  const RedisEndpoint& server = question_.servers[index];
-  redisAsyncContext* context = redisAsyncConnect(server.host.c_str(), server.port);
-  if (context == nullptr || context->err != 0 || !loop_.attach(context)) {
-    log_error_("cannot connect to " + server_text() +
-               (context != nullptr ? std::string(": ") + context->errstr : std::string()));
-    if (context != nullptr) {
-      redisAsyncFree(context);
-    }
+  std::string error;
+  const bool opened = connection_.open(
+      {question_.servers[index], ""},
+      [this](std::string_view reason) {
+        if (!connection_.was_made()) {
+          log_.error("cannot connect to " + server_text() + ": " + std::string(reason));
+        }
+        ask_server(asking_ + 1);
+      },
+      &error);
+  if (!opened) {
+    log_.error("cannot connect to " + server_text() + ": " + error);
     ask_server(index + 1);
     return;
   }
-  context->data = this;
-  redisAsyncSetConnectCallback(context, on_connect);
-  redisAsyncSetDisconnectCallback(context, on_disconnect);
-  context_ = context;
-  send_auth(context, question_.username, question_.password, nullptr, nullptr);
-  std::vector<const char*> argv;
-  std::vector<size_t> lengths;
-  for (const std::string& arg : question_.command) {
-    argv.push_back(arg.data());
-    lengths.push_back(arg.size());
-  }
-  redisAsyncCommandArgv(context, on_reply, nullptr, static_cast<int>(argv.size()), argv.data(), lengths.data());
+  connection_.send_auth(question_.username, question_.password, nullptr, nullptr);
+  std::vector<std::string_view> command(question_.command.begin(), question_.command.end());
+  connection_.send(command, on_reply, this);
   timer_->arm(question_.timeout_ms);
 }
 
 void AskInTurn::next_server() {
-  close();
+  connection_.close();
   ask_server(asking_ + 1);
 }
 
@@ -109,39 +80,18 @@ void AskInTurn::finish(bool answered) {
   }
 }
 
-void AskInTurn::on_connect(const redisAsyncContext* context, int status) {
-  auto* self = static_cast<AskInTurn*>(context->data);
-  if (self == nullptr || status == REDIS_OK || context != self->context_) {
-    return;
-  }
-  // hiredis frees the context after this callback.
-  self->context_ = nullptr;
-  self->log_error_("cannot connect to " + self->server_text() + ": " + context->errstr);
-  self->ask_server(self->asking_ + 1);
-}
-
-void AskInTurn::on_disconnect(const redisAsyncContext* context, int) {
-  auto* self = static_cast<AskInTurn*>(context->data);
-  if (self == nullptr || context != self->context_) {
-    return;
-  }
-  self->context_ = nullptr;
-  self->ask_server(self->asking_ + 1);
-}
-
-void AskInTurn::on_reply(redisAsyncContext* context, void* reply_ptr, void*) {
-  auto* self = static_cast<AskInTurn*>(context->data);
-  auto* reply = static_cast<redisReply*>(reply_ptr);
-  if (self == nullptr || context != self->context_ || reply == nullptr) {
-    return;
+void AskInTurn::on_reply(void* data, redisReply* reply) {
+  auto* self = static_cast<AskInTurn*>(data);
+  if (reply == nullptr || !self->accept_) {
+    return;  // closed, or a question abandoned
   }
   std::string error;
   if (!self->accept_(reply, self->question_.servers[self->asking_], &error)) {
-    self->log_error_(self->server_text() + ": " + error);
+    self->log_.error(self->server_text() + ": " + error);
     self->next_server();
     return;
   }
-  self->close();
+  self->connection_.close();
   self->finish(true);
 }
 

@@ -16,23 +16,18 @@
 #include <vector>
 
 #include "event_loop.h"
+#include "redis_connection.h"
+#include "redis_log.h"
 #include "zone_config.h"
 
-struct redisAsyncContext;
 struct redisReply;
 
 namespace rate_guard {
 
-// AUTH PASSWORD, or AUTH USERNAME PASSWORD (Redis 6 ACL) with a username;
-// nothing without a password. `callback` gets the reply (may be null).
-void send_auth(redisAsyncContext* context, const std::string& username, const std::string& password,
-               void (*callback)(redisAsyncContext*, void*, void*), void* privdata);
-
 class AskInTurn {
  public:
-  using ErrorLog = std::function<void(std::string_view)>;
   // `what` names a server in the log: "sentinel", "cluster node".
-  AskInTurn(EventLoop& loop, std::string what, ErrorLog log_error);
+  AskInTurn(EventLoop& loop, std::string what, RedisLog& log);
   ~AskInTurn();
   AskInTurn(const AskInTurn&) = delete;
   AskInTurn& operator=(const AskInTurn&) = delete;
@@ -55,24 +50,21 @@ class AskInTurn {
   void shutdown();
 
  private:
-  static void on_connect(const redisAsyncContext* context, int status);
-  static void on_disconnect(const redisAsyncContext* context, int status);
-  static void on_reply(redisAsyncContext* context, void* reply, void* privdata);
+  static void on_reply(void* self, redisReply* reply);
 
   void ask_server(size_t index);
   void next_server();
   void finish(bool answered);
-  void close();
   std::string server_text() const;
 
   EventLoop& loop_;
   std::string what_;
-  ErrorLog log_error_;
+  RedisLog& log_;
   Question question_;
   Accept accept_;
   Done done_;
   size_t asking_ = 0;
-  redisAsyncContext* context_ = nullptr;
+  RedisConnection connection_;
   std::unique_ptr<Timer> timer_;
 };
 

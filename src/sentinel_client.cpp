@@ -1,6 +1,5 @@
 #include "sentinel_client.h"
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 namespace rate_guard {
@@ -11,8 +10,8 @@ constexpr uint64_t kResubscribeDelayMs = 1000;
 
 }  // namespace
 
-SentinelClient::SentinelClient(const RedisConfig& config, EventLoop& loop, ErrorLog log_error)
-    : config_(config), loop_(loop), log_error_(std::move(log_error)), master_query_(loop, "sentinel", log_error_) {
+SentinelClient::SentinelClient(const RedisConfig& config, EventLoop& loop, RedisLog& log)
+    : config_(config), loop_(loop), log_(log), master_query_(loop, "sentinel", log), subscription_(loop) {
   resubscribe_timer_ = loop_.make_timer([this] { subscribe(); }, false);
 }
 
@@ -24,17 +23,7 @@ void SentinelClient::shutdown() {
   master_query_.shutdown();
   resubscribe_timer_->disarm();
   switched_ = nullptr;
-  close(subscription_);
-}
-
-// Our own close: callbacks still pending in hiredis see no owner and return.
-void SentinelClient::close(redisAsyncContext*& context) {
-  redisAsyncContext* c = context;
-  context = nullptr;
-  if (c != nullptr) {
-    c->data = nullptr;
-    redisAsyncFree(c);
-  }
+  subscription_.close();
 }
 
 void SentinelClient::discover(Found found) {
@@ -61,50 +50,22 @@ void SentinelClient::discover(Found found) {
       [this, found = std::move(found)](bool answered) { found(answered ? &master_ : nullptr); });
 }
 
-void SentinelClient::on_connect(const redisAsyncContext* context, int status) {
-  auto* self = static_cast<SentinelClient*>(context->data);
-  if (self == nullptr || status == REDIS_OK || context != self->subscription_) {
-    return;
-  }
-  // hiredis frees the context after this callback.
-  self->subscription_ = nullptr;
-  self->subscription_lost();
-}
-
-void SentinelClient::on_disconnect(const redisAsyncContext* context, int) {
-  auto* self = static_cast<SentinelClient*>(context->data);
-  if (self == nullptr || context != self->subscription_) {
-    return;
-  }
-  self->subscription_ = nullptr;
-  self->subscription_lost();
-}
-
 void SentinelClient::watch(std::function<void(const RedisEndpoint&)> switched) {
   switched_ = std::move(switched);
   subscribe();
 }
 
 void SentinelClient::subscribe() {
-  close(subscription_);
   watching_ %= config_.sentinels.size();
   const RedisEndpoint& sentinel = config_.sentinels[watching_];
-  redisAsyncContext* context = redisAsyncConnect(sentinel.host.c_str(), sentinel.port);
-  if (context == nullptr || context->err != 0 || !loop_.attach(context)) {
-    log_error_("cannot connect to sentinel " + endpoint_text(sentinel) +
-               (context != nullptr ? std::string(": ") + context->errstr : std::string()));
-    if (context != nullptr) {
-      redisAsyncFree(context);
-    }
+  std::string error;
+  if (!subscription_.open({sentinel, ""}, [this](std::string_view) { subscription_lost(); }, &error)) {
+    log_.error("cannot connect to sentinel " + endpoint_text(sentinel) + ": " + error);
     subscription_lost();
     return;
   }
-  context->data = this;
-  redisAsyncSetConnectCallback(context, on_connect);
-  redisAsyncSetDisconnectCallback(context, on_disconnect);
-  send_auth(context, "", config_.sentinel_password, nullptr, nullptr);
-  subscription_ = context;
-  redisAsyncCommand(subscription_, on_switch_message, nullptr, "SUBSCRIBE +switch-master");
+  subscription_.send_auth("", config_.sentinel_password, nullptr, nullptr);
+  subscription_.subscribe("+switch-master", on_switch_message, this);
 }
 
 void SentinelClient::subscription_lost() {
@@ -115,10 +76,9 @@ void SentinelClient::subscription_lost() {
 }
 
 // "+switch-master <name> <old ip> <old port> <new ip> <new port>"
-void SentinelClient::on_switch_message(redisAsyncContext* context, void* reply_ptr, void*) {
-  auto* self = static_cast<SentinelClient*>(context->data);
-  auto* reply = static_cast<redisReply*>(reply_ptr);
-  if (self == nullptr || reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+void SentinelClient::on_switch_message(void* data, redisReply* reply) {
+  auto* self = static_cast<SentinelClient*>(data);
+  if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
       reply->element[2]->type != REDIS_REPLY_STRING) {
     return;
   }

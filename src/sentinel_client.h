@@ -12,16 +12,17 @@
 
 #include "ask_in_turn.h"
 #include "event_loop.h"
+#include "redis_connection.h"
+#include "redis_log.h"
 #include "zone_config.h"
 
-struct redisAsyncContext;
+struct redisReply;
 
 namespace rate_guard {
 
 class SentinelClient {
  public:
-  using ErrorLog = std::function<void(std::string_view)>;
-  SentinelClient(const RedisConfig& config, EventLoop& loop, ErrorLog log_error);
+  SentinelClient(const RedisConfig& config, EventLoop& loop, RedisLog& log);
   ~SentinelClient();
   SentinelClient(const SentinelClient&) = delete;
   SentinelClient& operator=(const SentinelClient&) = delete;
@@ -39,22 +40,19 @@ class SentinelClient {
   void shutdown();
 
  private:
-  static void on_connect(const redisAsyncContext* context, int status);
-  static void on_disconnect(const redisAsyncContext* context, int status);
-  static void on_switch_message(redisAsyncContext* context, void* reply, void* privdata);
+  static void on_switch_message(void* self, redisReply* reply);
 
   void subscribe();
   void subscription_lost();
-  static void close(redisAsyncContext*& context);
 
   const RedisConfig& config_;
   EventLoop& loop_;
-  ErrorLog log_error_;
+  RedisLog& log_;
 
   AskInTurn master_query_;  // SENTINEL get-master-addr-by-name, of the sentinels in turn
   RedisEndpoint master_;    // its answer, read into here
 
-  redisAsyncContext* subscription_ = nullptr;
+  RedisConnection subscription_;
   size_t watching_ = 0;
   std::function<void(const RedisEndpoint&)> switched_;
   std::unique_ptr<Timer> resubscribe_timer_;
