@@ -15,8 +15,11 @@ namespace rate_guard {
 
 namespace {
 
-// After a connection is lost the first attempt is immediate (a killed
-// connection to a healthy Redis), then 100 ms doubling up to 1 s.
+// Every connection lost, refused or never made waits before the next
+// attempt: 100 ms, doubling up to 1 s. The count starts again only once a
+// probe check has been answered (see send_probe), so whatever Redis does a
+// worker makes at most 10 attempts a second, and about one a second while
+// Redis keeps refusing.
 constexpr uint64_t kFirstBackoffMs = 100;
 constexpr uint64_t kMaxBackoffMs = 1000;
 
@@ -48,10 +51,10 @@ constexpr uint8_t kMaxRedirects = 8;
 constexpr uint64_t kTryAgainDelayMs = 10;
 
 uint64_t backoff_ms(uint64_t failures) {
-  if (failures <= 1) {
+  if (failures == 0) {
     return 0;
   }
-  return std::min(kFirstBackoffMs << std::min<uint64_t>(failures - 2, 4), kMaxBackoffMs);
+  return std::min(kFirstBackoffMs << std::min<uint64_t>(failures - 1, 4), kMaxBackoffMs);
 }
 
 }  // namespace
@@ -285,8 +288,8 @@ void RedisChecker::connect(Node* node) {
 }
 
 void RedisChecker::master_switched(const RedisEndpoint& master) {
-  loop_.log(LogLevel::notice, "rate_guard: master \"" + config_.master_name + "\" switched to " +
-                                  master.host + ":" + std::to_string(master.port));
+  log_notice("master \"" + config_.master_name + "\" switched to " + master.host + ":" +
+             std::to_string(master.port));
   Node* node = nodes_[0].get();
   if (node->state == State::ready || node->state == State::connecting) {
     if (master == node->endpoint) {
@@ -375,22 +378,29 @@ void RedisChecker::on_connect(const redisAsyncContext* context, int status) {
 
 // The last step of the handshake: the script run for no request (no key, so
 // any node of a cluster runs it; still a script, so a server paused for
-// writes holds it as it holds checks). Until it is answered, checks are
-// decided at once.
+// writes holds it as it holds checks). Until it is answered as a check is,
+// checks are decided at once; anything else (NOAUTH, LOADING, NOPERM, max
+// clients, ...) drops the connection, and the next attempt waits its backoff.
 void RedisChecker::send_probe(Node* node) {
-  if (script_sha_.empty()) {
-    handshake_answered(node);  // SCRIPT LOAD failed: the checks will tell
-    return;
-  }
   redisAsyncCommand(node->context, on_probe_reply, nullptr, "EVALSHA %b 0 0 0", script_sha_.data(),
                     script_sha_.size());
 }
 
-void RedisChecker::on_probe_reply(redisAsyncContext* context, void* reply, void*) {
+void RedisChecker::on_probe_reply(redisAsyncContext* context, void* reply_ptr, void*) {
   auto* node = static_cast<Node*>(context->data);
-  if (node != nullptr && reply != nullptr && context == node->context) {
-    node->owner->handshake_answered(node);
+  auto* reply = static_cast<redisReply*>(reply_ptr);
+  if (node == nullptr || reply == nullptr || context != node->context || node->state != State::connecting) {
+    return;
   }
+  RedisChecker* self = node->owner;
+  if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 0) {
+    self->handshake_answered(node);
+    return;
+  }
+  self->log_error("Redis " + node->address() + " did not run the check script: " +
+                  (reply->type == REDIS_REPLY_ERROR ? escape_for_log(std::string_view(reply->str, reply->len))
+                                                    : std::string("unexpected reply")));
+  self->drop_connection(node);
 }
 
 void RedisChecker::handshake_answered(Node* node) {
@@ -401,7 +411,7 @@ void RedisChecker::handshake_answered(Node* node) {
   node->state = State::ready;
   node->consecutive_failures = 0;
   if (node->ever_connected) {
-    loop_.log(LogLevel::notice, "rate_guard: reconnected to Redis " + node->address());
+    log_notice("reconnected to Redis " + node->address());
   }
   node->ever_connected = true;
 }
@@ -422,7 +432,7 @@ void RedisChecker::on_handshake_reply(redisAsyncContext* context, void* reply_pt
   }
   if (reply->type == REDIS_REPLY_ERROR) {
     node->owner->log_error(std::string(static_cast<const char*>(privdata)) + " failed: " +
-                           std::string(reply->str, reply->len));
+                           escape_for_log(std::string_view(reply->str, reply->len)));
     node->owner->drop_connection(node);
   }
 }
@@ -434,13 +444,21 @@ void RedisChecker::on_script_load_reply(redisAsyncContext* context, void* reply_
     return;
   }
   RedisChecker* self = node->owner;
-  if (reply->type == REDIS_REPLY_STRING) {
+  const bool loaded = reply->type == REDIS_REPLY_STRING && reply->len > 0;
+  if (loaded) {
     self->script_sha_.assign(reply->str, reply->len);
-  } else if (reply->type == REDIS_REPLY_ERROR) {
-    self->log_error("SCRIPT LOAD failed: " + std::string(reply->str, reply->len));
+  } else {
+    self->log_error("SCRIPT LOAD failed: " + (reply->type == REDIS_REPLY_ERROR
+                                                  ? escape_for_log(std::string_view(reply->str, reply->len))
+                                                  : std::string("unexpected reply")));
   }
-  if (context == node->context && node->state == State::connecting) {
+  if (context != node->context || node->state != State::connecting) {
+    return;  // a load after NOSCRIPT: its batch tells
+  }
+  if (loaded) {
     self->send_probe(node);
+  } else {
+    self->drop_connection(node);  // the script cannot run on this connection
   }
 }
 
@@ -537,7 +555,7 @@ void RedisChecker::slots_found(bool answered) {
         fail_batch(batch, CheckError::unavailable);
       }
     }
-    refresh_timer_->arm(std::max<uint64_t>(backoff_ms(refresh_failures_ + 1), kMinRefreshIntervalMs));
+    refresh_timer_->arm(std::max<uint64_t>(backoff_ms(refresh_failures_), kMinRefreshIntervalMs));
     return;
   }
   refresh_failures_ = 0;
@@ -563,9 +581,8 @@ void RedisChecker::slots_found(bool answered) {
       masters += (masters.empty() ? "" : ", ") + node->address() + " (" + std::to_string(node->slots) + " slots)";
     }
   }
-  if (masters != cluster_masters_) {
-    loop_.log(LogLevel::notice, "rate_guard: Redis Cluster masters: " + masters);
-    cluster_masters_ = std::move(masters);
+  if (masters != cluster_masters_ && log_notice("Redis Cluster masters: " + masters)) {
+    cluster_masters_ = std::move(masters);  // a map left unsaid is said at a later refresh
   }
   for (const auto& node : nodes_) {
     node->retired = node->slots == 0;
@@ -1207,14 +1224,24 @@ void RedisChecker::shutdown() {
 }
 
 void RedisChecker::log_error(std::string_view message) {
-  if (!error_log_.allow(loop_.now_ms())) {
-    return;
+  log_throttled(error_log_, LogLevel::error, "errors", message);
+}
+
+bool RedisChecker::log_notice(std::string_view message) {
+  return log_throttled(notice_log_, LogLevel::notice, "notices", message);
+}
+
+bool RedisChecker::log_throttled(LogThrottle& throttle, LogLevel level, std::string_view what,
+                                 std::string_view message) {
+  if (!throttle.allow(loop_.now_ms())) {
+    return false;
   }
   std::string line = "rate_guard: " + std::string(message);
-  if (const uint64_t suppressed = error_log_.take_suppressed(); suppressed > 0) {
-    line += " (" + std::to_string(suppressed) + " more errors since the last report)";
+  if (const uint64_t suppressed = throttle.take_suppressed(); suppressed > 0) {
+    line += " (" + std::to_string(suppressed) + " more " + std::string(what) + " since the last report)";
   }
-  loop_.log(LogLevel::error, line);
+  loop_.log(level, line);
+  return true;
 }
 
 }  // namespace rate_guard

@@ -2,7 +2,8 @@
 // connection (with Redis Cluster, one per master, each check routed by its
 // keys' slot, MOVED and ASK followed), the check script loaded on connect
 // (NOSCRIPT: load and retry once), per-check timeouts, reconnection with
-// backoff, and errors logged at most about once a second.
+// backoff (a connection is up only once a probe check is answered), and
+// every line about Redis logged at most about once a second.
 #pragma once
 
 #include <cstddef>
@@ -154,7 +155,11 @@ class RedisChecker {
   PendingCheck* acquire();
   Batch* acquire_batch();
   void release_batch(Batch* batch);
+  // Every line about Redis goes through one of these, each at most about
+  // once a second, counting the lines left out. log_notice: whether it was logged.
   void log_error(std::string_view message);
+  bool log_notice(std::string_view message);
+  bool log_throttled(LogThrottle& throttle, LogLevel level, std::string_view what, std::string_view message);
 
   RedisConfig config_;
   EventLoop& loop_;
@@ -210,7 +215,8 @@ class RedisChecker {
   std::vector<size_t> argvlen_;
   std::vector<ZoneVerdict> verdicts_;
 
-  LogThrottle error_log_;  // errors at most about once a second
+  LogThrottle error_log_;   // errors at most about once a second
+  LogThrottle notice_log_;  // and notices (reconnected, master switched), apart
 
   RedisCounters own_counters_;
   RedisCounters* counters_;
