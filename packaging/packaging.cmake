@@ -30,7 +30,9 @@ execute_process(COMMAND dpkg --print-architecture OUTPUT_VARIABLE deb_arch
 
 set(RATE_GUARD_DEB ${CMAKE_BINARY_DIR}/libnginx-mod-http-rate-guard_${PROJECT_VERSION}_${deb_arch}.deb)
 set(deb_root ${CMAKE_BINARY_DIR}/deb-root)
-set(deb_depends "libhiredis0.14, libc6, libstdc++6")
+# hiredis is linked in (statically, its symbols local: see config), so the
+# package needs no libhiredis at runtime, only the C and C++ runtimes.
+set(deb_depends "libc6, libstdc++6, libgcc-s1")
 if(RATE_GUARD_NGINX_ABI)
   string(PREPEND deb_depends "${RATE_GUARD_NGINX_ABI}, ")
 endif()

@@ -77,7 +77,7 @@ RedisServer::RedisServer(Options options) : options_(std::move(options)), dir_(m
   log_path_ = dir_ + "/redis.log";
   std::string last_error;
   for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
-    port_ = pick_free_port();
+    port_ = options_.port != 0 ? options_.port : pick_free_port();
     try {
       start();
       return;

@@ -22,6 +22,7 @@ class RedisServer {
   struct Options {
     bool sentinel = false;                  // redis-server --sentinel
     std::vector<std::string> config_lines;  // written to a config file first
+    int port = 0;                           // 0: a free loopback port
   };
 
   // Starts the server and waits until it answers PING; throws

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the .deb for real next to Debian's nginx, checks that the module
-# is enabled the Debian way and that Debian's nginx loads it and limits with
+# Installs the .deb for real next to Debian's nginx and Debian's nchan module
+# (libnginx-mod-nchan, installed by ./dev), checks that the module is enabled
+# the Debian way and that Debian's nginx loads it beside nchan and limits with
 # it, then purges the package and checks that nothing is left behind.
 # Needs root (dpkg); CI and `./dev test` run as root.
 set -euo pipefail
@@ -29,6 +30,10 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 [[ $(dpkg-deb -f "$deb" Depends) == *nginx-abi-* ]] || fail "the package does not depend on the nginx ABI"
+[[ $(dpkg-deb -f "$deb" Depends) != *hiredis* ]] || fail "the package depends on a shared hiredis (it is linked in)"
+dpkg-query -W -f='${Status}' libnginx-mod-nchan 2>/dev/null | grep -q 'install ok installed' ||
+  fail "libnginx-mod-nchan is not installed (./dev installs it): the package must install beside it"
+[[ -e /etc/nginx/modules-enabled/50-mod-nchan.conf ]] || fail "Debian's nchan module is not enabled"
 dpkg -i "$deb" > "$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -i"; }
 echo "installed: $(dpkg-query -W -f='${Package} ${Version} ${Status}' "$package")"
 [[ -f $module ]] || fail "$module missing"
@@ -46,11 +51,12 @@ redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --d
 pids+=($!)
 for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-# As Debian's nginx.conf does: the module comes from modules-enabled, its
-# path relative to the Debian prefix (/usr/share/nginx/modules is a link).
+# As Debian's nginx.conf does: the modules come from modules-enabled (in the
+# glob's order: rate_guard, then nchan), their paths relative to the Debian
+# prefix (/usr/share/nginx/modules is a link).
 mkdir -p "$work/logs"
 cat > "$work/nginx.conf" <<CONF
-include $enabled;
+include /etc/nginx/modules-enabled/*.conf;
 daemon off;
 master_process on;
 worker_processes 1;
@@ -64,6 +70,7 @@ http {
     server {
         listen 127.0.0.1:$port;
         location = /t { rate_guard zone=deb; empty_gif; }
+        location = /pub { nchan_publisher; nchan_channel_id deb; }
     }
 }
 CONF
@@ -75,6 +82,10 @@ first=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/t")
 second=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/t")
 echo "requests through the installed module: $first then $second"
 [[ $first == 200 && $second == 429 ]] || fail "expected 200 then 429"
+published=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary hello "http://127.0.0.1:$port/pub")
+echo "nchan beside it: publish $published"
+[[ $published == 202 ]] || fail "nchan's publisher answered $published, expected 202"
+! grep 'exited on signal' "$work/logs/error.log" || fail "a worker died"
 
 dpkg -r "$package" > "$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -r"; }
 [[ ! -e $module ]] || fail "$module left after remove"

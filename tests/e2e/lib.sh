@@ -57,14 +57,15 @@ CONF
   start_redis "$port" "$dir/sentinel.conf" --sentinel
 }
 
-# start_nginx NAME MODULE HTTP_BLOCK_BODY: nginx with two workers under a
-# master, its own prefix; prints nothing, logs in $e2e_work/NAME/error.log.
+# start_nginx NAME MODULES HTTP_BLOCK_BODY: nginx with two workers under a
+# master, its own prefix; MODULES (one path, or several separated by spaces)
+# loaded in that order; prints nothing, logs in $e2e_work/NAME/error.log.
 start_nginx() {
-  local name=$1 module=$2 http=$3
+  local name=$1 modules=$2 http=$3 module
   local dir="$e2e_work/$name"
   mkdir -p "$dir"
   cat > "$dir/nginx.conf" <<CONF
-load_module $module;
+$(for module in $modules; do echo "load_module $module;"; done)
 daemon off;
 master_process on;
 worker_processes 2;

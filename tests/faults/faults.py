@@ -147,6 +147,7 @@ class Redis:
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         self.proc = None
+        self.auth = []  # redis-cli's arguments to authenticate, while a scenario requires it
 
     def start(self):
         log = open(os.path.join(self.dir, "redis.log"), "a")
@@ -167,12 +168,12 @@ class Redis:
             return False
 
     def cli(self, *args, timeout=3):
-        r = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)] + list(args),
+        r = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)] + self.auth + list(args),
                            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         return r.stdout.strip()
 
     def cli_bg(self, *args):
-        p = subprocess.Popen([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)] + list(args),
+        p = subprocess.Popen([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)] + self.auth + list(args),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              text=True)
         STARTED.append(("redis-cli", p.pid))
@@ -216,7 +217,7 @@ http {{
     keepalive_timeout 60s;
     default_type text/plain;
 
-    rate_guard_redis 127.0.0.1:{redis_port} timeout={timeout} connect_timeout=100ms;
+    rate_guard_redis 127.0.0.1:{redis_port} timeout={timeout} connect_timeout=100ms{redis_options};
     rate_guard_zone $http_x_key zone=load rate=50r/s;
     rate_guard_zone $http_x_key zone=exact rate=20 window=60s algorithm=sliding_log;
     rate_guard_zone $http_x_key zone=pipe rate=5 window=60s algorithm=sliding_log;
@@ -253,7 +254,8 @@ LOG_LINE = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) \[(\w+)\] (\d+)#\d+: (
 
 
 class Nginx:
-    def __init__(self, workdir, module, redis_port, fail="open", http2=False, timeout_ms=TIMEOUT_MS):
+    def __init__(self, workdir, module, redis_port, fail="open", http2=False, timeout_ms=TIMEOUT_MS,
+                 redis_options=""):
         self.prefix = os.path.join(workdir, "nginx")
         for d in ("html/load", "html/exact", "html/pipe", "tmp"):
             os.makedirs(os.path.join(self.prefix, d), exist_ok=True)
@@ -270,7 +272,7 @@ class Nginx:
         with open(self.conf, "w") as f:
             f.write(CONF.format(module=module, prefix=self.prefix, redis_port=redis_port,
                                 timeout="%dms" % timeout_ms, fail=fail, port=self.port, rport=self.rport,
-                                h2server=h2))
+                                h2server=h2, redis_options=redis_options))
         with open(os.path.join(self.prefix, "locations.conf"), "w") as f:
             f.write(LOCATIONS.format(prefix=self.prefix))
         self.proc = None
@@ -605,6 +607,7 @@ def judge_log(res, env, window=None, expect=None, max_lines=None):
     samples = []
     alarms = []
     notices = 0
+    notice_bucket = collections.Counter()
     for line in text.splitlines():
         m = LOG_LINE.match(line)
         if not m:
@@ -622,6 +625,7 @@ def judge_log(res, env, window=None, expect=None, max_lines=None):
                     samples.append(msg)
             elif level == "notice":
                 notices += 1
+                notice_bucket[(pid, stamp)] += 1
     worst = max(per_bucket.values()) if per_bucket else 0
     total = sum(per_pid.values())
     res.log_rate = "%d" % worst
@@ -630,6 +634,10 @@ def judge_log(res, env, window=None, expect=None, max_lines=None):
     res.check(worst <= LOG_MAX_PER_SECOND,
               "error.log: rate_guard errors at most ~1/s per worker: %d lines from %d workers, "
               "at most %d in one second by one worker" % (total, len(per_pid), worst))
+    worst_notices = max(notice_bucket.values()) if notice_bucket else 0
+    res.check(worst_notices <= LOG_MAX_PER_SECOND,
+              "error.log: rate_guard notices (reconnected, ...) at most ~1/s per worker: %d lines, at most %d "
+              "in one second by one worker" % (notices, worst_notices))
     if max_lines is not None:
         res.check(total <= max_lines, "error.log: %d rate_guard error lines, at most %d expected" % (total, max_lines))
     if expect is not None:
@@ -639,6 +647,10 @@ def judge_log(res, env, window=None, expect=None, max_lines=None):
         res.info("logged: " + s[:220])
     if notices:
         res.info("logged: %d rate_guard notices (reconnected)" % notices)
+        for line in text.splitlines():
+            if "[notice]" in line and "rate_guard:" in line:
+                res.info("logged: " + line[line.index("rate_guard:"):][:220])
+                break
 
 
 def exact_check(res, env, tag="", port=None):
@@ -680,16 +692,23 @@ def metrics_delta(res, m0, m1):
 class Env:
     # timeout_ms: the scenarios that need checks in flight for a while use a
     # longer timeout: after a first timeout, checks are decided at once.
-    def __init__(self, ctx, name, fail="open", http2=False, timeout_ms=TIMEOUT_MS):
+    # redis_options: appended to rate_guard_redis; prepare(env): run once
+    # Redis is up, before nginx starts.
+    def __init__(self, ctx, name, fail="open", http2=False, timeout_ms=TIMEOUT_MS, redis_options="",
+                 prepare=None):
         self.dir = os.path.join(ctx.workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.redis = Redis(self.dir)
-        self.nginx = Nginx(self.dir, ctx.module, self.redis.port, fail, http2, timeout_ms)
+        self.nginx = Nginx(self.dir, ctx.module, self.redis.port, fail, http2, timeout_ms, redis_options)
         self.fail = fail
         self.bound = (timeout_ms + MARGIN_MS) / 1000.0
+        self.prepare = prepare
 
     def __enter__(self):
         self.redis.start()
+        if self.prepare:
+            self.prepare(self)
+        self.t_nginx = mono()
         self.nginx.start()
         return self
 
@@ -719,20 +738,67 @@ def stop_and_check(res, env, expect_workers_changed=False, w0=None):
     res.check(not left, "no connection left open at worker exit, no crash (%d lines)" % len(left))
 
 
+class MetricsSampler:
+    """rate_guard_redis_reconnects_total (both workers, from a fresh nginx) every 100 ms while running."""
+
+    def __init__(self, nginx):
+        self.nginx = nginx
+        self.samples = []
+        self.running = True
+        self.pool = ThreadPoolExecutor(1)
+        self.done = self.pool.submit(self.run)
+
+    def run(self):
+        while self.running:
+            t = mono()
+            self.samples.append((t, self.nginx.metrics().get("rate_guard_redis_reconnects_total", 0)))
+            time.sleep(max(0.0, 0.1 - (mono() - t)))
+
+    def stop(self):
+        self.running = False
+        self.done.result(5)
+        self.pool.shutdown()
+
+    def at(self, t):
+        """The last sample taken at or before t (0 before the first: nginx starts with 0)."""
+        before = [v for ts, v in self.samples if ts <= t]
+        return before[-1] if before else 0
+
+
+def judge_refusal_backoff(res, sampler, t_fs, t_fe):
+    """Per worker: at most 10 reconnects in the first second of a refusal, about 1 a second after."""
+    first = sampler.at(t_fs + 1.0) - sampler.at(t_fs)
+    later_s = t_fe - (t_fs + 1.0)
+    later = sampler.at(t_fe) - sampler.at(t_fs + 1.0)
+    bound = 2 * (int(later_s + 0.999) + 1)  # 1 a second per worker, a second boundary's slack
+    res.check(first <= 2 * 10, "refused: at most 10 reconnects per worker in the first second "
+              "(%d by 2 workers)" % first)
+    res.check(later <= bound, "refused: about 1 reconnect a second per worker after the first second "
+              "(%d by 2 workers in %.1f s, at most %d)" % (later, later_s, bound))
+
+
 def redis_fault(name, what, fault, fail="open", expect_errors=True, expect_log=None, hang=False,
-                max_reconnects=None):
+                max_reconnects=None, redis_options="", prepare=None, refusal=False):
     """hang: Redis accepts connections and commands but does not answer.
-    max_reconnects: per worker, over the fault and the recovery."""
+    max_reconnects: per worker, over the fault and the recovery.
+    refusal: new connections are refused during the fault: the reconnects are
+    sampled and bounded per second, and checks are decided at once (as hang)."""
     def scenario(ctx):
         res = Result(name, what)
-        with Env(ctx, name, fail=fail) as env:
+        with Env(ctx, name, fail=fail, redis_options=redis_options, prepare=prepare) as env:
             m0 = env.nginx.metrics()
             w0 = env.nginx.workers()
+            sampler = MetricsSampler(env.nginx) if refusal else None
             load = Load(env, "load", conns=16, rate=120, duration=30, key_prefix="k-%s-" % name)
-            time.sleep(1.3)
-            t_fs = mono()
+            if refusal:
+                time.sleep(0.3)  # the workers meet the refusal from their start: the load begins in it
+            else:
+                time.sleep(1.3)
+            t_fs = env.t_nginx if refusal else mono()
             note = fault(env)
             t_fe = mono()
+            if sampler:
+                sampler.stop()
             if note:
                 res.info(note)
             time.sleep(GRACE + 1.0)
@@ -751,7 +817,7 @@ def redis_fault(name, what, fault, fail="open", expect_errors=True, expect_log=N
                          % (abs(d), "after" if d >= 0 else "before"))
             served = collections.Counter(v[0][2] for v in env.nginx.access_log().values())
             res.info("answers per worker: %s" % dict(served))
-            if hang:
+            if hang or refusal:
                 # The spec: "While Redis is known to be unreachable, checks are
                 # decided at once, not after a timeout each." After the first
                 # timeout has shown Redis to hang, requests should not each wait.
@@ -771,6 +837,8 @@ def redis_fault(name, what, fault, fail="open", expect_errors=True, expect_log=N
                           "reconnection backs off (100 ms doubling to 1 s): %d reconnects by 2 workers in %.1f s "
                           "(at most %d expected)" % (rc, t_fe - t_fs + GRACE + 1.0, 2 * max_reconnects))
             judge_log(res, env, expect=expect_log)
+            if sampler:
+                judge_refusal_backoff(res, sampler, t_fs, t_fe)
             stop_and_check(res, env, w0=w0)
         return res
     scenario.__doc__ = what
@@ -860,6 +928,161 @@ def f_busy(env):
         p.kill()
         p.wait()
     env.redis.cli("CONFIG", "SET", "busy-reply-threshold", "5000")
+
+
+REFUSAL_S = 3.0  # how long Redis refuses new connections
+
+
+class FakeListener:
+    """Redis's port held by something that is not Redis: it closes every
+    connection at once, writes `greeting` and closes, or never answers."""
+
+    def __init__(self, port, mode, greeting=b""):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(128)
+        self.sock.settimeout(0.02)
+        self.mode, self.greeting = mode, greeting
+        self.held, self.accepted, self.running = [], 0, True
+        self.pool = ThreadPoolExecutor(1)
+        self.done = self.pool.submit(self.serve)
+
+    def serve(self):
+        while self.running:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            self.accepted += 1
+            if self.mode == "hold":
+                self.held.append(c)
+                continue
+            if self.greeting:
+                try:
+                    c.sendall(self.greeting)
+                except OSError:
+                    pass
+            c.close()
+
+    def close(self):
+        self.running = False
+        self.done.result(5)
+        self.pool.shutdown()
+        for c in self.held:
+            c.close()
+        self.sock.close()
+
+
+# A refusal is in place before nginx starts, so its workers meet it with no
+# connection ever made (as after a start or a reload while Redis refuses), and
+# is lifted REFUSAL_S after nginx started: refuse(env) before, restore(env) after.
+
+def r_fake(mode, greeting=b""):
+    def refuse(env):
+        env.redis.kill()
+        env.fake = FakeListener(env.redis.port, mode, greeting)
+
+    def restore(env):
+        env.fake.close()
+        env.redis.start()
+        return "Redis's port held by a listener that %s (%d connections), then Redis started" % (
+            {"close": "closes at once", "say": "answers %r and closes" % greeting.strip(),
+             "hold": "never answers"}[mode], env.fake.accepted)
+    return refuse, restore
+
+
+def r_requirepass():
+    def refuse(env):
+        env.redis.cli("CONFIG", "SET", "requirepass", "s3cret")
+        env.redis.auth = ["--no-auth-warning", "-a", "s3cret"]
+
+    def restore(env):
+        env.redis.cli("CONFIG", "SET", "requirepass", "")
+        env.redis.auth = []
+        return "requirepass set, nginx has no password=; then requirepass removed"
+    return refuse, restore
+
+
+def r_wrong_password():
+    def refuse(env):
+        env.redis.cli("CONFIG", "SET", "requirepass", "other")
+        env.redis.auth = ["--no-auth-warning", "-a", "other"]
+
+    def restore(env):
+        env.redis.cli("CONFIG", "SET", "requirepass", "pw")
+        env.redis.auth = ["--no-auth-warning", "-a", "pw"]
+        return "requirepass other, nginx's password=pw; then requirepass pw"
+    return refuse, restore
+
+
+def r_acl(command):
+    def refuse(env):
+        env.redis.cli("ACL", "SETUSER", "rg", "on", ">pw", "~*", "+@all", "-" + command)
+
+    def restore(env):
+        env.redis.cli("ACL", "SETUSER", "rg", "+" + command)
+        return "ACL SETUSER rg -%s (nginx's username=rg), then +%s" % (command, command)
+    return refuse, restore
+
+
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode() if isinstance(a, str) else a
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def r_maxclients():
+    # One connection holds the only slot; the admin commands go over it (a
+    # new redis-cli would be refused too).
+    def call(env, *args):
+        env.holder.sendall(resp(*args))
+        return env.holder.recv(4096).decode(errors="replace").strip()
+
+    def refuse(env):
+        env.holder = socket.create_connection(("127.0.0.1", env.redis.port), timeout=3)
+        call(env, "CONFIG", "SET", "maxclients", "1")
+
+    def restore(env):
+        call(env, "CONFIG", "SET", "maxclients", "10000")
+        env.holder.close()
+        return "maxclients 1 with its slot held, then maxclients 10000"
+    return refuse, restore
+
+
+def r_loading():
+    # DEBUG RELOAD saves and loads the dataset again, slowed down by the debug
+    # config key-load-delay; meanwhile Redis answers -LOADING.
+    def refuse(env):
+        env.redis.cli("DEBUG", "POPULATE", "40000", "pad")
+        env.redis.cli("CONFIG", "SET", "key-load-delay", "100")  # microseconds per key: ~4 s
+        env.redis.cli("CONFIG", "SET", "loading-process-events-interval-bytes", "1024")
+        env.reload = env.redis.cli_bg("DEBUG", "RELOAD")
+        wait_until(lambda: "loading:1" in env.redis.cli("INFO", "persistence"), 3, 0.01)
+
+    def restore(env):
+        env.reload.wait(15)  # loaded
+        env.redis.cli("CONFIG", "SET", "key-load-delay", "0")
+        return "DEBUG RELOAD of 40,000 keys slowed to ~4 s; nginx started during it"
+    return refuse, restore
+
+
+def refusal(name, what, refusal_pair, expect_log, redis_options="", setup=None):
+    refuse, restore = refusal_pair
+
+    def prepare(env):
+        if setup:
+            setup(env)
+        refuse(env)
+        env.t_refused = mono()
+
+    def fault(env):
+        wait_until(lambda: mono() - env.t_refused >= REFUSAL_S, REFUSAL_S + 1, 0.01)
+        return restore(env)
+    return redis_fault(name, what, fault, expect_log=expect_log, refusal=True, redis_options=redis_options,
+                       prepare=prepare)
 
 
 def f_noscript(env):
@@ -1220,6 +1443,25 @@ SCENARIOS = collections.OrderedDict([
                              f_readonly, expect_log=r"READONLY")),
     ("busy", redis_fault("busy", "another client's endless script for 2 s: BUSY error replies, then SCRIPT KILL",
                          f_busy, expect_log=r"BUSY|did not answer")),
+    ("refuse_noauth", refusal("refuse_noauth", "nginx started while Redis requires a password it does not give; 3 s",
+                              r_requirepass(), r"unauthenticated|NOAUTH")),
+    ("refuse_wrong_password", refusal("refuse_wrong_password", "nginx started with a wrong password=; 3 s",
+                                      r_wrong_password(), r"AUTH failed", redis_options=" password=pw")),
+    ("refuse_acl_evalsha", refusal("refuse_acl_evalsha", "nginx started while its ACL user may not EVALSHA; 3 s",
+                                   r_acl("evalsha"), r"NOPERM", redis_options=" username=rg password=pw")),
+    ("refuse_acl_script", refusal("refuse_acl_script", "nginx started while its ACL user may not SCRIPT; 3 s",
+                                  r_acl("script"), r"NOPERM", redis_options=" username=rg password=pw")),
+    ("refuse_maxclients", refusal("refuse_maxclients", "nginx started while Redis is at maxclients; 3 s",
+                                  r_maxclients(), r"max number of clients")),
+    ("refuse_loading", refusal("refuse_loading", "nginx started while Redis loads its dataset (DEBUG RELOAD, ~4 s)",
+                               r_loading(), r"LOADING")),
+    ("refuse_denied", refusal("refuse_denied", "nginx started while a listener answers -DENIED and closes; 3 s",
+                              r_fake("say", b"-DENIED Redis is running in protected mode because protected "
+                                            b"mode is enabled\r\n"), r"DENIED")),
+    ("refuse_close", refusal("refuse_close", "nginx started while a listener accepts and closes at once; 3 s",
+                             r_fake("close"), r"lost")),
+    ("refuse_silent", refusal("refuse_silent", "nginx started while a listener accepts and never answers; 3 s",
+                              r_fake("hold"), r"ready within")),
     ("noscript", redis_fault("noscript", "SCRIPT FLUSH 7 times under load: NOSCRIPT, reload, retry: no request fails",
                              f_noscript, expect_errors=False)),
     ("reload", nginx_change("reload", "nginx -s reload (kill -HUP master) 5 times under load", c_reload(5))),
