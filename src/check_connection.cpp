@@ -72,10 +72,10 @@ void CheckConnection::open(const RedisAddress& address) {
 // them fails the connection.
 void CheckConnection::send_handshake() {
   const RedisConfig& config = shared_.config;
-  connection_.send_auth(config.username, config.password, on_handshake_reply, this);
+  connection_.send_auth(config.username, config.password, on_auth_reply, this);
   if (config.db != 0) {
     const std::string db = std::to_string(config.db);
-    connection_.send({"SELECT", db}, on_handshake_reply, this);
+    connection_.send({"SELECT", db}, on_select_reply, this);
   }
   if (shared_.check_role) {
     connection_.send({"ROLE"}, on_role_reply, this);
@@ -84,10 +84,17 @@ void CheckConnection::send_handshake() {
   shared_.counters.script_loads.fetch_add(1, std::memory_order_relaxed);
 }
 
-void CheckConnection::on_handshake_reply(void* data, redisReply* reply) {
-  auto* self = static_cast<CheckConnection*>(data);
-  if (reply != nullptr && reply->type == REDIS_REPLY_ERROR && self->state_ == State::connecting) {
-    self->fail("Redis " + self->address_text() + " refused the handshake: " + reply_text(reply));
+void CheckConnection::on_auth_reply(void* data, redisReply* reply) {
+  static_cast<CheckConnection*>(data)->handshake_answered("AUTH", reply);
+}
+
+void CheckConnection::on_select_reply(void* data, redisReply* reply) {
+  static_cast<CheckConnection*>(data)->handshake_answered("SELECT", reply);
+}
+
+void CheckConnection::handshake_answered(std::string_view command, const redisReply* reply) {
+  if (reply != nullptr && reply->type == REDIS_REPLY_ERROR && state_ == State::connecting) {
+    fail(std::string(command) + " failed: " + reply_text(reply));
   }
 }
 
@@ -120,7 +127,7 @@ void CheckConnection::on_script_load_reply(void* data, redisReply* reply) {
     return;
   }
   if (!loaded) {
-    self->fail("SCRIPT LOAD failed on Redis " + self->address_text() + ": " + reply_text(reply));
+    self->fail("SCRIPT LOAD failed: " + reply_text(reply));
     return;
   }
   // The last step: the script run for no request (no key, so any node of a

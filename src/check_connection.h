@@ -99,7 +99,9 @@ class CheckConnection {
   std::string address_text() const { return connection_.address().text(); }
 
  private:
-  static void on_handshake_reply(void* self, redisReply* reply);
+  static void on_auth_reply(void* self, redisReply* reply);
+  static void on_select_reply(void* self, redisReply* reply);
+  void handshake_answered(std::string_view command, const redisReply* reply);
   static void on_role_reply(void* self, redisReply* reply);
   static void on_script_load_reply(void* self, redisReply* reply);
   static void on_probe_reply(void* self, redisReply* reply);
