@@ -39,9 +39,10 @@ struct Zone {
   size_t index;                      // in MainConf::zones and in the metrics
 };
 
-// One `rate_guard zone=NAME [cost=N]` line; the zone is found once the whole
-// http block is read, so zones may be defined after their use.
-struct ZoneUse {
+// One `rate_guard zone=NAME [cost=N]` line: a zone applied in a location.
+// The zone is found once the whole http block is read, so zones may be
+// defined after the lines that apply them.
+struct ZoneApplication {
   ngx_str_t zone_name;
   Zone* zone;
   uint64_t cost;
@@ -69,7 +70,7 @@ enum FailPolicy : ngx_uint_t { kFailOpen = 0, kFailClosed = 1 };
 enum HeadersMode : ngx_uint_t { kHeadersOff = 0, kHeadersOn = 1, kHeadersDraft = 2 };
 
 struct LocConf {
-  ngx_array_t* uses;  // of ZoneUse; NGX_CONF_UNSET_PTR: inherit; nullptr: `rate_guard off`
+  ngx_array_t* applied;  // of ZoneApplication; NGX_CONF_UNSET_PTR: inherit; nullptr: `rate_guard off`
   ngx_uint_t status;
   ngx_uint_t fail;
   ngx_uint_t headers;
@@ -259,51 +260,52 @@ char* rate_guard_zone(ngx_conf_t* cf, ngx_command_t*, void* conf) {
   return NGX_CONF_OK;
 }
 
-char* rate_guard(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+// `rate_guard zone=NAME [cost=N|$var]`, or `rate_guard off`.
+char* rate_guard_apply_zone(ngx_conf_t* cf, ngx_command_t*, void* conf) {
   auto* lcf = static_cast<LocConf*>(conf);
   auto* value = static_cast<ngx_str_t*>(cf->args->elts);
   if (cf->args->nelts == 2 && to_string_view(value[1]) == "off") {
-    if (lcf->uses != NGX_CONF_UNSET_PTR) {
+    if (lcf->applied != NGX_CONF_UNSET_PTR) {
       return conf_error(cf, "\"rate_guard off\" cannot be combined with other \"rate_guard\" lines");
     }
-    lcf->uses = nullptr;
+    lcf->applied = nullptr;
     return NGX_CONF_OK;
   }
-  if (lcf->uses == nullptr) {
+  if (lcf->applied == nullptr) {
     return conf_error(cf, "\"rate_guard off\" cannot be combined with other \"rate_guard\" lines");
   }
   auto parsed = rate_guard::parse_zone_use(arguments_after(cf, 1));
   if (!parsed) {
     return conf_error(cf, parsed.error());
   }
-  if (lcf->uses == NGX_CONF_UNSET_PTR) {
-    lcf->uses = ngx_array_create(cf->pool, 2, sizeof(ZoneUse));
-    if (lcf->uses == nullptr) {
+  if (lcf->applied == NGX_CONF_UNSET_PTR) {
+    lcf->applied = ngx_array_create(cf->pool, 2, sizeof(ZoneApplication));
+    if (lcf->applied == nullptr) {
       return static_cast<char*>(NGX_CONF_ERROR);
     }
   }
-  auto* uses = static_cast<ZoneUse*>(lcf->uses->elts);
-  for (ngx_uint_t i = 0; i < lcf->uses->nelts; i++) {
-    if (to_string_view(uses[i].zone_name) == parsed.value().zone) {
+  auto* applied = static_cast<ZoneApplication*>(lcf->applied->elts);
+  for (ngx_uint_t i = 0; i < lcf->applied->nelts; i++) {
+    if (to_string_view(applied[i].zone_name) == parsed.value().zone) {
       return conf_error(cf, "zone \"" + parsed.value().zone + "\" is applied twice");
     }
   }
-  auto* use = static_cast<ZoneUse*>(ngx_array_push(lcf->uses));
-  if (use == nullptr) {
+  auto* line = static_cast<ZoneApplication*>(ngx_array_push(lcf->applied));
+  if (line == nullptr) {
     return static_cast<char*>(NGX_CONF_ERROR);
   }
-  use->zone_name = copy_str(cf->pool, parsed.value().zone);
-  use->zone = nullptr;
-  use->cost = parsed.value().cost;
-  use->cost_value = nullptr;
+  line->zone_name = copy_str(cf->pool, parsed.value().zone);
+  line->zone = nullptr;
+  line->cost = parsed.value().cost;
+  line->cost_value = nullptr;
   if (!parsed.value().cost_variable.empty()) {
-    use->cost_value = compile_complex_value(cf, parsed.value().cost_variable);
-    if (use->cost_value == nullptr) {
+    line->cost_value = compile_complex_value(cf, parsed.value().cost_variable);
+    if (line->cost_value == nullptr) {
       return static_cast<char*>(NGX_CONF_ERROR);
     }
   }
-  use->file = cf->conf_file->file.name;
-  use->line = cf->conf_file->line;
+  line->file = cf->conf_file->file.name;
+  line->line = cf->conf_file->line;
   auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
   mcf->used = true;
   return NGX_CONF_OK;
@@ -377,7 +379,7 @@ ngx_command_t commands[] = {
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("rate_guard"),
      NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12,
-     guarded<rate_guard>,
+     guarded<rate_guard_apply_zone>,
      NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("rate_guard_status"),
      NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
@@ -488,7 +490,7 @@ void* create_loc_conf(ngx_conf_t* cf) {
   if (lcf == nullptr) {
     return nullptr;
   }
-  lcf->uses = static_cast<ngx_array_t*>(NGX_CONF_UNSET_PTR);
+  lcf->applied = static_cast<ngx_array_t*>(NGX_CONF_UNSET_PTR);
   lcf->status = NGX_CONF_UNSET_UINT;
   lcf->fail = NGX_CONF_UNSET_UINT;
   lcf->headers = NGX_CONF_UNSET_UINT;
@@ -499,40 +501,40 @@ void* create_loc_conf(ngx_conf_t* cf) {
 
 // Finds the zone of every line; errors name the line of the `rate_guard`
 // directive, since merging happens after the whole http block is read.
-char* resolve_uses(ngx_conf_t* cf, ngx_array_t* array) {
+char* resolve_applied(ngx_conf_t* cf, ngx_array_t* array) {
   if (array == nullptr || array == NGX_CONF_UNSET_PTR) {
     return NGX_CONF_OK;
   }
   auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
-  auto* uses = static_cast<ZoneUse*>(array->elts);
+  auto* applied = static_cast<ZoneApplication*>(array->elts);
   auto* zones = static_cast<Zone*>(mcf->zones.elts);
   for (ngx_uint_t i = 0; i < array->nelts; i++) {
-    ZoneUse& use = uses[i];
-    if (use.zone != nullptr) {
+    ZoneApplication& line = applied[i];
+    if (line.zone != nullptr) {
       continue;
     }
     if (mcf->redis == nullptr) {
       ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                     "\"rate_guard\" needs a \"rate_guard_redis\" in the http block in %V:%ui",
-                    &use.file, use.line);
+                    &line.file, line.line);
       return static_cast<char*>(NGX_CONF_ERROR);
     }
     for (ngx_uint_t z = 0; z < mcf->zones.nelts; z++) {
-      if (zones[z].name.len == use.zone_name.len &&
-          ngx_strncmp(zones[z].name.data, use.zone_name.data, use.zone_name.len) == 0) {
-        use.zone = &zones[z];
+      if (zones[z].name.len == line.zone_name.len &&
+          ngx_strncmp(zones[z].name.data, line.zone_name.data, line.zone_name.len) == 0) {
+        line.zone = &zones[z];
       }
     }
-    if (use.zone == nullptr) {
+    if (line.zone == nullptr) {
       ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "unknown rate_guard zone \"%V\" in %V:%ui",
-                    &use.zone_name, &use.file, use.line);
+                    &line.zone_name, &line.file, line.line);
       return static_cast<char*>(NGX_CONF_ERROR);
     }
-    if (use.cost_value == nullptr) {
-      auto cost = rate_guard::configured_cost_for_zone(*use.zone->config, use.cost);
+    if (line.cost_value == nullptr) {
+      auto cost = rate_guard::configured_cost_for_zone(*line.zone->config, line.cost);
       if (!cost) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "%*s in %V:%ui", cost.error().size(),
-                      cost.error().data(), &use.file, use.line);
+                      cost.error().data(), &line.file, line.line);
         return static_cast<char*>(NGX_CONF_ERROR);
       }
     }
@@ -544,10 +546,10 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
   auto* prev = static_cast<LocConf*>(parent);
   auto* conf = static_cast<LocConf*>(child);
   // A level with its own lines does not inherit its parent's, as limit_req.
-  if (conf->uses == NGX_CONF_UNSET_PTR) {
-    conf->uses = prev->uses == NGX_CONF_UNSET_PTR ? nullptr : prev->uses;
+  if (conf->applied == NGX_CONF_UNSET_PTR) {
+    conf->applied = prev->applied == NGX_CONF_UNSET_PTR ? nullptr : prev->applied;
   }
-  if (char* rv = resolve_uses(cf, conf->uses); rv != NGX_CONF_OK) {
+  if (char* rv = resolve_applied(cf, conf->applied); rv != NGX_CONF_OK) {
     return rv;
   }
   ngx_conf_merge_uint_value(conf->status, prev->status, 429);
@@ -724,12 +726,12 @@ void log_bad_value(ngx_http_request_t* r, const std::string& error) {
 }
 
 // The limits and cost of one zone for this request.
-bool resolve_zone(ngx_http_request_t* r, const ZoneUse& use, rate_guard::ZoneRequest* request,
+bool resolve_zone(ngx_http_request_t* r, const ZoneApplication& line, rate_guard::ZoneRequest* request,
                   uint64_t* cache_id) {
-  const Zone* zone = use.zone;
+  const Zone* zone = line.zone;
   request->zone = zone->config;
   request->limits = zone->limits;
-  request->cost = use.cost;
+  request->cost = line.cost;
   *cache_id = zone->cache_id;
   ngx_str_t text;
   if (zone->rate != nullptr) {
@@ -744,8 +746,8 @@ bool resolve_zone(ngx_http_request_t* r, const ZoneUse& use, rate_guard::ZoneReq
     request->limits = limits.value();
     *cache_id = rate_guard::block_cache_zone_id(*zone->config, request->limits);
   }
-  if (use.cost_value != nullptr) {
-    if (ngx_http_complex_value(r, use.cost_value, &text) != NGX_OK) {
+  if (line.cost_value != nullptr) {
+    if (ngx_http_complex_value(r, line.cost_value, &text) != NGX_OK) {
       return false;
     }
     auto cost = rate_guard::request_cost(to_string_view(text));
@@ -758,7 +760,7 @@ bool resolve_zone(ngx_http_request_t* r, const ZoneUse& use, rate_guard::ZoneReq
     }
     request->cost = cost.value();
   }
-  if (zone->rate != nullptr || use.cost_value != nullptr) {
+  if (zone->rate != nullptr || line.cost_value != nullptr) {
     // A cost above the limit could never pass: a 429 whose Retry-After lies.
     auto fits = rate_guard::cost_within_limits(*zone->config, request->limits, request->cost);
     if (!fits) {
@@ -770,8 +772,8 @@ bool resolve_zone(ngx_http_request_t* r, const ZoneUse& use, rate_guard::ZoneReq
 }
 
 ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
-  const size_t total = lcf->uses->nelts;
-  auto* uses = static_cast<ZoneUse*>(lcf->uses->elts);
+  const size_t total = lcf->applied->nelts;
+  auto* applied = static_cast<ZoneApplication*>(lcf->applied->elts);
   auto* ctx = static_cast<RequestCtx*>(ngx_pcalloc(r->pool, sizeof(RequestCtx)));
   if (ctx == nullptr) {
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -789,15 +791,15 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
   bool bad_value = false;
   for (size_t i = 0; i < total && !bad_value; i++) {
     ngx_str_t key;
-    if (ngx_http_complex_value(r, uses[i].zone->key, &key) != NGX_OK) {
+    if (ngx_http_complex_value(r, applied[i].zone->key, &key) != NGX_OK) {
       return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
     if (key.len == 0) {
       continue;  // an empty key is not limited: map and geo exempt clients this way
     }
-    ctx->zones[count] = uses[i].zone;
+    ctx->zones[count] = applied[i].zone;
     ctx->keys[count] = key;
-    bad_value = !resolve_zone(r, uses[i], &ctx->requests[count], &ctx->cache_ids[count]);
+    bad_value = !resolve_zone(r, applied[i], &ctx->requests[count], &ctx->cache_ids[count]);
     ctx->requests[count].key = to_string_view(key);
     count++;
   }
@@ -848,7 +850,7 @@ ngx_int_t run_access_phase(ngx_http_request_t* r) {
     return ctx->answered ? NGX_DECLINED : answer(r, ctx);
   }
   auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_rate_guard_module));
-  if (lcf->uses == nullptr || lcf->uses->nelts == 0) {
+  if (lcf->applied == nullptr || lcf->applied->nelts == 0) {
     return NGX_DECLINED;
   }
   return start_check(r, lcf);
