@@ -737,6 +737,7 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
   if (limiter.check(check, ngx_current_msec, on_verdict, ctx) != Verdict::none) {
     return answer(r, ctx);
   }
+  // Waiting for Redis: on_verdict resumes the request.
   r->read_event_handler = ngx_http_test_reading;  // notices a client that leaves
   r->write_event_handler = ngx_http_request_empty_handler;
   return NGX_AGAIN;
@@ -745,7 +746,7 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
 ngx_int_t run_access_phase(ngx_http_request_t* r) {
   RequestCtx* ctx = get_ctx(r);
   if (ctx != nullptr) {
-    if (ctx->check.verdict == Verdict::none) {
+    if (ctx->check.waiting()) {
       return NGX_AGAIN;
     }
     // The first run after the reply acts on it; an internal redirect later

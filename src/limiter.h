@@ -33,6 +33,7 @@ struct ZoneBooks {
 };
 
 struct LimitCheck;
+class Limiter;
 
 // Called once with the verdict of a check that waited for the client.
 using LimitCallback = void (*)(void* data, LimitCheck& check);
@@ -46,7 +47,9 @@ struct LimitCheck {
   const ZoneBooks* books = nullptr;    // one per zone
   size_t count = 0;
   bool dry_run = false;                // a rejection passes, counted as a dry-run rejection
-  std::optional<size_t> invalid_zone;  // its per-request rate or cost was invalid
+  // A zone whose per-request rate or cost was invalid: the fail policy
+  // decides without asking the client, counted as invalid in that zone only.
+  std::optional<size_t> invalid_zone;
 
   // Filled by the limiter.
   Verdict verdict = Verdict::none;
@@ -54,10 +57,13 @@ struct LimitCheck {
   Decision decision;                    // decision.zone_index: the zone that decided
   bool from_block_cache = false;
 
+  // Whether the client has the check: the callback is still to come.
+  bool waiting() const { return pending != nullptr; }
+
   // The limiter's, while the client has the check.
   CheckClient::PendingCheck* pending = nullptr;
   uint64_t sent_ms = 0;  // when the check went to the client, for the blocked-key cache
-  class Limiter* limiter = nullptr;
+  Limiter* limiter = nullptr;
   LimitCallback callback = nullptr;
   void* data = nullptr;
 };

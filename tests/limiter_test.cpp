@@ -158,6 +158,7 @@ class LimiterTest : public ::testing::Test {
 TEST_F(LimiterTest, ACheckWaitsForTheClientAndCompletesWithItsAnswer) {
   LimitCheck& c = request("10.0.0.1");
   EXPECT_EQ(check(c, 1000), Verdict::none);
+  EXPECT_TRUE(c.waiting());
   ASSERT_EQ(client_.checks(), 1u);
   EXPECT_EQ(client_.asked(0).keys, std::vector<std::string>{"10.0.0.1"});
   EXPECT_TRUE(completed_.empty());
@@ -165,6 +166,7 @@ TEST_F(LimiterTest, ACheckWaitsForTheClientAndCompletesWithItsAnswer) {
   client_.answer(0, allowed(0, 10, 9));
   ASSERT_EQ(completed_.size(), 1u);
   EXPECT_EQ(completed_[0], &c);
+  EXPECT_FALSE(c.waiting());
   EXPECT_EQ(c.verdict, Verdict::passed);
   EXPECT_EQ(c.decision.limit, 10u);
   EXPECT_EQ(c.decision.remaining, 9u);
@@ -281,6 +283,7 @@ TEST_F(LimiterTest, ACancelledCheckNeverCompletes) {
   LimitCheck& c = request("10.0.0.1");
   check(c, 1000);
   limiter_.cancel(c);
+  EXPECT_FALSE(c.waiting());
   EXPECT_TRUE(client_.asked(0).cancelled);
   client_.answer(0, allowed(0, 10, 9));
   EXPECT_TRUE(completed_.empty());
