@@ -59,7 +59,7 @@ uint64_t backoff_ms(uint64_t failures) {
 
 }  // namespace
 
-struct RedisChecker::PendingCheck {
+struct CheckClient::PendingCheck {
   CheckCallback callback = nullptr;  // null once completed or cancelled
   void* data = nullptr;
   uint64_t deadline_ms = 0;
