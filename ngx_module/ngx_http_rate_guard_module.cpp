@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "block_cache.h"
+#include "limiter.h"
 #include "log_throttle.h"
 #include "metrics.h"
 #include "ngx.hpp"
@@ -24,9 +25,8 @@ extern ngx_module_t ngx_http_rate_guard_module;
 
 namespace {
 
-using rate_guard::CheckError;
-using rate_guard::CheckOutcome;
 using rate_guard::RedisChecker;
+using rate_guard::Verdict;
 
 // One `rate_guard_zone`.
 struct Zone {
@@ -39,9 +39,10 @@ struct Zone {
   size_t index;                      // in MainConf::zones and in the metrics
 };
 
-// One `rate_guard zone=NAME [cost=N]` line; the zone is found once the whole
-// http block is read, so zones may be defined after their use.
-struct ZoneUse {
+// One `rate_guard zone=NAME [cost=N]` line: a zone applied in a location.
+// The zone is found once the whole http block is read, so zones may be
+// defined after the lines that apply them.
+struct ZoneApplication {
   ngx_str_t zone_name;
   Zone* zone;
   uint64_t cost;
@@ -69,7 +70,7 @@ enum FailPolicy : ngx_uint_t { kFailOpen = 0, kFailClosed = 1 };
 enum HeadersMode : ngx_uint_t { kHeadersOff = 0, kHeadersOn = 1, kHeadersDraft = 2 };
 
 struct LocConf {
-  ngx_array_t* uses;  // of ZoneUse; NGX_CONF_UNSET_PTR: inherit; nullptr: `rate_guard off`
+  ngx_array_t* applied;  // of ZoneApplication; NGX_CONF_UNSET_PTR: inherit; nullptr: `rate_guard off`
   ngx_uint_t status;
   ngx_uint_t fail;
   ngx_uint_t headers;
@@ -77,40 +78,44 @@ struct LocConf {
   ngx_uint_t log_level;
 };
 
-enum class Verdict : uint8_t { none, passed, rejected, rejected_dry_run, error };
-
 // Per-request state. It lives in the request pool; a pool cleanup cancels a
 // check still in flight, so a late reply never touches a freed request, and
 // lets an internal redirect find the state again (the module ctx is cleared).
+// `check` points into the same pool: the zones with their keys, costs and
+// limits, and the limiter's books for each.
 struct RequestCtx {
   ngx_http_request_t* request;
   LocConf* lcf;  // the location that made the check
-  RedisChecker::PendingCheck* pending;
-  ngx_msec_t sent_ms;  // when the check went to Redis, for the blocked-key cache
-  const Zone** zones;
-  ngx_str_t* keys;
-  rate_guard::ZoneRequest* requests;
-  uint64_t* cache_ids;
-  size_t count;
-  Verdict verdict;
   bool answered;  // the phase handler has acted on the verdict
-  bool from_block_cache;
-  bool invalid_value;  // a per-request rate or cost of zone decision.zone_index was invalid
-  CheckError error;
-  rate_guard::Decision decision;
+  rate_guard::LimitCheck check;
 };
 static_assert(std::is_trivially_destructible<RequestCtx>::value, "lives in an nginx pool");
 
-// The worker's Redis client, made in init_process.
+// The blocked-key cache's lock: the mutex of its shared memory zone.
+class ShmtxLock final : public rate_guard::CacheLock {
+ public:
+  explicit ShmtxLock(ngx_shmtx_t* mutex) : mutex_(mutex) {}
+  void lock() override { ngx_shmtx_lock(mutex_); }
+  void unlock() override { ngx_shmtx_unlock(mutex_); }
+
+ private:
+  ngx_shmtx_t* mutex_;
+};
+
+// The worker's Redis client and blocked-key cache, made in init_process.
 struct Worker {
   NgxEventLoop loop;
   RedisChecker checker;
-  ngx_slab_pool_t* cache_pool = nullptr;  // its mutex guards `cache`
   std::optional<rate_guard::BlockCache> cache;
+  std::optional<ShmtxLock> cache_lock;
   Worker(const rate_guard::RedisConfig& config, rate_guard::RedisCounters* counters)
       : checker(config, loop, counters) {}
 };
 Worker* worker;
+
+// The policy for every request of this worker. Until init_process gives it
+// a client (or when there is none), every check goes to the fail policy.
+rate_guard::Limiter limiter(nullptr, nullptr, nullptr, nullptr);
 
 // The counters of all workers, in shared memory; set in every process that
 // serves requests.
@@ -259,51 +264,52 @@ char* rate_guard_zone(ngx_conf_t* cf, ngx_command_t*, void* conf) {
   return NGX_CONF_OK;
 }
 
-char* rate_guard(ngx_conf_t* cf, ngx_command_t*, void* conf) {
+// `rate_guard zone=NAME [cost=N|$var]`, or `rate_guard off`.
+char* rate_guard_apply_zone(ngx_conf_t* cf, ngx_command_t*, void* conf) {
   auto* lcf = static_cast<LocConf*>(conf);
   auto* value = static_cast<ngx_str_t*>(cf->args->elts);
   if (cf->args->nelts == 2 && to_string_view(value[1]) == "off") {
-    if (lcf->uses != NGX_CONF_UNSET_PTR) {
+    if (lcf->applied != NGX_CONF_UNSET_PTR) {
       return conf_error(cf, "\"rate_guard off\" cannot be combined with other \"rate_guard\" lines");
     }
-    lcf->uses = nullptr;
+    lcf->applied = nullptr;
     return NGX_CONF_OK;
   }
-  if (lcf->uses == nullptr) {
+  if (lcf->applied == nullptr) {
     return conf_error(cf, "\"rate_guard off\" cannot be combined with other \"rate_guard\" lines");
   }
   auto parsed = rate_guard::parse_zone_use(arguments_after(cf, 1));
   if (!parsed) {
     return conf_error(cf, parsed.error());
   }
-  if (lcf->uses == NGX_CONF_UNSET_PTR) {
-    lcf->uses = ngx_array_create(cf->pool, 2, sizeof(ZoneUse));
-    if (lcf->uses == nullptr) {
+  if (lcf->applied == NGX_CONF_UNSET_PTR) {
+    lcf->applied = ngx_array_create(cf->pool, 2, sizeof(ZoneApplication));
+    if (lcf->applied == nullptr) {
       return static_cast<char*>(NGX_CONF_ERROR);
     }
   }
-  auto* uses = static_cast<ZoneUse*>(lcf->uses->elts);
-  for (ngx_uint_t i = 0; i < lcf->uses->nelts; i++) {
-    if (to_string_view(uses[i].zone_name) == parsed.value().zone) {
+  auto* applied = static_cast<ZoneApplication*>(lcf->applied->elts);
+  for (ngx_uint_t i = 0; i < lcf->applied->nelts; i++) {
+    if (to_string_view(applied[i].zone_name) == parsed.value().zone) {
       return conf_error(cf, "zone \"" + parsed.value().zone + "\" is applied twice");
     }
   }
-  auto* use = static_cast<ZoneUse*>(ngx_array_push(lcf->uses));
-  if (use == nullptr) {
+  auto* line = static_cast<ZoneApplication*>(ngx_array_push(lcf->applied));
+  if (line == nullptr) {
     return static_cast<char*>(NGX_CONF_ERROR);
   }
-  use->zone_name = copy_str(cf->pool, parsed.value().zone);
-  use->zone = nullptr;
-  use->cost = parsed.value().cost;
-  use->cost_value = nullptr;
+  line->zone_name = copy_str(cf->pool, parsed.value().zone);
+  line->zone = nullptr;
+  line->cost = parsed.value().cost;
+  line->cost_value = nullptr;
   if (!parsed.value().cost_variable.empty()) {
-    use->cost_value = compile_complex_value(cf, parsed.value().cost_variable);
-    if (use->cost_value == nullptr) {
+    line->cost_value = compile_complex_value(cf, parsed.value().cost_variable);
+    if (line->cost_value == nullptr) {
       return static_cast<char*>(NGX_CONF_ERROR);
     }
   }
-  use->file = cf->conf_file->file.name;
-  use->line = cf->conf_file->line;
+  line->file = cf->conf_file->file.name;
+  line->line = cf->conf_file->line;
   auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
   mcf->used = true;
   return NGX_CONF_OK;
@@ -377,7 +383,7 @@ ngx_command_t commands[] = {
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("rate_guard"),
      NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12,
-     guarded<rate_guard>,
+     guarded<rate_guard_apply_zone>,
      NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("rate_guard_status"),
      NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
@@ -488,7 +494,7 @@ void* create_loc_conf(ngx_conf_t* cf) {
   if (lcf == nullptr) {
     return nullptr;
   }
-  lcf->uses = static_cast<ngx_array_t*>(NGX_CONF_UNSET_PTR);
+  lcf->applied = static_cast<ngx_array_t*>(NGX_CONF_UNSET_PTR);
   lcf->status = NGX_CONF_UNSET_UINT;
   lcf->fail = NGX_CONF_UNSET_UINT;
   lcf->headers = NGX_CONF_UNSET_UINT;
@@ -499,40 +505,40 @@ void* create_loc_conf(ngx_conf_t* cf) {
 
 // Finds the zone of every line; errors name the line of the `rate_guard`
 // directive, since merging happens after the whole http block is read.
-char* resolve_uses(ngx_conf_t* cf, ngx_array_t* array) {
+char* resolve_applied(ngx_conf_t* cf, ngx_array_t* array) {
   if (array == nullptr || array == NGX_CONF_UNSET_PTR) {
     return NGX_CONF_OK;
   }
   auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
-  auto* uses = static_cast<ZoneUse*>(array->elts);
+  auto* applied = static_cast<ZoneApplication*>(array->elts);
   auto* zones = static_cast<Zone*>(mcf->zones.elts);
   for (ngx_uint_t i = 0; i < array->nelts; i++) {
-    ZoneUse& use = uses[i];
-    if (use.zone != nullptr) {
+    ZoneApplication& line = applied[i];
+    if (line.zone != nullptr) {
       continue;
     }
     if (mcf->redis == nullptr) {
       ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                     "\"rate_guard\" needs a \"rate_guard_redis\" in the http block in %V:%ui",
-                    &use.file, use.line);
+                    &line.file, line.line);
       return static_cast<char*>(NGX_CONF_ERROR);
     }
     for (ngx_uint_t z = 0; z < mcf->zones.nelts; z++) {
-      if (zones[z].name.len == use.zone_name.len &&
-          ngx_strncmp(zones[z].name.data, use.zone_name.data, use.zone_name.len) == 0) {
-        use.zone = &zones[z];
+      if (zones[z].name.len == line.zone_name.len &&
+          ngx_strncmp(zones[z].name.data, line.zone_name.data, line.zone_name.len) == 0) {
+        line.zone = &zones[z];
       }
     }
-    if (use.zone == nullptr) {
+    if (line.zone == nullptr) {
       ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "unknown rate_guard zone \"%V\" in %V:%ui",
-                    &use.zone_name, &use.file, use.line);
+                    &line.zone_name, &line.file, line.line);
       return static_cast<char*>(NGX_CONF_ERROR);
     }
-    if (use.cost_value == nullptr) {
-      auto cost = rate_guard::configured_cost_for_zone(*use.zone->config, use.cost);
+    if (line.cost_value == nullptr) {
+      auto cost = rate_guard::configured_cost_for_zone(*line.zone->config, line.cost);
       if (!cost) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "%*s in %V:%ui", cost.error().size(),
-                      cost.error().data(), &use.file, use.line);
+                      cost.error().data(), &line.file, line.line);
         return static_cast<char*>(NGX_CONF_ERROR);
       }
     }
@@ -544,10 +550,10 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
   auto* prev = static_cast<LocConf*>(parent);
   auto* conf = static_cast<LocConf*>(child);
   // A level with its own lines does not inherit its parent's, as limit_req.
-  if (conf->uses == NGX_CONF_UNSET_PTR) {
-    conf->uses = prev->uses == NGX_CONF_UNSET_PTR ? nullptr : prev->uses;
+  if (conf->applied == NGX_CONF_UNSET_PTR) {
+    conf->applied = prev->applied == NGX_CONF_UNSET_PTR ? nullptr : prev->applied;
   }
-  if (char* rv = resolve_uses(cf, conf->uses); rv != NGX_CONF_OK) {
+  if (char* rv = resolve_applied(cf, conf->applied); rv != NGX_CONF_OK) {
     return rv;
   }
   ngx_conf_merge_uint_value(conf->status, prev->status, 429);
@@ -561,11 +567,7 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
 // ---- per request ---------------------------------------------------------
 
 void ctx_cleanup(void* data) {
-  auto* ctx = static_cast<RequestCtx*>(data);
-  if (ctx->pending != nullptr && worker != nullptr) {
-    worker->checker.cancel(ctx->pending);
-  }
-  ctx->pending = nullptr;
+  limiter.cancel(static_cast<RequestCtx*>(data)->check);
 }
 
 RequestCtx* get_ctx(ngx_http_request_t* r) {
@@ -585,73 +587,31 @@ RequestCtx* get_ctx(ngx_http_request_t* r) {
   return nullptr;
 }
 
-void record(RequestCtx* ctx, const CheckOutcome& outcome) {
-  ctx->error = outcome.error;
-  ctx->decision = outcome.decision;
-  if (outcome.error != CheckError::none) {
-    ctx->verdict = Verdict::error;
-  } else if (outcome.decision.allowed) {
-    ctx->verdict = Verdict::passed;
-  } else {
-    ctx->verdict = ctx->lcf->dry_run ? Verdict::rejected_dry_run : Verdict::rejected;
-  }
-}
-
-// A passed request or a fail-policy decision counts in every zone of the
-// request; a rejection, or an invalid per-request value, in the zone that
-// decided.
-void count(const RequestCtx* ctx) {
-  if (!metrics) {
-    return;
-  }
-  auto bump = [](std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); };
-  rate_guard::ZoneCounters& decider = metrics->zone(ctx->zones[ctx->decision.zone_index]->index);
-  switch (ctx->verdict) {
-    case Verdict::error:
-      if (ctx->invalid_value) {
-        bump(decider.invalid_value);
-        break;
-      }
-      [[fallthrough]];
-    case Verdict::passed:
-      for (size_t i = 0; i < ctx->count; i++) {
-        rate_guard::ZoneCounters& zone = metrics->zone(ctx->zones[i]->index);
-        bump(ctx->verdict == Verdict::passed ? zone.passed : zone.fail_policy);
-      }
-      break;
-    case Verdict::rejected:
-      bump(decider.rejected);
-      break;
-    case Verdict::rejected_dry_run:
-      bump(decider.rejected_dry_run);
-      break;
-    case Verdict::none:
-      break;
-  }
-  if (ctx->from_block_cache) {
-    bump(decider.block_cache_hits);
-  }
+// The name of zone `index` of the request, for headers, variables and logs.
+ngx_str_t zone_name(const RequestCtx* ctx, size_t index) {
+  const std::string& name = ctx->check.zones[index].zone->name;
+  return {name.size(), reinterpret_cast<u_char*>(const_cast<char*>(name.data()))};
 }
 
 // One line per rejection, the key escaped (binary bytes as \xHH) into the
 // request pool.
 void log_rejection(ngx_http_request_t* r, const RequestCtx* ctx) {
-  const size_t index = ctx->decision.zone_index;
+  const size_t index = ctx->check.decision.zone_index;
   auto* key = static_cast<char*>(ngx_pnalloc(r->pool, rate_guard::escaped_capacity(256)));
   if (key == nullptr) {
     return;
   }
-  const size_t len = rate_guard::escape_for_log(to_string_view(ctx->keys[index]), key);
+  const size_t len = rate_guard::escape_for_log(ctx->check.zones[index].key, key);
+  const ngx_str_t name = zone_name(ctx, index);
   ngx_log_error(ctx->lcf->log_level, r->connection->log, 0,
                 "limiting requests%s by zone \"%V\", key \"%*s\"",
-                ctx->verdict == Verdict::rejected_dry_run ? ", dry run," : "", &ctx->zones[index]->name,
-                len, key);
+                ctx->check.verdict == Verdict::rejected_dry_run ? ", dry run," : "", &name, len, key);
 }
 
+// The verdict in nginx's terms.
 ngx_int_t answer(ngx_http_request_t* r, RequestCtx* ctx) {
   ctx->answered = true;
-  count(ctx);
-  switch (ctx->verdict) {
+  switch (ctx->check.verdict) {
     case Verdict::error:
       return ctx->lcf->fail == kFailClosed ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_DECLINED;
     case Verdict::rejected:
@@ -659,55 +619,18 @@ ngx_int_t answer(ngx_http_request_t* r, RequestCtx* ctx) {
       if (r->connection->log->log_level >= ctx->lcf->log_level) {
         log_rejection(r, ctx);
       }
-      return ctx->verdict == Verdict::rejected ? static_cast<ngx_int_t>(ctx->lcf->status)
-                                               : NGX_DECLINED;
+      return ctx->check.verdict == Verdict::rejected ? static_cast<ngx_int_t>(ctx->lcf->status)
+                                                     : NGX_DECLINED;
     }
     default:
       return NGX_DECLINED;
   }
 }
 
-// A key known to be blocked is rejected here, without Redis, with the same
-// headers Redis gave.
-bool answer_from_block_cache(RequestCtx* ctx, CheckOutcome* outcome) {
-  if (!worker->cache) {
-    return false;
-  }
-  rate_guard::CachedRejection hit;
-  bool found = false;
-  ngx_shmtx_lock(&worker->cache_pool->mutex);
-  for (size_t i = 0; i < ctx->count && !found; i++) {
-    const rate_guard::ZoneRequest& request = ctx->requests[i];
-    if (worker->cache->lookup(ctx->cache_ids[i], request.key, request.cost, ngx_current_msec, &hit)) {
-      outcome->error = CheckError::none;
-      outcome->decision = {false, i, hit.limit, hit.remaining, hit.reset_ms};
-      found = true;
-    }
-  }
-  ngx_shmtx_unlock(&worker->cache_pool->mutex);
-  return found;
-}
-
-void remember_rejection(const RequestCtx* ctx, const CheckOutcome& outcome) {
-  if (!worker->cache || outcome.error != CheckError::none || outcome.decision.allowed) {
-    return;
-  }
-  const rate_guard::Decision& d = outcome.decision;
-  const rate_guard::ZoneRequest& request = ctx->requests[d.zone_index];
-  ngx_shmtx_lock(&worker->cache_pool->mutex);
-  worker->cache->record(ctx->cache_ids[d.zone_index], request.key, request.cost, ctx->sent_ms,
-                        d.limit, d.remaining, d.reset_ms);
-  ngx_shmtx_unlock(&worker->cache_pool->mutex);
-}
-
-void on_check_done(void* data, const CheckOutcome& outcome) {
-  auto* ctx = static_cast<RequestCtx*>(data);
-  ctx->pending = nullptr;
-  remember_rejection(ctx, outcome);
-  record(ctx, outcome);
+void on_verdict(void* data, rate_guard::LimitCheck&) {
   // Resume through the request's own write event: the phases run after this
   // Redis callback returns, as for any posted event of the connection.
-  ngx_http_request_t* r = ctx->request;
+  ngx_http_request_t* r = static_cast<RequestCtx*>(data)->request;
   r->read_event_handler = ngx_http_block_reading;
   r->write_event_handler = ngx_http_core_run_phases;
   ngx_post_event(r->connection->write, &ngx_posted_events);
@@ -723,14 +646,15 @@ void log_bad_value(ngx_http_request_t* r, const std::string& error) {
   ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "rate_guard: %*s", error.size(), error.data());
 }
 
-// The limits and cost of one zone for this request.
-bool resolve_zone(ngx_http_request_t* r, const ZoneUse& use, rate_guard::ZoneRequest* request,
-                  uint64_t* cache_id) {
-  const Zone* zone = use.zone;
+// The limits and cost of one zone for this request, from its variables.
+bool evaluate_zone(ngx_http_request_t* r, const ZoneApplication& line, rate_guard::ZoneRequest* request,
+                   rate_guard::ZoneBooks* books) {
+  const Zone* zone = line.zone;
   request->zone = zone->config;
   request->limits = zone->limits;
-  request->cost = use.cost;
-  *cache_id = zone->cache_id;
+  request->cost = line.cost;
+  books->block_cache_id = zone->cache_id;
+  books->counters = zone->index;
   ngx_str_t text;
   if (zone->rate != nullptr) {
     if (ngx_http_complex_value(r, zone->rate, &text) != NGX_OK) {
@@ -742,10 +666,10 @@ bool resolve_zone(ngx_http_request_t* r, const ZoneUse& use, rate_guard::ZoneReq
       return false;
     }
     request->limits = limits.value();
-    *cache_id = rate_guard::block_cache_zone_id(*zone->config, request->limits);
+    books->block_cache_id = rate_guard::block_cache_zone_id(*zone->config, request->limits);
   }
-  if (use.cost_value != nullptr) {
-    if (ngx_http_complex_value(r, use.cost_value, &text) != NGX_OK) {
+  if (line.cost_value != nullptr) {
+    if (ngx_http_complex_value(r, line.cost_value, &text) != NGX_OK) {
       return false;
     }
     auto cost = rate_guard::request_cost(to_string_view(text));
@@ -758,7 +682,7 @@ bool resolve_zone(ngx_http_request_t* r, const ZoneUse& use, rate_guard::ZoneReq
     }
     request->cost = cost.value();
   }
-  if (zone->rate != nullptr || use.cost_value != nullptr) {
+  if (zone->rate != nullptr || line.cost_value != nullptr) {
     // A cost above the limit could never pass: a 429 whose Retry-After lies.
     auto fits = rate_guard::cost_within_limits(*zone->config, request->limits, request->cost);
     if (!fits) {
@@ -770,38 +694,36 @@ bool resolve_zone(ngx_http_request_t* r, const ZoneUse& use, rate_guard::ZoneReq
 }
 
 ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
-  const size_t total = lcf->uses->nelts;
-  auto* uses = static_cast<ZoneUse*>(lcf->uses->elts);
-  auto* ctx = static_cast<RequestCtx*>(ngx_pcalloc(r->pool, sizeof(RequestCtx)));
-  if (ctx == nullptr) {
+  const size_t total = lcf->applied->nelts;
+  auto* applied = static_cast<ZoneApplication*>(lcf->applied->elts);
+  auto* ctx = static_cast<RequestCtx*>(ngx_palloc(r->pool, sizeof(RequestCtx)));
+  auto* zones = static_cast<rate_guard::ZoneRequest*>(ngx_palloc(r->pool, total * sizeof(rate_guard::ZoneRequest)));
+  auto* books = static_cast<rate_guard::ZoneBooks*>(ngx_palloc(r->pool, total * sizeof(rate_guard::ZoneBooks)));
+  if (ctx == nullptr || zones == nullptr || books == nullptr) {
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
   }
-  ctx->requests = static_cast<rate_guard::ZoneRequest*>(
-      ngx_palloc(r->pool, total * sizeof(rate_guard::ZoneRequest)));
-  ctx->cache_ids = static_cast<uint64_t*>(ngx_palloc(r->pool, total * sizeof(uint64_t)));
-  ctx->zones = static_cast<const Zone**>(ngx_palloc(r->pool, total * sizeof(Zone*)));
-  ctx->keys = static_cast<ngx_str_t*>(ngx_palloc(r->pool, total * sizeof(ngx_str_t)));
-  if (ctx->requests == nullptr || ctx->cache_ids == nullptr || ctx->zones == nullptr ||
-      ctx->keys == nullptr) {
-    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-  }
-  size_t count = 0;
-  bool bad_value = false;
-  for (size_t i = 0; i < total && !bad_value; i++) {
+  new (ctx) RequestCtx{r, lcf, false, {}};
+  rate_guard::LimitCheck& check = ctx->check;
+  check.zones = zones;
+  check.books = books;
+  check.dry_run = lcf->dry_run;
+  for (size_t i = 0; i < total && !check.invalid_zone; i++) {
     ngx_str_t key;
-    if (ngx_http_complex_value(r, uses[i].zone->key, &key) != NGX_OK) {
+    if (ngx_http_complex_value(r, applied[i].zone->key, &key) != NGX_OK) {
       return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
     if (key.len == 0) {
       continue;  // an empty key is not limited: map and geo exempt clients this way
     }
-    ctx->zones[count] = uses[i].zone;
-    ctx->keys[count] = key;
-    bad_value = !resolve_zone(r, uses[i], &ctx->requests[count], &ctx->cache_ids[count]);
-    ctx->requests[count].key = to_string_view(key);
-    count++;
+    const size_t n = check.count++;
+    new (&zones[n]) rate_guard::ZoneRequest();
+    new (&books[n]) rate_guard::ZoneBooks();
+    if (!evaluate_zone(r, applied[i], &zones[n], &books[n])) {
+      check.invalid_zone = n;  // the zones after it are not evaluated
+    }
+    zones[n].key = to_string_view(key);
   }
-  if (count == 0) {
+  if (check.count == 0) {
     return NGX_DECLINED;
   }
   ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -810,28 +732,12 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
   }
   cln->handler = ctx_cleanup;
   cln->data = ctx;
-  ctx->request = r;
-  ctx->lcf = lcf;
-  ctx->count = count;
   ngx_http_set_ctx(r, ctx, ngx_http_rate_guard_module);
 
-  CheckOutcome immediate;
-  if (bad_value) {
-    immediate.error = CheckError::unavailable;
-    immediate.decision.zone_index = count - 1;  // the loop stopped at the zone with the bad value
-    ctx->invalid_value = true;
-  } else if (worker == nullptr) {
-    immediate.error = CheckError::unavailable;
-  } else if (answer_from_block_cache(ctx, &immediate)) {
-    ctx->from_block_cache = true;
-  } else {
-    ctx->sent_ms = ngx_current_msec;
-    ctx->pending = worker->checker.check(ctx->requests, count, on_check_done, ctx, &immediate);
-  }
-  if (ctx->pending == nullptr) {
-    record(ctx, immediate);
+  if (limiter.check(check, ngx_current_msec, on_verdict, ctx) != Verdict::none) {
     return answer(r, ctx);
   }
+  // Waiting for Redis: on_verdict resumes the request.
   r->read_event_handler = ngx_http_test_reading;  // notices a client that leaves
   r->write_event_handler = ngx_http_request_empty_handler;
   return NGX_AGAIN;
@@ -840,7 +746,7 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
 ngx_int_t run_access_phase(ngx_http_request_t* r) {
   RequestCtx* ctx = get_ctx(r);
   if (ctx != nullptr) {
-    if (ctx->pending != nullptr) {
+    if (ctx->check.waiting()) {
       return NGX_AGAIN;
     }
     // The first run after the reply acts on it; an internal redirect later
@@ -848,7 +754,7 @@ ngx_int_t run_access_phase(ngx_http_request_t* r) {
     return ctx->answered ? NGX_DECLINED : answer(r, ctx);
   }
   auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_rate_guard_module));
-  if (lcf->uses == nullptr || lcf->uses->nelts == 0) {
+  if (lcf->applied == nullptr || lcf->applied->nelts == 0) {
     return NGX_DECLINED;
   }
   return start_check(r, lcf);
@@ -891,15 +797,15 @@ bool add_header(ngx_http_request_t* r, ngx_str_t name, const char* format, Args.
 }
 
 bool add_rate_limit_headers(ngx_http_request_t* r, const RequestCtx* ctx) {
-  const rate_guard::Decision& d = ctx->decision;
+  const rate_guard::Decision& d = ctx->check.decision;
   const uint64_t reset = rate_guard::reset_seconds(d.reset_ms);
   bool ok;
   if (ctx->lcf->headers == kHeadersDraft) {
     // draft-ietf-httpapi-ratelimit-headers: structured fields naming the policy.
-    const ngx_str_t* name = &ctx->zones[d.zone_index]->name;
-    const uint64_t window_s = (ctx->requests[d.zone_index].limits.window_ms + 999) / 1000;
-    ok = add_header(r, ngx_string("RateLimit-Policy"), "\"%V\";q=%uL;w=%uL", name, d.limit, window_s) &&
-         add_header(r, ngx_string("RateLimit"), "\"%V\";r=%uL;t=%uL", name, d.remaining, reset);
+    const ngx_str_t name = zone_name(ctx, d.zone_index);
+    const uint64_t window_s = (ctx->check.zones[d.zone_index].limits.window_ms + 999) / 1000;
+    ok = add_header(r, ngx_string("RateLimit-Policy"), "\"%V\";q=%uL;w=%uL", &name, d.limit, window_s) &&
+         add_header(r, ngx_string("RateLimit"), "\"%V\";r=%uL;t=%uL", &name, d.remaining, reset);
   } else {
     ok = add_header(r, ngx_string("X-RateLimit-Limit"), "%uL", d.limit) &&
          add_header(r, ngx_string("X-RateLimit-Remaining"), "%uL", d.remaining) &&
@@ -907,7 +813,7 @@ bool add_rate_limit_headers(ngx_http_request_t* r, const RequestCtx* ctx) {
   }
   // Only with a rejection status: `error_page 429 = /page` may answer 200.
   const ngx_uint_t status = r->headers_out.status;
-  if (ok && ctx->verdict == Verdict::rejected &&
+  if (ok && ctx->check.verdict == Verdict::rejected &&
       (status == ctx->lcf->status || status == NGX_HTTP_TOO_MANY_REQUESTS || status == NGX_HTTP_SERVICE_UNAVAILABLE)) {
     ok = add_header(r, ngx_string("Retry-After"), "%uL", rate_guard::retry_after_seconds(d.reset_ms));
   }
@@ -919,9 +825,9 @@ ngx_int_t header_filter(ngx_http_request_t* r) {
     return next_header_filter(r);
   }
   RequestCtx* ctx = get_ctx(r);
-  if (ctx == nullptr || ctx->pending != nullptr || ctx->lcf->headers == kHeadersOff ||
-      (ctx->verdict != Verdict::passed && ctx->verdict != Verdict::rejected &&
-       ctx->verdict != Verdict::rejected_dry_run)) {
+  if (ctx == nullptr || ctx->lcf->headers == kHeadersOff ||
+      (ctx->check.verdict != Verdict::passed && ctx->check.verdict != Verdict::rejected &&
+       ctx->check.verdict != Verdict::rejected_dry_run)) {
     return next_header_filter(r);
   }
   if (!add_rate_limit_headers(r, ctx)) {
@@ -951,16 +857,16 @@ ngx_int_t set_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, cons
 
 ngx_int_t get_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_t field) {
   RequestCtx* ctx = get_ctx(r->main);
-  if (ctx == nullptr || ctx->verdict == Verdict::none) {
+  if (ctx == nullptr || ctx->check.verdict == Verdict::none) {
     v->not_found = 1;
     return NGX_OK;
   }
-  const rate_guard::Decision& d = ctx->decision;
+  const rate_guard::Decision& d = ctx->check.decision;
   if (field == kStatus) {
     static constexpr const char* names[] = {"", "PASSED", "REJECTED", "REJECTED_DRY_RUN", "ERROR"};
-    return set_variable(r, v, "%s", names[static_cast<int>(ctx->verdict)]);
+    return set_variable(r, v, "%s", names[static_cast<int>(ctx->check.verdict)]);
   }
-  if (ctx->verdict == Verdict::error) {  // the fail policy decided: no numbers
+  if (ctx->check.verdict == Verdict::error) {  // the fail policy decided: no numbers
     v->not_found = 1;
     return NGX_OK;
   }
@@ -971,8 +877,10 @@ ngx_int_t get_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uint
       return set_variable(r, v, "%uL", d.remaining);
     case kReset:
       return set_variable(r, v, "%uL", rate_guard::reset_seconds(d.reset_ms));
-    case kZone:
-      return set_variable(r, v, "%V", &ctx->zones[d.zone_index]->name);
+    case kZone: {
+      const ngx_str_t name = zone_name(ctx, d.zone_index);
+      return set_variable(r, v, "%V", &name);
+    }
   }
   v->not_found = 1;
   return NGX_OK;
@@ -1098,15 +1006,20 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
     if (mcf->metrics_zone != nullptr) {
       metrics.emplace(mcf->metrics_zone->data, zone_names(mcf));
     }
+    rate_guard::Metrics* counters = metrics ? &*metrics : nullptr;
+    limiter = rate_guard::Limiter(nullptr, nullptr, nullptr, counters);
     if (mcf->redis == nullptr || !mcf->used) {
       return NGX_OK;
     }
     worker = new Worker(*mcf->redis, metrics ? &metrics->redis() : nullptr);
     if (mcf->block_cache_zone != nullptr) {
       auto* region = static_cast<BlockCacheRegion*>(mcf->block_cache_zone->data);
-      worker->cache_pool = reinterpret_cast<ngx_slab_pool_t*>(mcf->block_cache_zone->shm.addr);
+      auto* pool = reinterpret_cast<ngx_slab_pool_t*>(mcf->block_cache_zone->shm.addr);
       worker->cache.emplace(region->memory, region->bytes, false);
+      worker->cache_lock.emplace(&pool->mutex);
     }
+    limiter = rate_guard::Limiter(&worker->checker, worker->cache ? &*worker->cache : nullptr,
+                                  worker->cache_lock ? &*worker->cache_lock : nullptr, counters);
     worker->checker.start();
   } catch (const std::exception& e) {
     ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "rate_guard: cannot start: %s", e.what());
@@ -1116,6 +1029,7 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
 }
 
 void exit_process(ngx_cycle_t*) {
+  limiter = rate_guard::Limiter(nullptr, nullptr, nullptr, nullptr);
   delete worker;
   worker = nullptr;
   metrics.reset();

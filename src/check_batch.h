@@ -12,15 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "check_client.h"
 #include "check_connection.h"
 #include "decision.h"
 
 namespace rate_guard {
 
-struct CheckOutcome;
-using CheckCallback = void (*)(void* data, const CheckOutcome& outcome);
-
-struct PendingCheck {
+// A check waiting for Redis: the client's handle (check_client.h) defined.
+struct CheckClient::PendingCheck {
   CheckCallback callback = nullptr;  // null once completed or cancelled
   void* data = nullptr;
   uint64_t deadline_ms = 0;
@@ -33,6 +32,7 @@ struct PendingCheck {
   PendingCheck* prev = nullptr;
   PendingCheck* next = nullptr;
 };
+using PendingCheck = CheckClient::PendingCheck;
 
 // A check stays in its batch (and is released with it) even when it
 // completes early, timed out or cancelled: its zones still have their place

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "check_batch.h"
+#include "check_client.h"
 #include "check_connection.h"
 #include "decision.h"
 #include "event_loop.h"
@@ -26,32 +27,6 @@ struct redisReply;
 
 namespace rate_guard {
 
-// One zone of a request's check.
-struct ZoneRequest {
-  const ZoneConfig* zone = nullptr;
-  std::string_view key;  // the client key; binary-safe
-  uint64_t cost = 1;
-  RequestLimits limits;  // the zone's, or this request's for a variable rate
-};
-
-enum class CheckError : uint8_t {
-  none,
-  unavailable,   // Redis is known to be unreachable: decided at once
-  timeout,       // no answer within `timeout`
-  disconnected,  // the connection dropped with the check in flight
-  redis_error,   // an error reply (script error, OOM, READONLY, ...)
-  bad_reply,     // a reply the module cannot read
-};
-std::string_view check_error_name(CheckError error);
-
-struct CheckOutcome {
-  CheckError error = CheckError::none;  // none: `decision` holds the answer
-  Decision decision;
-};
-
-// CheckCallback (check_batch.h) is called once with the outcome, unless the
-// check was cancelled first.
-
 // Decodes `zones` verdicts of the check script's reply (4 integers per zone),
 // starting at zone `first_zone` of the reply, into `verdicts`.
 bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts);
@@ -59,14 +34,12 @@ bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones
 class ClusterRouter;
 class SentinelClient;
 
-class RedisChecker {
+class RedisChecker final : public CheckClient {
  public:
-  using PendingCheck = rate_guard::PendingCheck;
-
   // `counters` (shared by the workers in nginx) receive the client's counts;
   // without them the client keeps its own.
   RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* counters = nullptr);
-  ~RedisChecker();
+  ~RedisChecker() override;
   RedisChecker(const RedisChecker&) = delete;
   RedisChecker& operator=(const RedisChecker&) = delete;
 
@@ -80,10 +53,10 @@ class RedisChecker {
   // (Redis known to be down), written to `*immediate`, and the callback
   // never fires.
   PendingCheck* check(const ZoneRequest* zones, size_t count, CheckCallback callback, void* data,
-                      CheckOutcome* immediate);
+                      CheckOutcome* immediate) override;
 
   // The callback of `pending` will never fire. Safe at any time before it fired.
-  void cancel(PendingCheck* pending);
+  void cancel(PendingCheck* pending) override;
 
   // Drops the connections without calling any callback (worker exit).
   void shutdown();

@@ -14,7 +14,7 @@ load_module_in_every_block(sub {
     my $block = shift;
     if (!defined $block->http_config) {
         $block->set_value("http_config", <<"_EOC_");
-    rate_guard_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
+    rate_guard_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT} timeout=1s;
     rate_guard_zone \$http_x_key zone=t060 rate=10r/m algorithm=sliding_log;
     rate_guard_zone \$http_x_key zone=t060_small rate=1r/m algorithm=sliding_log;
     limit_req_zone \$http_x_key zone=t060_local:1m rate=1r/m;
