@@ -20,8 +20,76 @@ void append_number(std::string& out, uint64_t value) {
 
 }  // namespace
 
+std::string_view check_error_name(CheckError error) {
+  switch (error) {
+    case CheckError::none: return "none";
+    case CheckError::unavailable: return "unavailable";
+    case CheckError::timeout: return "timeout";
+    case CheckError::disconnected: return "disconnected";
+    case CheckError::redis_error: return "redis_error";
+    case CheckError::bad_reply: return "bad_reply";
+  }
+  return "unknown";
+}
+
+bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts) {
+  if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements < (first_zone + zones) * 4) {
+    return false;
+  }
+  redisReply* const* fields = reply->element + first_zone * 4;
+  for (size_t i = 0; i < zones * 4; i++) {
+    if (fields[i]->type != REDIS_REPLY_INTEGER || fields[i]->integer < 0) {
+      return false;
+    }
+  }
+  for (size_t zone = 0; zone < zones; zone++, fields += 4) {
+    verdicts[zone].allowed = fields[0]->integer != 0;
+    verdicts[zone].limit = static_cast<uint64_t>(fields[1]->integer);
+    verdicts[zone].remaining = static_cast<uint64_t>(fields[2]->integer);
+    verdicts[zone].reset_ms = static_cast<uint64_t>(fields[3]->integer);
+  }
+  return true;
+}
+
 bool CheckBatch::waited_for() const {
   return std::any_of(entries.begin(), entries.end(), [](const Entry& entry) { return entry.check->live; });
+}
+
+void LiveChecks::add(PendingCheck* check) {
+  check->live = true;
+  check->next = nullptr;
+  check->prev = tail_;
+  (tail_ != nullptr ? tail_->next : head_) = check;
+  tail_ = check;
+  count_++;
+}
+
+void LiveChecks::remove(PendingCheck* check) {
+  (check->prev != nullptr ? check->prev->next : head_) = check->next;
+  (check->next != nullptr ? check->next->prev : tail_) = check->prev;
+  check->prev = check->next = nullptr;
+  check->live = false;
+  count_--;
+}
+
+uint64_t LiveChecks::expired(uint64_t now_ms, std::vector<PendingCheck*>* expired) const {
+  uint64_t next_deadline = UINT64_MAX;
+  for (PendingCheck* check = head_; check != nullptr; check = check->next) {
+    if (check->deadline_ms <= now_ms) {
+      expired->push_back(check);
+    } else {
+      next_deadline = std::min(next_deadline, check->deadline_ms);
+    }
+  }
+  return next_deadline;
+}
+
+void LiveChecks::forget_all() {
+  while (head_ != nullptr) {
+    PendingCheck* check = head_;
+    remove(check);
+    check->callback = nullptr;  // released with its last batch
+  }
 }
 
 PendingCheck* CheckPool::acquire_check() {

@@ -16,6 +16,8 @@
 #include "check_connection.h"
 #include "decision.h"
 
+struct redisReply;
+
 namespace rate_guard {
 
 // A check waiting for Redis: the client's handle (check_client.h) defined.
@@ -65,6 +67,25 @@ struct BatchZone {
   uint64_t algorithm, limit, window_ms, burst, cost;
 };
 
+// The checks waiting for their outcome, in the order they were made.
+class LiveChecks {
+ public:
+  void add(PendingCheck* check);
+  // Completed, timed out or cancelled: no longer live.
+  void remove(PendingCheck* check);
+  size_t size() const { return count_; }
+  // The live checks whose deadline has passed, into `expired`; returns the
+  // earliest deadline of the others (UINT64_MAX: none).
+  uint64_t expired(uint64_t now_ms, std::vector<PendingCheck*>* expired) const;
+  // Forgets every live check: no callback of theirs will fire (worker exit).
+  void forget_all();
+
+ private:
+  PendingCheck* head_ = nullptr;
+  PendingCheck* tail_ = nullptr;
+  size_t count_ = 0;
+};
+
 class CheckPool {
  public:
   CheckPool() = default;
@@ -89,6 +110,10 @@ class CheckPool {
 // (an nginx request) may be gone when the batch is sent.
 void add_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone* zones, const uint16_t* slots,
                   size_t count, uint16_t slot);
+
+// Decodes `zones` verdicts of the check script's reply (4 integers per zone),
+// starting at zone `first_zone` of the reply, into `verdicts`.
+bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts);
 
 // While a slot migrates: `batch` cut into batches of one zone each, for the
 // zones of its checks still live (each a part its check now waits for,

@@ -35,37 +35,6 @@ void bump(std::atomic<uint64_t>& counter) {
 
 }  // namespace
 
-std::string_view check_error_name(CheckError error) {
-  switch (error) {
-    case CheckError::none: return "none";
-    case CheckError::unavailable: return "unavailable";
-    case CheckError::timeout: return "timeout";
-    case CheckError::disconnected: return "disconnected";
-    case CheckError::redis_error: return "redis_error";
-    case CheckError::bad_reply: return "bad_reply";
-  }
-  return "unknown";
-}
-
-bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts) {
-  if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements < (first_zone + zones) * 4) {
-    return false;
-  }
-  redisReply* const* fields = reply->element + first_zone * 4;
-  for (size_t i = 0; i < zones * 4; i++) {
-    if (fields[i]->type != REDIS_REPLY_INTEGER || fields[i]->integer < 0) {
-      return false;
-    }
-  }
-  for (size_t zone = 0; zone < zones; zone++, fields += 4) {
-    verdicts[zone].allowed = fields[0]->integer != 0;
-    verdicts[zone].limit = static_cast<uint64_t>(fields[1]->integer);
-    verdicts[zone].remaining = static_cast<uint64_t>(fields[2]->integer);
-    verdicts[zone].reset_ms = static_cast<uint64_t>(fields[3]->integer);
-  }
-  return true;
-}
-
 RedisChecker::RedisChecker(RedisConfig config, EventLoop& loop, RedisCounters* counters)
     : config_(std::move(config)),
       loop_(loop),
@@ -231,12 +200,7 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
   pending->batches = 0;
   pending->deadline_ms = loop_.now_ms() + config_.timeout_ms;
   pending->sent_us = steady_now_us();
-  pending->live = true;
-  pending->next = nullptr;
-  pending->prev = live_tail_;
-  (live_tail_ != nullptr ? live_tail_->next : live_head_) = pending;
-  live_tail_ = pending;
-  live_count_++;
+  live_.add(pending);
   if (!timeout_timer_->armed()) {
     timeout_timer_->arm(config_.timeout_ms);
   }
@@ -267,16 +231,8 @@ void RedisChecker::cancel(PendingCheck* pending) {
   if (pending == nullptr || !pending->live) {
     return;
   }
-  unlink(pending);
+  live_.remove(pending);
   pending->callback = nullptr;  // released with its last batch
-}
-
-void RedisChecker::unlink(PendingCheck* pending) {
-  (pending->prev != nullptr ? pending->prev->next : live_head_) = pending->next;
-  (pending->next != nullptr ? pending->next->prev : live_tail_) = pending->prev;
-  pending->prev = pending->next = nullptr;
-  pending->live = false;
-  live_count_--;
 }
 
 void RedisChecker::complete(PendingCheck* pending, const CheckOutcome& outcome) {
@@ -285,7 +241,7 @@ void RedisChecker::complete(PendingCheck* pending, const CheckOutcome& outcome) 
   } else {
     counters_->observe_latency_us(steady_now_us() - pending->sent_us);
   }
-  unlink(pending);
+  live_.remove(pending);
   CheckCallback callback = pending->callback;
   pending->callback = nullptr;
   if (callback != nullptr) {
@@ -296,14 +252,7 @@ void RedisChecker::complete(PendingCheck* pending, const CheckOutcome& outcome) 
 void RedisChecker::sweep_timeouts() {
   const uint64_t now = loop_.now_ms();
   expired_.clear();
-  uint64_t next_deadline = UINT64_MAX;
-  for (PendingCheck* pending = live_head_; pending != nullptr; pending = pending->next) {
-    if (pending->deadline_ms <= now) {
-      expired_.push_back(pending);
-    } else {
-      next_deadline = std::min(next_deadline, pending->deadline_ms);
-    }
-  }
+  uint64_t next_deadline = live_.expired(now, &expired_);
   // A Redis that accepts commands but does not answer one within `timeout`
   // of its sending is treated as down: the checks on it fail now, the next
   // ones are decided at once until a fresh connection is up.
@@ -538,11 +487,7 @@ void RedisChecker::retry_later(CheckBatch* batch) {
 }
 
 void RedisChecker::shutdown() {
-  while (live_head_ != nullptr) {
-    PendingCheck* pending = live_head_;
-    unlink(pending);
-    pending->callback = nullptr;
-  }
+  live_.forget_all();
   for (CheckBatch* batch : open_batches_) {
     close_batch(batch);
   }

@@ -27,10 +27,6 @@ struct redisReply;
 
 namespace rate_guard {
 
-// Decodes `zones` verdicts of the check script's reply (4 integers per zone),
-// starting at zone `first_zone` of the reply, into `verdicts`.
-bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts);
-
 class ClusterRouter;
 class SentinelClient;
 
@@ -67,7 +63,7 @@ class RedisChecker final : public CheckClient {
   // "host:port" or "unix:/path" of the Redis in use (with Sentinel, the
   // master found last; with Cluster, the masters, separated by commas).
   std::string address() const;
-  size_t pending_count() const { return live_count_; }
+  size_t pending_count() const { return live_.size(); }
   // With Cluster: the masters in use.
   size_t node_count() const;
 
@@ -95,7 +91,6 @@ class RedisChecker final : public CheckClient {
 
   // Checks waiting for their outcome.
   void complete(PendingCheck* pending, const CheckOutcome& outcome);
-  void unlink(PendingCheck* pending);
   void sweep_timeouts();
   void for_each_connection(const std::function<void(CheckConnection&)>& visit);
 
@@ -115,10 +110,7 @@ class RedisChecker final : public CheckClient {
   std::unique_ptr<CheckConnection> single_;
   std::unique_ptr<ClusterRouter> cluster_;
 
-  // Checks waiting for their answer, in the order they were made.
-  PendingCheck* live_head_ = nullptr;
-  PendingCheck* live_tail_ = nullptr;
-  size_t live_count_ = 0;
+  LiveChecks live_;  // checks waiting for their answer
   std::vector<PendingCheck*> expired_;
   std::vector<CheckConnection*> late_;  // reused by every sweep
 
