@@ -9,7 +9,7 @@
 #   NGINX_BINARY               the uninstrumented nginx to run (default $TEST_NGINX_BINARY, then /usr/sbin/nginx)
 #
 # It builds with -DRATE_GUARD_SANITIZE=ON (core, tests and the module through
-# nginx's configure), runs rate_guard_tests and fuzz_replay, then t/run with an nginx wrapper
+# nginx's configure), runs rate_guard_{unit,redis}_tests and fuzz_replay, then t/run with an nginx wrapper
 # that preloads the sanitizer runtimes. Debian's nginx is not instrumented, and
 # an instrumented module can only be loaded into a process whose first
 # libraries are libasan (and libubsan): LD_PRELOAD does that, for nginx only
@@ -93,9 +93,11 @@ rm -f "$reports"/*
 status=0
 
 step "GoogleTest under ASan+UBSan"
-if ! "$build/rate_guard_tests" --gtest_brief=1; then
-    status=1
-fi
+for tests in rate_guard_unit_tests rate_guard_redis_tests; do
+    if ! "$build/$tests" --gtest_brief=1; then
+        status=1
+    fi
+done
 
 step "fuzz seeds and regression inputs under ASan+UBSan"
 if ! "$build/fuzz/fuzz_replay" "$root/fuzz" > "$build/fuzz_replay.log" 2>&1; then
