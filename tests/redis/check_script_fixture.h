@@ -26,7 +26,9 @@
 #include "zone_config.h"
 
 namespace rate_guard {
-namespace {
+// Named, not anonymous: gtest wants one fixture type for the suite
+// CheckScriptTest across the translation units that use it.
+namespace check_script {
 
 using testing::RedisServer;
 
@@ -340,5 +342,5 @@ class CheckScriptTest : public ::testing::Test {
   std::string sha_;
 };
 
-}  // namespace
+}  // namespace check_script
 }  // namespace rate_guard

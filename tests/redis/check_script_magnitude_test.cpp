@@ -4,6 +4,8 @@
 namespace rate_guard {
 namespace {
 
+using namespace check_script;  // NOLINT(google-build-using-namespace)
+
 // ========================================================= every magnitude
 
 // sliding_window and token_bucket, in exact 128-bit integer arithmetic and

@@ -4,6 +4,8 @@
 namespace rate_guard {
 namespace {
 
+using namespace check_script;  // NOLINT(google-build-using-namespace)
+
 // ============================================================ sliding_window
 
 TEST_F(CheckScriptTest, SlidingWindowAllowsExactlyTheLimit) {

@@ -4,6 +4,8 @@
 namespace rate_guard {
 namespace {
 
+using namespace check_script;  // NOLINT(google-build-using-namespace)
+
 // ============================================================== token_bucket
 
 TEST_F(CheckScriptTest, TokenBucketAllowsABurstOfExactlyBurst) {

@@ -4,6 +4,8 @@
 namespace rate_guard {
 namespace {
 
+using namespace check_script;  // NOLINT(google-build-using-namespace)
+
 // ================================================================ all zones
 
 class CheckScriptEveryAlgorithmTest : public CheckScriptTest,
