@@ -10,19 +10,10 @@ size=${2:-1m}
 shift $(( $# >= 2 ? 2 : 1 ))
 counts=("$@")
 [[ ${#counts[@]} -gt 0 ]] || counts=(2000 4000 6000 8000 9000 12000)
-work=$(mktemp -d /tmp/rate_guard-cache.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source "$(dirname "$0")/../scripts/lib.sh"
+lib_init cache
 redis_port=$(free_port); port=$(free_port)
-redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --dir "$work" --logfile "$work/redis.log" &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis "$redis_port"
 cat > "$work/nginx.conf" <<CONF
 load_module $module; daemon off; master_process off; pid $work/nginx.pid;
 error_log $work/error.log crit; events { worker_connections 64; }
@@ -42,12 +33,13 @@ send() {
 printf '| blocked keys | held by a %s cache | share |\n|--:|--:|--:|\n' "$size"
 # A fresh nginx (a fresh cache) for each count.
 for n in "${counts[@]}"; do
-  /usr/sbin/nginx -p "$work" -c "$work/nginx.conf" &
+  "$NGINX_BINARY" -p "$work" -c "$work/nginx.conf" &
   nginx_pid=$!
-  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/metrics" && break; sleep 0.1; done
+  track "$nginx_pid"
+  wait_port "$port"
   send "$n" "$n"; send "$n" "$n"  # passes, then rejected by Redis: recorded
   before=$(hits); send "$n" "$n"; after=$(hits)
   held=$((after - before))
   printf '| %s | %s | %s%% |\n' "$n" "$held" "$((100 * held / n))"
-  kill "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
+  stop "$nginx_pid"
 done

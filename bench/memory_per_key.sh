@@ -5,19 +5,10 @@
 set -euo pipefail
 module=$(realpath "$1")
 requests=${2:-100}
-work=$(mktemp -d /tmp/rate_guard-mem.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source "$(dirname "$0")/../scripts/lib.sh"
+lib_init mem
 redis_port=$(free_port); port=$(free_port)
-redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --dir "$work" --logfile "$work/redis.log" &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis "$redis_port"
 algorithms=(sliding_window sliding_log fixed_window token_bucket)
 {
   echo "load_module $module; daemon off; master_process off; pid $work/nginx.pid;"
@@ -28,9 +19,9 @@ algorithms=(sliding_window sliding_log fixed_window token_bucket)
   for a in "${algorithms[@]}"; do echo "location = /$a { rate_guard zone=$a; empty_gif; }"; done
   echo "} }"
 } > "$work/nginx.conf"
-/usr/sbin/nginx -p "$work" -c "$work/nginx.conf" &
-pids+=($!)
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/none" && break; sleep 0.1; done
+"$NGINX_BINARY" -p "$work" -c "$work/nginx.conf" &
+track $!
+wait_port "$port"
 printf '| algorithm | Redis type | bytes per key after %s requests |\n|---|---|---|\n' "$requests"
 for a in "${algorithms[@]}"; do
   for _ in $(seq "$requests"); do echo "url = \"http://127.0.0.1:$port/$a\""; echo '-H "X-Client: 203.0.113.7"'; echo "-o /dev/null"; done > "$work/curl.conf"

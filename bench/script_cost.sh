@@ -75,16 +75,8 @@ if [ "$old" = 1 ]; then
   batches=1
 fi
 
-work=$(mktemp -d /tmp/rate_guard-script-cost.XXXXXX)
-redis_pid=
-cleanup() {
-  if [ -n "$redis_pid" ]; then
-    kill "$redis_pid" 2>/dev/null || true
-    wait "$redis_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/../scripts/lib.sh"
+lib_init script-cost
 
 # The script: the raw string literal R"lua(...)lua" of the C++ file.
 if [ -n "$lua_file" ]; then
@@ -96,7 +88,7 @@ else
 fi
 [ -s "$work/check.lua" ] || { echo "no R\"lua( ... )lua\" in $script_file" >&2; exit 1; }
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 server=(redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$work"
         --logfile "$work/redis.log")
 if [ "$callgrind" = 1 ]; then
@@ -106,6 +98,7 @@ else
   "${server[@]}" &
 fi
 redis_pid=$!
+track "$redis_pid"
 cli() { redis-cli -p "$port" "$@"; }
 for _ in $(seq 600); do cli ping >/dev/null 2>&1 && break; sleep 0.05; done
 sha=$(cli -x script load < "$work/check.lua")

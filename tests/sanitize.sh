@@ -6,10 +6,10 @@
 #
 # Environment:
 #   RATE_GUARD_ASAN_BUILD_DIR  build directory (default: build-asan)
-#   TEST_NGINX_BINARY          the uninstrumented nginx to run (default /usr/sbin/nginx)
+#   NGINX_BINARY               the uninstrumented nginx to run (default $TEST_NGINX_BINARY, then /usr/sbin/nginx)
 #
 # It builds with -DRATE_GUARD_SANITIZE=ON (core, tests and the module through
-# nginx's configure), runs rate_guard_tests and fuzz_replay, then t/run with an nginx wrapper
+# nginx's configure), runs rate_guard_{unit,redis}_tests and fuzz_replay, then t/run with an nginx wrapper
 # that preloads the sanitizer runtimes. Debian's nginx is not instrumented, and
 # an instrumented module can only be loaded into a process whose first
 # libraries are libasan (and libubsan): LD_PRELOAD does that, for nginx only
@@ -31,7 +31,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="${RATE_GUARD_ASAN_BUILD_DIR:-$root/build-asan}"
-nginx_binary="${TEST_NGINX_BINARY:-/usr/sbin/nginx}"
+NGINX_BINARY="${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}"
 start=$(date +%s)
 
 step() { printf '==> %s (%ds)\n' "$*" $(( $(date +%s) - start )); }
@@ -93,9 +93,11 @@ rm -f "$reports"/*
 status=0
 
 step "GoogleTest under ASan+UBSan"
-if ! "$build/rate_guard_tests" --gtest_brief=1; then
-    status=1
-fi
+for tests in rate_guard_unit_tests rate_guard_redis_tests; do
+    if ! "$build/$tests" --gtest_brief=1; then
+        status=1
+    fi
+done
 
 step "fuzz seeds and regression inputs under ASan+UBSan"
 if ! "$build/fuzz/fuzz_replay" "$root/fuzz" > "$build/fuzz_replay.log" 2>&1; then
@@ -105,15 +107,15 @@ else
     tail -1 "$build/fuzz_replay.log"
 fi
 
-step "t/ suites under ASan+UBSan (nginx: $nginx_binary with LD_PRELOAD=$libasan $libubsan)"
+step "t/ suites under ASan+UBSan (nginx: $NGINX_BINARY with LD_PRELOAD=$libasan $libubsan)"
 wrapper="$build/nginx-sanitized"
 cat > "$wrapper" <<EOF
 #!/bin/sh
-# $nginx_binary with the sanitizer runtimes preloaded (written by tests/sanitize.sh).
-LD_PRELOAD="$libasan $libubsan\${LD_PRELOAD:+ \$LD_PRELOAD}" exec "$nginx_binary" "\$@"
+# $NGINX_BINARY with the sanitizer runtimes preloaded (written by tests/sanitize.sh).
+LD_PRELOAD="$libasan $libubsan\${LD_PRELOAD:+ \$LD_PRELOAD}" exec "$NGINX_BINARY" "\$@"
 EOF
 chmod +x "$wrapper"
-if ! TEST_NGINX_BINARY="$wrapper" RATE_GUARD_MODULE="$module" \
+if ! NGINX_BINARY="$wrapper" TEST_NGINX_BINARY="$wrapper" RATE_GUARD_MODULE="$module" \
         RATE_GUARD_TEST_WORKDIR="$build/t-work" "$root/t/run" "$@"; then
     status=1
 fi

@@ -42,7 +42,7 @@ fi
 module=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 rounds="${2:-20}"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-nginx_binary="${TEST_NGINX_BINARY:-/usr/sbin/nginx}"
+NGINX_BINARY="${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}"
 start_time=$SECONDS
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sanitize_load.XXXXXX")
@@ -132,7 +132,7 @@ valgrind)
         --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --num-callers=40 \
         --trace-children=no --log-file="$work/valgrind.log" \
         --suppressions="$root/tests/valgrind.supp" ${SANITIZE_LOAD_VALGRIND_OPTS:-} \
-        "$nginx_binary" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log" &
+        "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log" &
     nginx_pid=$!
     ;;
 asan)
@@ -144,7 +144,7 @@ asan)
     LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0" \
     UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$work/reports/ubsan" \
     LD_PRELOAD="$libasan $libubsan" \
-        "$nginx_binary" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log" &
+        "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log" &
     nginx_pid=$!
     ;;
 esac

@@ -17,15 +17,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 [[ -f $deb ]] || { echo "FAIL: no package at $deb (cmake --build build --target deb)" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/rate_guard-deb.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  dpkg -P "$package" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/../../scripts/lib.sh"
+lib_init deb
+at_exit 'dpkg -P "$package" >/dev/null 2>&1'
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -41,19 +35,14 @@ echo "installed: $(dpkg-query -W -f='${Package} ${Version} ${Status}' "$package"
 [[ $(readlink "$enabled") == /usr/share/nginx/modules-available/mod-http-rate-guard.conf ]] ||
   fail "$enabled points at $(readlink "$enabled")"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 redis_port=$(free_port)
 port=$(free_port)
-redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --dir "$work" \
-  --logfile "$work/redis.log" &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis "$redis_port"
 
 # As Debian's nginx.conf does: the modules come from modules-enabled (in the
 # glob's order: rate_guard, then nchan), their paths relative to the Debian
 # prefix (/usr/share/nginx/modules is a link).
+# Debian's own /usr/sbin/nginx on purpose, not $NGINX_BINARY.
 mkdir -p "$work/logs"
 cat > "$work/nginx.conf" <<CONF
 include /etc/nginx/modules-enabled/*.conf;
@@ -76,8 +65,8 @@ http {
 CONF
 /usr/sbin/nginx -t -q -p /usr/share/nginx/ -e "$work/logs/error.log" -c "$work/nginx.conf" || fail "Debian's nginx -t does not load the installed module"
 /usr/sbin/nginx -p /usr/share/nginx/ -e "$work/logs/error.log" -c "$work/nginx.conf" &
-pids+=($!)
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/none" && break; sleep 0.1; done
+track $!
+wait_port "$port"
 first=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/t")
 second=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/t")
 echo "requests through the installed module: $first then $second"

@@ -1,47 +1,17 @@
-# Shared by the end-to-end scripts: a private work directory, free loopback
-# ports, redis-server and nginx processes started here and stopped by PID.
-# Source it, then use start_redis, start_nginx, wait_http, fail.
+# Shared by the end-to-end scripts, on top of scripts/lib.sh (work directory
+# $e2e_work, free_port, start_redis, processes stopped by PID on exit): nginx
+# instances, Sentinel, Cluster. Source it, then use start_nginx, wait_http, fail.
 
-e2e_work=$(mktemp -d /tmp/rate_guard-e2e.XXXXXX)
-e2e_pids=()
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+lib_init e2e
+[[ -z ${E2E_KEEP:-} ]] || RATE_GUARD_KEEP=1
+e2e_work=$work
 e2e_status=0
-
-e2e_cleanup() {
-  for pid in "${e2e_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${e2e_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ $e2e_status -ne 0 || -n ${E2E_KEEP:-} ]]; then
-    echo "logs kept in $e2e_work" >&2
-  else
-    rm -rf "$e2e_work"
-  fi
-}
-trap e2e_cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # fail MESSAGE: records a failure (the script goes on; exit with $e2e_status).
 fail() {
   echo "FAIL: $*" >&2
   e2e_status=1
-}
-
-# start_redis PORT [redis-server arguments...]: waits until it answers PING.
-start_redis() {
-  local port=$1
-  shift
-  local dir="$e2e_work/redis-$port"
-  mkdir -p "$dir"
-  redis-server "$@" --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
-    --logfile "$dir/redis.log" &
-  e2e_pids+=($!)
-  for _ in $(seq 100); do
-    redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "redis on port $port did not start: $(tail -5 "$dir/redis.log")" >&2
-  return 1
 }
 
 # start_sentinel PORT MASTER_PORT: a sentinel monitoring "mymaster", quorum 2.
@@ -77,8 +47,8 @@ http {
 $http
 }
 CONF
-  "${TEST_NGINX_BINARY:-/usr/sbin/nginx}" -p "$dir" -c "$dir/nginx.conf" &
-  e2e_pids+=($!)
+  "$NGINX_BINARY" -p "$dir" -c "$dir/nginx.conf" &
+  track $!
 }
 
 # start_nginx_pair MODULE REDIS_DIRECTIVE LIMIT: nginx1 and nginx2 (two
@@ -169,17 +139,6 @@ no_crash() {
   fi
 }
 
-# free_ports N: N different free loopback ports, one a line (bound all at
-# once, so no two are the same).
-free_ports() {
-  python3 -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print("\n".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
-
 # Redis Cluster. start_cluster MASTERS REPLICAS: MASTERS x (1 + REPLICAS)
 # redis-servers started with start_redis (so stopped by PID on exit), each
 # with cluster-node-timeout 1000 ms (fast failover), a cluster bus port of its
@@ -204,7 +163,7 @@ start_cluster() {
     start_redis "$port" --cluster-enabled yes --cluster-config-file nodes.conf \
       --cluster-node-timeout 1000 --cluster-port "$bus" \
       --repl-diskless-sync-delay 0 --repl-ping-replica-period 1 || return 1
-    cluster_pid[$port]=${e2e_pids[-1]}
+    cluster_pid[$port]=${lib_pids[-1]}
     cluster_ports+=("$port")
   done
   if ! redis-cli --cluster create $(printf '127.0.0.1:%s ' "${cluster_ports[@]}") \

@@ -40,7 +40,7 @@ module=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 n="${2:-1000000}"
 max_seconds="${FLOOD_MAX_SECONDS:-300}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-nginx_binary="${TEST_NGINX_BINARY:-/usr/sbin/nginx}"
+NGINX_BINARY="${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}"
 threads=2
 connections=64
 per_thread=$(( (n + threads - 1) / threads ))
@@ -112,7 +112,7 @@ http {
     }
 }
 EOF
-"$nginx_binary" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log" &
+"$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log" &
 nginx_pid=$!
 for _ in $(seq 100); do
     curl -s -o /dev/null "http://127.0.0.1:$nginx_port/metrics" && break

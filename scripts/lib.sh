@@ -1,0 +1,113 @@
+# shellcheck shell=bash
+# The one helper of rate_guard's shell scripts (bench/, demo/, tests/e2e/,
+# tests/hostile/, tests/sanitize*.sh): source it, then call `lib_init NAME`.
+#
+#   lib_init NAME             $work: a private directory (/tmp/rate_guard-NAME.*),
+#                             kept with its logs when the script fails (exit
+#                             status not 0) or RATE_GUARD_KEEP is set, removed
+#                             otherwise; every recorded PID stopped on exit
+#   free_port                 a free loopback port
+#   free_ports N              N different free loopback ports, one a line
+#   start_bg LOG CMD [ARG...] CMD in the background, its output in LOG
+#                             ($work/LOG if relative), its PID recorded and in
+#                             $bg_pid
+#   track PID                 record a PID started otherwise (stopped on exit)
+#   at_exit COMMAND           run COMMAND (eval) on exit, before the PIDs are stopped
+#   stop PID [SIGNAL]         the signal (default TERM) to that PID, and reap it
+#   wait_port PORT [SECONDS]  until something accepts on 127.0.0.1:PORT (5 s)
+#   wait_redis PORT [SECONDS] until a redis-server there answers PING (5 s)
+#   start_redis PORT [ARG...] a redis-server on 127.0.0.1:PORT, no persistence,
+#                             dir and log in $work/redis-PORT, waited for
+#   NGINX_BINARY              the nginx binary: $NGINX_BINARY, else
+#                             $TEST_NGINX_BINARY (Test::Nginx's name), else
+#                             /usr/sbin/nginx
+#
+# Processes are only ever stopped by their recorded PID.
+
+NGINX_BINARY=${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}
+lib_pids=()
+lib_at_exit=()
+bg_pid=
+
+lib_init() {
+  work=$(mktemp -d "${TMPDIR:-/tmp}/rate_guard-$1.XXXXXX")
+  trap lib_cleanup EXIT
+}
+
+lib_cleanup() {
+  local status=$? pid command
+  for command in "${lib_at_exit[@]}"; do eval "$command" || true; done
+  for pid in "${lib_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${lib_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ -n ${work:-} && -d $work ]]; then
+    if [[ $status -ne 0 || -n ${RATE_GUARD_KEEP:-} ]]; then
+      echo "logs kept in $work" >&2
+    else
+      rm -rf "$work"
+    fi
+  fi
+  return "$status"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Bound all at once, so no two are the same.
+free_ports() {
+  python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
+at_exit() {
+  lib_at_exit+=("$1")
+}
+
+track() {
+  lib_pids+=("$1")
+}
+
+start_bg() {
+  local log=$1
+  shift
+  [[ $log == /* ]] || log="$work/$log"
+  "$@" >> "$log" 2>&1 &
+  bg_pid=$!
+  track "$bg_pid"
+}
+
+stop() {
+  kill -s "${2:-TERM}" "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+wait_port() {
+  local deadline=$((SECONDS + ${2:-5}))
+  until (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    ((SECONDS < deadline)) || { echo "nothing accepts on 127.0.0.1:$1" >&2; return 1; }
+    sleep 0.05
+  done
+}
+
+wait_redis() {
+  local deadline=$((SECONDS + ${2:-5}))
+  until redis-cli -h 127.0.0.1 -p "$1" ping > /dev/null 2>&1; do
+    ((SECONDS < deadline)) || { echo "no redis-server answers on 127.0.0.1:$1" >&2; return 1; }
+    sleep 0.05
+  done
+}
+
+start_redis() {
+  local port=$1
+  shift
+  local dir="$work/redis-$port"
+  mkdir -p "$dir"
+  redis-server "$@" --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
+    --logfile "$dir/redis.log" &
+  track $!
+  wait_redis "$port" || { echo "redis on port $port did not start: $(tail -5 "$dir/redis.log")" >&2; return 1; }
+}

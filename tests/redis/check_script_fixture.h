@@ -1,0 +1,346 @@
+// The fixture shared by the specification of the check script
+// (check_script_*_test.cpp): Specification of the check script (src/scripts.cpp), run by a real
+// redis-server. Time is pinned through ARGV[1], in microseconds; every reply
+// is written as Allowed/Rejected(limit, remaining, reset_ms). Most tests send
+// one request per call; the Batch tests send several.
+#pragma once
+
+#include "scripts.h"
+
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "redis_server.h"
+#include "zone_config.h"
+
+namespace rate_guard {
+// Named, not anonymous: gtest wants one fixture type for the suite
+// CheckScriptTest across the translation units that use it.
+namespace check_script {
+
+using testing::RedisServer;
+
+// Microseconds.
+constexpr uint64_t kMs = 1000;
+constexpr uint64_t kSecond = 1000 * kMs;
+constexpr uint64_t kMinute = 60 * kSecond;
+constexpr uint64_t kHour = 60 * kMinute;
+constexpr uint64_t kDay = 24 * kHour;
+// 2023-11-15T00:00:00Z: a midnight, so every window of these tests starts here.
+constexpr uint64_t kT0 = 1700006400 * kSecond;
+
+struct Zone {
+  Algorithm algorithm;
+  uint64_t limit;
+  uint64_t window_ms;
+  uint64_t burst;
+  uint64_t cost;
+  std::string key;
+};
+
+inline Zone make_zone(Algorithm algorithm, uint64_t limit, uint64_t window_ms, std::string key) {
+  return Zone{algorithm, limit, window_ms, limit, 1, std::move(key)};
+}
+inline Zone sliding_log(uint64_t limit, uint64_t window_ms, std::string key = "client") {
+  return make_zone(Algorithm::sliding_log, limit, window_ms, std::move(key));
+}
+inline Zone fixed_window(uint64_t limit, uint64_t window_ms, std::string key = "client") {
+  return make_zone(Algorithm::fixed_window, limit, window_ms, std::move(key));
+}
+inline Zone sliding_window(uint64_t limit, uint64_t window_ms, std::string key = "client") {
+  return make_zone(Algorithm::sliding_window, limit, window_ms, std::move(key));
+}
+inline Zone token_bucket(uint64_t limit, uint64_t window_ms, uint64_t burst, std::string key = "client") {
+  Zone zone = make_zone(Algorithm::token_bucket, limit, window_ms, std::move(key));
+  zone.burst = burst;
+  return zone;
+}
+inline Zone with_cost(Zone zone, uint64_t cost) {
+  zone.cost = cost;
+  return zone;
+}
+
+// One request: every zone it is checked in.
+using Request = std::vector<Zone>;
+
+struct Verdict {
+  bool allowed = false;
+  uint64_t limit = 0;
+  uint64_t remaining = 0;
+  uint64_t reset_ms = 0;
+
+  bool operator==(const Verdict& other) const {
+    return allowed == other.allowed && limit == other.limit && remaining == other.remaining &&
+           reset_ms == other.reset_ms;
+  }
+};
+
+inline std::ostream& operator<<(std::ostream& out, const Verdict& v) {
+  return out << (v.allowed ? "Allowed(" : "Rejected(") << v.limit << ", " << v.remaining << ", "
+             << v.reset_ms << ")";
+}
+
+inline Verdict Allowed(uint64_t limit, uint64_t remaining, uint64_t reset_ms) {
+  return Verdict{true, limit, remaining, reset_ms};
+}
+inline Verdict Rejected(uint64_t limit, uint64_t remaining, uint64_t reset_ms) {
+  return Verdict{false, limit, remaining, reset_ms};
+}
+
+struct ReplyFree {
+  void operator()(redisReply* reply) const { freeReplyObject(reply); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyFree>;
+
+struct ContextFree {
+  void operator()(redisContext* context) const { redisFree(context); }
+};
+
+// The most requests of `times` (sorted) in any half-open span [t, t + window)
+// starting at or after `from`; such a span may as well start at a request.
+inline size_t most_in_any_window(const std::vector<uint64_t>& times, uint64_t window, uint64_t from = 0) {
+  size_t most = 0;
+  for (size_t i = 0; i < times.size(); ++i) {
+    if (times[i] < from) {
+      continue;
+    }
+    size_t end = static_cast<size_t>(
+        std::lower_bound(times.begin(), times.end(), times[i] + window) - times.begin());
+    most = std::max(most, end - i);
+  }
+  return most;
+}
+
+class CheckScriptTest : public ::testing::Test {
+ protected:
+  static RedisServer& server() {
+    static RedisServer instance;  // started on first use, stopped by PID at exit
+    return instance;
+  }
+
+  void SetUp() override {
+    if (!server().running()) {
+      server().start();
+    }
+    redis_.reset(server().connect());
+    ASSERT_NE(redis_, nullptr);
+    ASSERT_EQ(command({"FLUSHALL"})->type, REDIS_REPLY_STATUS);
+    Reply loaded = command({"SCRIPT", "LOAD", kCheckScript});
+    ASSERT_EQ(loaded->type, REDIS_REPLY_STRING) << std::string_view(loaded->str, loaded->len);
+    sha_.assign(loaded->str, loaded->len);
+  }
+
+  Reply command(const std::vector<std::string_view>& args) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lengths;
+    for (std::string_view arg : args) {
+      argv.push_back(arg.data());
+      lengths.push_back(arg.size());
+    }
+    Reply reply(static_cast<redisReply*>(redisCommandArgv(
+        redis_.get(), static_cast<int>(args.size()), argv.data(), lengths.data())));
+    if (reply == nullptr) {
+      throw std::runtime_error(std::string("connection error: ") + redis_->errstr);
+    }
+    return reply;
+  }
+
+  // The EVALSHA arguments of one call checking `requests`, in order (the
+  // layout of scripts.h).
+  std::vector<std::string> evalsha_args(uint64_t now_us,
+                                        const std::vector<Request>& requests) const {
+    size_t keys = 0;
+    for (const Request& request : requests) {
+      keys += request.size();
+    }
+    std::vector<std::string> args = {"EVALSHA", sha_, std::to_string(keys)};
+    for (const Request& request : requests) {
+      for (const Zone& zone : request) {
+        args.push_back(zone.key);
+      }
+    }
+    args.push_back(std::to_string(now_us));
+    args.push_back(std::to_string(requests.size()));
+    for (const Request& request : requests) {
+      args.push_back(std::to_string(request.size()));
+      for (const Zone& zone : request) {
+        for (uint64_t value : {static_cast<uint64_t>(zone.algorithm), zone.limit,
+                               zone.window_ms, zone.burst, zone.cost}) {
+          args.push_back(std::to_string(value));
+        }
+      }
+    }
+    return args;
+  }
+
+  static std::vector<Verdict> decode(const redisReply* reply, size_t zones) {
+    std::vector<Verdict> verdicts;
+    if (reply->type == REDIS_REPLY_ERROR) {
+      ADD_FAILURE() << "script error: " << std::string_view(reply->str, reply->len);
+      return verdicts;
+    }
+    EXPECT_EQ(reply->type, REDIS_REPLY_ARRAY);
+    EXPECT_EQ(reply->elements, 4 * zones);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 * zones) {
+      return verdicts;
+    }
+    for (size_t i = 0; i < zones; ++i) {
+      long long fields[4];
+      for (size_t j = 0; j < 4; ++j) {
+        const redisReply* field = reply->element[4 * i + j];
+        EXPECT_EQ(field->type, REDIS_REPLY_INTEGER);
+        EXPECT_GE(field->integer, 0);
+        fields[j] = field->integer;
+      }
+      EXPECT_TRUE(fields[0] == 0 || fields[0] == 1);
+      verdicts.push_back(Verdict{fields[0] == 1, static_cast<uint64_t>(fields[1]),
+                                 static_cast<uint64_t>(fields[2]),
+                                 static_cast<uint64_t>(fields[3])});
+    }
+    return verdicts;
+  }
+
+  // Every request of `requests` in one call at `now_us`: the verdicts of each.
+  std::vector<std::vector<Verdict>> check_batch(uint64_t now_us,
+                                                const std::vector<Request>& requests) {
+    std::vector<std::string> args = evalsha_args(now_us, requests);
+    Reply reply = command(std::vector<std::string_view>(args.begin(), args.end()));
+    size_t zones = 0;
+    for (const Request& request : requests) {
+      zones += request.size();
+    }
+    std::vector<Verdict> all = decode(reply.get(), zones);
+    std::vector<std::vector<Verdict>> verdicts;
+    if (all.size() != zones) {
+      return verdicts;
+    }
+    size_t next = 0;
+    for (const Request& request : requests) {
+      verdicts.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(next),
+                            all.begin() + static_cast<std::ptrdiff_t>(next + request.size()));
+      next += request.size();
+    }
+    return verdicts;
+  }
+
+  // One request through every zone of `zones`, at `now_us`.
+  std::vector<Verdict> check_all(uint64_t now_us, const Request& zones) {
+    std::vector<std::vector<Verdict>> verdicts = check_batch(now_us, {zones});
+    return verdicts.empty() ? std::vector<Verdict>{} : verdicts[0];
+  }
+
+  Verdict check(uint64_t now_us, const Zone& zone) {
+    std::vector<Verdict> verdicts = check_all(now_us, {zone});
+    return verdicts.empty() ? Verdict{} : verdicts[0];
+  }
+
+  // One request at each of `times`, all in one MULTI/EXEC: Redis runs them
+  // back to back with its clock stopped, so keys whose TTL is a millisecond of
+  // real time (a window of 1 ms) cannot expire between them.
+  std::vector<Verdict> check_in_one_transaction(const Zone& zone,
+                                                const std::vector<uint64_t>& times) {
+    std::vector<std::vector<std::string>> commands;
+    for (uint64_t now_us : times) {
+      commands.push_back(evalsha_args(now_us, {Request{zone}}));
+    }
+    Reply exec = transaction(commands);
+    std::vector<Verdict> verdicts;
+    if (exec == nullptr) {
+      return verdicts;
+    }
+    for (size_t i = 0; i < exec->elements; ++i) {
+      std::vector<Verdict> one = decode(exec->element[i], 1);
+      verdicts.push_back(one.empty() ? Verdict{} : one[0]);
+    }
+    return verdicts;
+  }
+
+  // Every command of `commands` in one MULTI/EXEC, so that Redis runs them
+  // with its clock stopped: no key expires in between. EXEC's array of their
+  // replies, or nullptr.
+  Reply transaction(std::vector<std::vector<std::string>> commands) {
+    commands.insert(commands.begin(), std::vector<std::string>{"MULTI"});
+    commands.push_back({"EXEC"});
+    for (const std::vector<std::string>& args : commands) {
+      std::vector<const char*> argv;
+      std::vector<size_t> lengths;
+      for (const std::string& arg : args) {
+        argv.push_back(arg.data());
+        lengths.push_back(arg.size());
+      }
+      redisAppendCommandArgv(redis_.get(), static_cast<int>(args.size()), argv.data(),
+                             lengths.data());
+    }
+    Reply exec;
+    for (size_t i = 0; i < commands.size(); ++i) {
+      void* raw = nullptr;
+      if (redisGetReply(redis_.get(), &raw) != REDIS_OK) {
+        ADD_FAILURE() << "connection error: " << redis_->errstr;
+        return nullptr;
+      }
+      exec.reset(static_cast<redisReply*>(raw));  // MULTI's OK, QUEUED..., then EXEC's array
+    }
+    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != commands.size() - 2) {
+      ADD_FAILURE() << "EXEC did not answer an array of " << commands.size() - 2;
+      return nullptr;
+    }
+    return exec;
+  }
+
+  long long integer(const std::vector<std::string_view>& args) {
+    Reply reply = command(args);
+    EXPECT_EQ(reply->type, REDIS_REPLY_INTEGER);
+    return reply->integer;
+  }
+  long long pttl(std::string_view key) { return integer({"PTTL", key}); }
+  bool exists(std::string_view key) { return integer({"EXISTS", key}) == 1; }
+  long long zcard(std::string_view key) { return integer({"ZCARD", key}); }
+
+  // The string value of a key (the state of sliding_window, fixed_window and
+  // token_bucket), "(nil)" when none, "(error)" for another type.
+  std::string get(std::string_view key) {
+    Reply reply = command({"GET", key});
+    if (reply->type == REDIS_REPLY_STRING) {
+      return std::string(reply->str, reply->len);
+    }
+    return reply->type == REDIS_REPLY_NIL ? "(nil)" : "(error)";
+  }
+
+  std::string type(std::string_view key) {
+    Reply reply = command({"TYPE", key});
+    return std::string(reply->str, reply->len);
+  }
+
+  std::vector<std::string> zrange(std::string_view key) {
+    Reply reply = command({"ZRANGE", key, "0", "-1"});
+    std::vector<std::string> members;
+    for (size_t i = 0; i < reply->elements; ++i) {
+      members.emplace_back(reply->element[i]->str, reply->element[i]->len);
+    }
+    return members;
+  }
+
+  // Redis's clock, in microseconds.
+  uint64_t redis_time() {
+    Reply reply = command({"TIME"});
+    return std::stoull(reply->element[0]->str) * kSecond + std::stoull(reply->element[1]->str);
+  }
+
+  std::unique_ptr<redisContext, ContextFree> redis_;
+  std::string sha_;
+};
+
+}  // namespace check_script
+}  // namespace rate_guard
