@@ -129,11 +129,12 @@ if [ "$callgrind" = 1 ]; then
   cli debug set-active-expire 0 >/dev/null
 fi
 
+# An algorithm's code, as src/lua/prelude.lua names it (Algorithm's value).
 code() {
-  case $1 in
-    sliding_window) echo 0 ;; sliding_log) echo 1 ;; fixed_window) echo 2 ;; token_bucket) echo 3 ;;
-    *) echo "unknown algorithm $1" >&2; exit 2 ;;
-  esac
+  local value
+  value=$(sed -n "s/^local $(echo "$1" | tr a-z A-Z) = \([0-9][0-9]*\)$/\1/p" "$lua_dir/prelude.lua")
+  [ -n "$value" ] || { echo "unknown algorithm $1" >&2; exit 2; }
+  echo "$value"
 }
 
 # The instructions callgrind counted since it was last zeroed.
