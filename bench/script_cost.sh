@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Redis CPU per check of the check script, per algorithm and batch size, with
 # no nginx in the way: a private redis-server on a free loopback port, the
-# script loaded from src/scripts.cpp, and redis-benchmark sending EVALSHA with
+# script loaded from src/lua/ (the files of src/lua/check.files, in order, as
+# the build embeds them), and redis-benchmark sending EVALSHA with
 # ARGV[1] = "0" (Redis's TIME, as the module does) for random keys.
 #
 # Usage: bench/script_cost.sh [options]
-#   --script FILE     the C++ file holding the script (default src/scripts.cpp);
-#                     e.g. `git show HEAD:src/scripts.cpp > /tmp/old.cpp`
-#   --lua FILE        a Lua file instead (e.g. a variant being measured)
+#   --lua FILE        one Lua file instead (e.g. a variant being measured)
+#   --script FILE     a C++ file holding the script as R"lua(...)lua": the
+#                     generated header (build/generated/check_script_lua.h), or
+#                     an older src/scripts.cpp that held it, e.g.
+#                     `git show f59e38c:src/scripts.cpp > /tmp/old.cpp`
 #   --old             FILE is the one-request-per-call script (ARGV[2..] = 5 per
 #                     zone, no request count): only batch 1 is run
 #   --checks N        checks per measurement (default 200000; 20000 with --callgrind)
@@ -33,7 +36,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-script_file=$here/src/scripts.cpp
+lua_dir=$here/src/lua
+script_file=
 lua_file=
 old=0
 checks=
@@ -49,7 +53,7 @@ callgrind=0
 while [ $# -gt 0 ]; do
   case $1 in
     --script) script_file=$2; shift 2 ;;
-    --lua) lua_file=$2; script_file=$2; shift 2 ;;
+    --lua) lua_file=$2; shift 2 ;;
     --old) old=1; shift ;;
     --checks) checks=$2; shift 2 ;;
     --keys) keys=$2; shift 2 ;;
@@ -78,15 +82,22 @@ fi
 source "$(dirname "$0")/../scripts/lib.sh"
 lib_init script-cost
 
-# The script: the raw string literal R"lua(...)lua" of the C++ file.
+# The script: the .lua files as embedded, one Lua file, or the raw string
+# literal R"lua(...)lua" of a C++ file.
 if [ -n "$lua_file" ]; then
+  source_name=$lua_file
   cp "$lua_file" "$work/check.lua"
-else
+elif [ -n "$script_file" ]; then
+  source_name=$script_file
   awk '/R"lua\(/ { on = 1; sub(/.*R"lua\(/, ""); if ($0 == "") next }
        /\)lua"/ { sub(/\)lua".*/, ""); if ($0 != "") print; on = 0 }
        on' "$script_file" > "$work/check.lua"
+  [ -s "$work/check.lua" ] || { echo "no R\"lua( ... )lua\" in $script_file" >&2; exit 1; }
+else
+  files=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' -e 's/^[[:space:]]*//' "$lua_dir/check.files")
+  source_name="src/lua/{$(echo $files | tr ' ' ,)}"
+  (cd "$lua_dir" && cat $files) > "$work/check.lua"
 fi
-[ -s "$work/check.lua" ] || { echo "no R\"lua( ... )lua\" in $script_file" >&2; exit 1; }
 
 port=$(free_port)
 server=(redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$work"
@@ -111,11 +122,12 @@ if [ "$callgrind" = 1 ]; then
   cli debug set-active-expire 0 >/dev/null
 fi
 
+# An algorithm's code, as src/lua/prelude.lua names it (Algorithm's value).
 code() {
-  case $1 in
-    sliding_window) echo 0 ;; sliding_log) echo 1 ;; fixed_window) echo 2 ;; token_bucket) echo 3 ;;
-    *) echo "unknown algorithm $1" >&2; exit 2 ;;
-  esac
+  local value
+  value=$(sed -n "s/^local $(echo "$1" | tr a-z A-Z) = \([0-9][0-9]*\)$/\1/p" "$lua_dir/prelude.lua")
+  [ -n "$value" ] || { echo "unknown algorithm $1" >&2; exit 2; }
+  echo "$value"
 }
 
 # The instructions callgrind counted since it was last zeroed.
@@ -181,7 +193,7 @@ measure() {
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-echo "script: $script_file$([ "$old" = 1 ] && echo ' (old layout)'), sha $sha"
+echo "script: $source_name$([ "$old" = 1 ] && echo ' (old layout)'), sha $sha"
 echo "redis: $(redis-server --version | awk '{ print $3 }'), $checks checks for $keys keys per cell, limit $limit per $window_ms ms, median of $runs, redis-benchmark -c $clients -P $pipeline"
 echo
 if [ "$callgrind" = 1 ]; then

@@ -33,16 +33,16 @@ std::string_view check_error_name(CheckError error) {
 }
 
 bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts) {
-  if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements < (first_zone + zones) * 4) {
+  if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements < (first_zone + zones) * kCheckReplyFieldsPerZone) {
     return false;
   }
-  redisReply* const* fields = reply->element + first_zone * 4;
-  for (size_t i = 0; i < zones * 4; i++) {
+  redisReply* const* fields = reply->element + first_zone * kCheckReplyFieldsPerZone;
+  for (size_t i = 0; i < zones * kCheckReplyFieldsPerZone; i++) {
     if (fields[i]->type != REDIS_REPLY_INTEGER || fields[i]->integer < 0) {
       return false;
     }
   }
-  for (size_t zone = 0; zone < zones; zone++, fields += 4) {
+  for (size_t zone = 0; zone < zones; zone++, fields += kCheckReplyFieldsPerZone) {
     verdicts[zone].allowed = fields[0]->integer != 0;
     verdicts[zone].limit = static_cast<uint64_t>(fields[1]->integer);
     verdicts[zone].remaining = static_cast<uint64_t>(fields[2]->integer);

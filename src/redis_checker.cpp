@@ -415,7 +415,7 @@ void RedisChecker::handle_batch_reply(CheckBatch* batch, CheckConnection* connec
     fail_batch(batch, CheckError::redis_error);
     return;
   }
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != batch->zones * 4) {
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != batch->zones * kCheckReplyFieldsPerZone) {
     log_.error("unexpected reply to the check script");
     fail_batch(batch, CheckError::bad_reply);
     return;

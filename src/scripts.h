@@ -1,4 +1,4 @@
-// The Lua script that checks a batch of requests, every zone of each, in a
+// The Lua script (src/lua/) that checks a batch of requests, every zone of each, in a
 // single EVALSHA, so a request is counted in all its zones only if all allow it.
 #pragma once
 
@@ -19,7 +19,8 @@ namespace rate_guard {
 // then, for each request: its number of zones n, followed by 5 arguments
 //           per zone: algorithm code (Algorithm's value), limit, window in
 //           ms, burst, cost.
-// Reply: 4 integers per zone, request after request, in KEYS order:
+// Reply: kCheckReplyFieldsPerZone integers per zone, request after request,
+//        in KEYS order:
 //        allowed (1 or 0), limit, remaining, reset in ms (see ZoneVerdict).
 //        R = 0 (no key, no argument after R) is answered with an empty array.
 // Every argument is checked before anything is recorded: an error reply about
@@ -28,7 +29,9 @@ namespace rate_guard {
 // call: every request of a batch is at the same time.
 extern const std::string_view kCheckScript;
 
-// Arguments per zone, after each request's zone count.
+// Arguments per zone, after each request's zone count, and integers per zone
+// in the reply (src/scripts.cpp checks that the Lua agrees).
 constexpr int kCheckArgsPerZone = 5;
+constexpr int kCheckReplyFieldsPerZone = 4;
 
 }  // namespace rate_guard

@@ -1,0 +1,81 @@
+
+-- ============================================================ the arguments
+
+-- Every argument is checked, and turned into a number in place, before
+-- anything is written: an error reply means that nothing was recorded.
+-- Texts are read with `+ 0`: one that is no number at all stops the script
+-- with Lua's own error, an error reply too. The zones of a batch mostly
+-- repeat one another's arguments: the same strings (Lua's are interned: ==
+-- compares pointers) are checked once. Sets `now` (0: Redis's TIME, read by
+-- batch.lua), `requests`, and which algorithms the batch has a zone of.
+local key_count, arg_count = #KEYS, #ARGV
+now = ARGV[1]
+if now == '0' then
+  now = 0
+else
+  now = now + 0
+  if now < 0 or now % 1 ~= 0 then
+    return redis.error_reply('rate_guard: bad time ' .. ARGV[1])
+  end
+end
+local requests = ARGV[2]
+if requests == '1' then
+  requests = 1
+else
+  requests = requests + 0
+end
+if requests % 1 ~= 0 or requests < 0 or requests > key_count then
+  return redis.error_reply('rate_guard: bad request count ' .. ARGV[2])
+end
+
+local with_sliding_window, with_sliding_log, with_fixed_window, with_token_bucket = false, false, false, false
+local at, keys = 3, 0
+local a_text, l_text, w_text, b_text, c_text = false, false, false, false, false
+local algorithm, limit, window_ms, burst, cost
+for r = 1, requests do
+  local zones = ARGV[at]
+  if zones == '1' then
+    zones = 1
+  else
+    zones = zones + 0
+  end
+  if zones % 1 ~= 0 or zones < 1 or zones > key_count - keys then
+    return redis.error_reply('rate_guard: bad zone count for request ' .. r)
+  end
+  ARGV[at] = zones
+  at = at + 1
+  for z = 1, zones do
+    local a, l, w, b, c = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+    if a ~= a_text or l ~= l_text or w ~= w_text or b ~= b_text or c ~= c_text then
+      algorithm, limit, window_ms, burst, cost = a + 0, l + 0, w + 0, b + 0, c + 0
+      if not (algorithm % 1 == 0 and algorithm >= SLIDING_WINDOW and algorithm <= TOKEN_BUCKET
+              and limit % 1 == 0 and limit >= 1 and limit <= MAX_COUNT
+              and window_ms % 1 == 0 and window_ms >= 1 and window_ms <= MAX_WINDOW_MS
+              and burst % 1 == 0 and burst >= 0 and burst <= MAX_COUNT
+              and cost % 1 == 0 and cost >= 1 and cost <= MAX_COUNT) then
+        return redis.error_reply('rate_guard: bad arguments for zone ' .. z .. ' of request ' .. r)
+      end
+      a_text, l_text, w_text, b_text, c_text = a, l, w, b, c
+      if algorithm == SLIDING_WINDOW then
+        with_sliding_window = true
+      elseif algorithm == SLIDING_LOG then
+        with_sliding_log = true
+      elseif algorithm == FIXED_WINDOW then
+        with_fixed_window = true
+      else
+        with_token_bucket = true
+      end
+    end
+    ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4] =
+      algorithm, limit, window_ms, burst, cost
+    at = at + ARGS_PER_ZONE
+  end
+  keys = keys + zones
+end
+if keys ~= key_count or at - 1 ~= arg_count then
+  return redis.error_reply('rate_guard: ' .. key_count .. ' keys and ' .. arg_count ..
+                           ' arguments for ' .. requests .. ' requests')
+end
+if requests == 0 then
+  return {}
+end

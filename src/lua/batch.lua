@@ -1,0 +1,137 @@
+
+-- ================================================================ the batch
+
+if now == 0 then
+  -- One clock for the whole fleet: Redis's, read once for the whole batch.
+  local time = call('TIME')
+  now = time[1] * 1000000 + time[2]
+end
+
+-- The string states of every key, read at once, MAX_UNPACK keys a call.
+-- `written` holds what this batch recorded since (false: a sorted set now),
+-- for a key that comes again.
+stored = false
+if with_sliding_window or with_fixed_window or with_token_bucket then
+  if key_count <= MAX_UNPACK then
+    stored = call('MGET', unpack(KEYS))
+  else
+    stored = {}
+    for from = 1, key_count, MAX_UNPACK do
+      local part = call('MGET', unpack(KEYS, from, min(key_count, from + MAX_UNPACK - 1)))
+      for i = 1, #part do
+        stored[from + i - 1] = part[i]
+      end
+    end
+  end
+end
+written = {}
+
+-- Each zone of a request is decided by its algorithm's function, at `now`,
+-- writing nothing. It returns allowed, limit, remaining and reset_ms (see
+-- ZoneVerdict in decision.h), then, for an allowed request, what recording
+-- it takes (see below). A zone's verdict is its own: when another zone
+-- rejects the request, nothing is recorded, but a zone that allowed it still
+-- reports what it would have had left. Whole ms are rounded up, the division
+-- being exact (see EXACT).
+--
+-- The string algorithms (all but sliding_log) take the key's state as MGET
+-- read it, or as this batch wrote it. MGET reads a key of another type as
+-- nil, and a key may hold another algorithm's string: both read as empty
+-- (the algorithms' patterns do not match), and SET replaces them. Allowed,
+-- they return the new state, and its TTL in ms as text, or false when the key
+-- already holds this window's state and the TTL that goes with it.
+
+-- Redis truncates numbers in replies to integers; all of these are whole.
+local reply, n = {}, 0
+-- What recording each zone of the current request takes, PENDING_SLOTS a
+-- zone: the key, the algorithm, the cost, then the 4 values its function
+-- returned past the verdict.
+local PENDING_SLOTS = 7
+local pending = {}
+at, keys = 3, 0
+for _ = 1, requests do
+  local zones = ARGV[at]
+  at = at + 1
+  -- Every zone first, then the request everywhere, or nowhere.
+  local all = true
+  for z = 0, zones - 1 do
+    local zone_algorithm, zone_limit, zone_window_ms, zone_burst, zone_cost =
+      ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+    local k = keys + 1 + z
+    local key = KEYS[k]
+    local allowed, limit_shown, remaining, reset_ms, x, y, v, s
+    if zone_algorithm == SLIDING_LOG then
+      allowed, limit_shown, remaining, reset_ms, x, y, v, s =
+        sliding_log(key, zone_limit, zone_window_ms, zone_cost)
+    else
+      local state = written[key]
+      if state == nil then
+        state = stored[k]
+      end
+      if zone_algorithm == SLIDING_WINDOW then
+        allowed, limit_shown, remaining, reset_ms, x, y =
+          sliding_window(state, zone_limit, zone_window_ms, zone_cost)
+      elseif zone_algorithm == FIXED_WINDOW then
+        allowed, limit_shown, remaining, reset_ms, x, y =
+          fixed_window(state, zone_limit, zone_window_ms, zone_cost)
+      else
+        allowed, limit_shown, remaining, reset_ms, x, y =
+          token_bucket(state, zone_limit, zone_window_ms, zone_burst, zone_cost)
+      end
+    end
+    reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] =
+      allowed and ALLOWED or REJECTED, limit_shown, remaining, reset_ms
+    n = n + REPLY_FIELDS_PER_ZONE
+    if allowed then
+      local p = PENDING_SLOTS * z
+      pending[p + 1], pending[p + 2], pending[p + 3], pending[p + 4] = key, zone_algorithm, zone_cost, x
+      pending[p + 5], pending[p + 6], pending[p + 7] = y, v, s
+    else
+      all = false
+    end
+    at = at + ARGS_PER_ZONE
+  end
+  if all then
+    for p = 0, PENDING_SLOTS * (zones - 1), PENDING_SLOTS do
+      local key, x, y = pending[p + 1], pending[p + 4], pending[p + 5]
+      if pending[p + 2] ~= SLIDING_LOG then
+        -- x: the state, y: its TTL in ms, or false to keep the key's
+        if y then
+          call('SET', key, x, 'PX', y)
+        else
+          call('SET', key, x, 'KEEPTTL')
+        end
+        written[key] = x
+      else
+        -- x: the first new entry's time, y: the TTL in ms, then `gone`, and
+        -- whether the key holds another type
+        if pending[p + 7] then
+          call('DEL', key)
+        else
+          call('ZREMRANGEBYSCORE', key, '-inf', pending[p + 6])
+        end
+        local zone_cost = pending[p + 3]
+        if zone_cost == 1 then
+          local score = format('%d', x)
+          call('ZADD', key, score, score)
+        else
+          -- A score and a member per entry: MAX_UNPACK / 2 entries a call.
+          local args, m = {}, 0
+          for i = 0, zone_cost - 1 do
+            local score = format('%d', x + i)
+            args[m + 1], args[m + 2] = score, score
+            m = m + 2
+            if m == MAX_UNPACK or i == zone_cost - 1 then
+              call('ZADD', key, unpack(args, 1, m))
+              m = 0
+            end
+          end
+        end
+        call('PEXPIRE', key, y)
+        written[key] = false
+      end
+    end
+  end
+  keys = keys + zones
+end
+return reply

@@ -1,0 +1,166 @@
+-- rate_guard check: a batch of requests, each over one or more zones, in one
+-- atomic script. KEYS, ARGV and the reply are described in src/scripts.h.
+-- The requests are decided in order, each seeing what the previous ones
+-- recorded. Each request is first evaluated in all its zones without writing
+-- anything, then recorded in every zone, and only if all of them allowed it,
+-- so a rejected request consumes no quota anywhere.
+--
+-- Redis receives one script: the files of check.files, concatenated in that
+-- order. This one holds what they share; arguments.lua checks the arguments;
+-- sliding_window.lua, sliding_log.lua, fixed_window.lua and token_bucket.lua
+-- decide a zone of their algorithm; batch.lua decides and records the batch.
+--
+-- Redis 7 scripting, Lua 5.1: every number is a double. Times are in
+-- microseconds unless a name ends in _ms.
+--
+-- What a check costs is Redis's CPU (bench/script_cost.sh measures it, in µs
+-- and, steadier on a busy machine, in instructions under callgrind). Where it
+-- goes, per check of a batch of 16, about: EVALSHA itself 7k instructions,
+-- one redis.call 4k to 10k (SET ... PX 10k, SET ... KEEPTTL 6k), a Lua
+-- function call 0.6k, a closure 1k to 2.5k (every function is made anew by
+-- each call, and costs with the number of outer locals it uses), tonumber or
+-- a %d format 1.5k to 2.5k, a match 2.4k. So:
+-- - TIME once per call; the state of sliding_window, fixed_window and
+--   token_bucket is one string ("index:current:previous", "index:count",
+--   "tat:rem"), read for the whole batch by one MGET and written by one SET;
+--   no TYPE: a key of another type is handled where it shows up.
+-- - SET ... KEEPTTL when the key already holds this window's state (its TTL,
+--   the end of the window or of the next one, is already right): PX makes
+--   Redis rewrite the command for propagation.
+-- - Numbers go to redis.call as text made here with %d: Redis's own "%.17g"
+--   of a Lua number costs more. Texts are read with `+ 0`, cheaper than
+--   tonumber, and the zone arguments once per distinct text.
+-- - Few functions, and an algorithm's made only when the batch has a zone of
+--   it; no table or closure per zone; plain double arithmetic whenever every
+--   product stays exact, the exact limb arithmetic made only when a zone
+--   needs it. The argument checks and the batch loop are the main chunk's,
+--   not functions.
+
+local KEYS, ARGV = KEYS, ARGV
+local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
+local format, match = string.format, string.match
+local call = redis.call
+
+-- ================================================================ constants
+
+-- The algorithm codes of ARGV, Algorithm's values in src/zone_config.h
+-- (src/scripts.cpp checks at compile time that the two agree).
+local SLIDING_WINDOW = 0
+local SLIDING_LOG = 1
+local FIXED_WINDOW = 2
+local TOKEN_BUCKET = 3
+
+-- ARGV: after a request's zone count, per zone: algorithm, limit, window_ms,
+-- burst, cost (kCheckArgsPerZone). The reply, per zone: allowed (ALLOWED or
+-- REJECTED), limit, remaining, reset_ms (kCheckReplyFieldsPerZone).
+local ARGS_PER_ZONE = 5
+local REPLY_FIELDS_PER_ZONE = 4
+local ALLOWED, REJECTED = 1, 0
+
+-- The bounds of the zone arguments (counts up to 2^30, windows up to 2^40
+-- ms, past the parser's 1e9 and one year) keep every time below 2^53
+-- microseconds and mulmod exact.
+local MAX_COUNT, MAX_WINDOW_MS = 1073741824, 1099511627776
+
+-- Products below 2^51 are exact in a double, and so is the sum of two: when
+-- every product a zone needs stays below EXACT (the common case: 100r/m is
+-- 100 * 6e7 = 6e9), the plain arithmetic is exact. A quotient of integers
+-- below 2^53 also rounds to the right side of every integer, so ceil and
+-- floor of it are exact. Past EXACT, a zone is `big`, and takes the exact
+-- arithmetic below.
+local EXACT = 2251799813685248
+
+-- The searches of first() and of the algorithms' wait() step at most this
+-- far from their guess, off by a unit or two: the cap only keeps a bug from
+-- spinning.
+local MAX_STEPS = 100
+
+-- unpack() is bounded by Lua's C stack: at most this many values a call.
+local MAX_UNPACK = 1000
+
+-- =========================================================== the batch's state
+
+-- Set by the main chunk (arguments.lua, batch.lua): the time, the string
+-- states of the batch's keys as MGET read them, and what the batch recorded
+-- since (see batch.lua).
+local now, stored, written
+
+-- ============================================== exact arithmetic, past 2^51
+
+-- Made by exact_arithmetic() when a zone first needs them.
+local compare, mulmod, first
+
+local function exact_arithmetic()
+  -- A count times a window in microseconds reaches 2^75 (1e9 times a year),
+  -- past the 2^53 that a double holds exactly, so such products are compared
+  -- exactly in base-2^18 limbs, where every partial product fits.
+  local LIMB = 262144
+
+  local function limbs(x)
+    local x0 = x % LIMB
+    local x1 = ((x - x0) / LIMB) % LIMB
+    return x0, x1, (x - x0 - x1 * LIMB) / (LIMB * LIMB)
+  end
+
+  -- The sign of (a*b + x) - (c*d + y), for integers 0 <= a, b, c, d, x, y < 2^53.
+  compare = function(a, b, x, c, d, y)
+    local a0, a1, a2 = limbs(a)
+    local b0, b1, b2 = limbs(b)
+    local c0, c1, c2 = limbs(c)
+    local d0, d1, d2 = limbs(d)
+    local x0, x1, x2 = limbs(x)
+    local y0, y1, y2 = limbs(y)
+    local t = {
+      a0 * b0 - c0 * d0 + x0 - y0,
+      a0 * b1 + a1 * b0 - c0 * d1 - c1 * d0 + x1 - y1,
+      a0 * b2 + a1 * b1 + a2 * b0 - c0 * d2 - c1 * d1 - c2 * d0 + x2 - y2,
+      a1 * b2 + a2 * b1 - c1 * d2 - c2 * d1,
+      a2 * b2 - c2 * d2,
+    }
+    -- Carry until limbs 1..4 lie in [0, LIMB): the top limb then has the sign
+    -- of the whole, and when it is 0 the rest is non-negative.
+    for i = 1, 4 do
+      local carry = floor(t[i] / LIMB)
+      t[i] = t[i] - carry * LIMB
+      t[i + 1] = t[i + 1] + carry
+    end
+    if t[5] ~= 0 then
+      return t[5] > 0 and 1 or -1
+    end
+    for i = 4, 1, -1 do
+      if t[i] ~= 0 then
+        return 1
+      end
+    end
+    return 0
+  end
+
+  -- a*b mod m, exact for a, b >= 0 and m <= 2^30 (limits are at most 1e9):
+  -- b is split in two halves of 15 bits, so every product stays below 2^53.
+  local HALF = 32768
+  mulmod = function(a, b, m)
+    a, b = a % m, b % m
+    local high = floor(b / HALF)
+    return ((a * high) % m * HALF + a * (b - high * HALF)) % m
+  end
+
+  -- The smallest integer n >= 0 for which ok(n) holds, ok being false and
+  -- then true. `guess` comes from double arithmetic, off by a unit or two at
+  -- most: the exact ok() settles the answer, so that what the reply announces
+  -- agrees with what the script decides.
+  first = function(guess, ok)
+    local n = max(0, ceil(guess))
+    local steps = 0
+    while n > 0 and steps < MAX_STEPS and ok(n - 1) do
+      n = n - 1
+      steps = steps + 1
+    end
+    while steps < MAX_STEPS and not ok(n) do
+      n = n + 1
+      steps = steps + 1
+    end
+    return n
+  end
+end
+
+

@@ -1,0 +1,115 @@
+
+-- ============================================================= token_bucket
+
+-- GCRA. A request of cost c moves the theoretical arrival time (TAT) c*T
+-- later, T = window/limit being the emission interval; it is allowed if the
+-- new TAT stays within the tolerance burst*T of now. T is seldom a whole
+-- number of microseconds, and rounding would drift with every request, so
+-- the TAT is kept exactly: `tat` whole microseconds plus rem/limit of one
+-- (0 <= rem < limit), as "tat:rem". Counted in 1/limit microseconds, T is
+-- exactly `window`.
+--
+-- token_bucket(state, limit, window_ms, burst, cost): one zone (see
+-- batch.lua), made only when the batch has a zone of it.
+local token_bucket
+if with_token_bucket then
+  -- Whether a request of cost c passes at time t >= now, nothing else being
+  -- recorded, the TAT being tat + rem/limit: there must be
+  -- (TAT - t) + c*T <= burst*T, in 1/limit microseconds.
+  local function passes(t, tat, rem, c, limit, window, burst, big)
+    if tat < t then
+      return c <= burst
+    end
+    if big then
+      return compare(tat - t, limit, rem, burst - c, window, 0) <= 0
+    end
+    return (tat - t) * limit + rem <= (burst - c) * window
+  end
+
+  -- The smallest whole number of ms after which passes() holds, as first()
+  -- does, from a guess in double arithmetic.
+  local function wait(tat, rem, c, limit, window, burst, big)
+    local ms = max(0, ceil(((tat - now) * limit + rem - (burst - c) * window) / limit / 1000))
+    local steps = 0
+    while ms > 0 and steps < MAX_STEPS and passes(now + (ms - 1) * 1000, tat, rem, c, limit, window, burst, big) do
+      ms = ms - 1
+      steps = steps + 1
+    end
+    while steps < MAX_STEPS and not passes(now + ms * 1000, tat, rem, c, limit, window, burst, big) do
+      ms = ms + 1
+      steps = steps + 1
+    end
+    return ms
+  end
+
+  token_bucket = function(state, limit, window_ms, burst, cost)
+    local window = window_ms * 1000
+    local tat, rem = now, 0
+    if state then
+      local t, r = match(state, '^(%d+):(%d+)$')
+      if t then
+        -- a reload may have lowered the limit: keep rem < limit, a tiny rounding
+        tat, rem = t + 0, min(r + 0, limit - 1)
+      end
+    end
+    if tat < now then
+      -- a full bucket: idle time beyond that earns nothing
+      tat, rem = now, 0
+    end
+    -- The products are at most max(limit, burst, cost) * window, or
+    -- (tat - now) * limit, the later TATs adding less than EXACT.
+    local big = max(limit, burst, cost) * window >= EXACT or (tat - now) * limit >= EXACT
+
+    -- Whole tokens in the bucket now: burst - ceil((TAT - now) / T). And the
+    -- TAT once this request is recorded: cost*T = whole + part/limit us.
+    local spent, whole, part
+    if big then
+      if not compare then
+        exact_arithmetic()
+      end
+      spent = first(((tat - now) * limit + rem) / window, function(n)
+        return compare(n, window, 0, tat - now, limit, rem) >= 0
+      end)
+      whole = first(cost * window / limit - 1, function(n)
+        return compare(n + 1, limit, 0, cost, window, 0) > 0
+      end)
+      part = mulmod(cost, window, limit)
+    else
+      spent = ceil(((tat - now) * limit + rem) / window)
+      local cost_window = cost * window
+      whole = floor(cost_window / limit)
+      part = cost_window - whole * limit
+    end
+    local tokens = max(0, burst - spent)
+
+    if cost > burst then
+      return false, burst, tokens, window_ms
+    end
+    -- passes(now, ...), written out: here tat >= now
+    local fits
+    if big then
+      fits = compare(tat - now, limit, rem, burst - cost, window, 0) <= 0
+    else
+      fits = (tat - now) * limit + rem <= (burst - cost) * window
+    end
+    if not fits then
+      return false, burst, tokens, wait(tat, rem, cost, limit, window, burst, big)
+    end
+    local new_tat, new_rem = tat + whole, rem + part
+    if new_rem >= limit then
+      new_tat, new_rem = new_tat + 1, new_rem - limit
+    end
+    local remaining = tokens - cost
+    local reset_ms = 0
+    if remaining <= 0 then
+      reset_ms = wait(new_tat, new_rem, 1, limit, window, burst, big)
+    end
+    -- The state matters until the TAT: then the bucket is full, as for a new key.
+    -- (%d holds integers below 2^63; a TAT centuries ahead takes %.0f.)
+    local ttl = ceil((new_tat - now + (new_rem > 0 and 1 or 0)) / 1000)
+    if ttl < 1e15 then
+      return true, burst, remaining, reset_ms, format('%d:%d', new_tat, new_rem), format('%d', ttl)
+    end
+    return true, burst, remaining, reset_ms, format('%.0f:%d', new_tat, new_rem), format('%.0f', ttl)
+  end
+end
