@@ -8,6 +8,7 @@
 #include "cluster_router.h"
 #include "cluster_topology.h"
 #include "redis_key.h"
+#include "scripts.h"
 #include "sentinel_client.h"
 
 namespace rate_guard {
