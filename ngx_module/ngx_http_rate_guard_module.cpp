@@ -421,9 +421,7 @@ constexpr size_t kDefaultBlockCacheSize = 1024 * 1024;
 
 char* init_main_conf(ngx_conf_t*, void* conf) {
   auto* mcf = static_cast<MainConf*>(conf);
-  if (mcf->block_cache_size == NGX_CONF_UNSET_SIZE) {
-    mcf->block_cache_size = kDefaultBlockCacheSize;
-  }
+  ngx_conf_init_size_value(mcf->block_cache_size, kDefaultBlockCacheSize);
   return NGX_CONF_OK;
 }
 
@@ -546,13 +544,11 @@ char* resolve_applied(ngx_conf_t* cf, ngx_array_t* array) {
   return NGX_CONF_OK;
 }
 
-char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
+char* merge_location(ngx_conf_t* cf, void* parent, void* child) {
   auto* prev = static_cast<LocConf*>(parent);
   auto* conf = static_cast<LocConf*>(child);
   // A level with its own lines does not inherit its parent's, as limit_req.
-  if (conf->applied == NGX_CONF_UNSET_PTR) {
-    conf->applied = prev->applied == NGX_CONF_UNSET_PTR ? nullptr : prev->applied;
-  }
+  ngx_conf_merge_ptr_value(conf->applied, prev->applied, nullptr);
   if (char* rv = resolve_applied(cf, conf->applied); rv != NGX_CONF_OK) {
     return rv;
   }
@@ -564,10 +560,15 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
   return NGX_CONF_OK;
 }
 
+char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
+  return exception_barrier(cf->log, static_cast<char*>(NGX_CONF_ERROR),
+                           [=] { return merge_location(cf, parent, child); });
+}
+
 // ---- per request ---------------------------------------------------------
 
 void ctx_cleanup(void* data) {
-  limiter.cancel(static_cast<RequestCtx*>(data)->check);
+  exception_barrier(ngx_cycle->log, [data] { limiter.cancel(static_cast<RequestCtx*>(data)->check); });
 }
 
 RequestCtx* get_ctx(ngx_http_request_t* r) {
@@ -627,7 +628,9 @@ ngx_int_t answer(ngx_http_request_t* r, RequestCtx* ctx) {
   }
 }
 
-void on_verdict(void* data, rate_guard::LimitCheck&) {
+// Called from the Redis client (inside a hiredis callback); nothing here can
+// throw, nginx's functions being C.
+void on_verdict(void* data, rate_guard::LimitCheck&) noexcept {
   // Resume through the request's own write event: the phases run after this
   // Redis callback returns, as for any posted event of the connection.
   ngx_http_request_t* r = static_cast<RequestCtx*>(data)->request;
@@ -765,12 +768,8 @@ ngx_int_t access_handler(ngx_http_request_t* r) {
   if (r != r->main) {
     return NGX_DECLINED;
   }
-  try {
-    return run_access_phase(r);
-  } catch (const std::exception& e) {
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "rate_guard: %s", e.what());
-    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-  }
+  return exception_barrier(r->connection->log, static_cast<ngx_int_t>(NGX_HTTP_INTERNAL_SERVER_ERROR),
+                           [r] { return run_access_phase(r); });
 }
 
 // ---- response headers ----------------------------------------------------
@@ -820,7 +819,7 @@ bool add_rate_limit_headers(ngx_http_request_t* r, const RequestCtx* ctx) {
   return ok;
 }
 
-ngx_int_t header_filter(ngx_http_request_t* r) {
+ngx_int_t add_headers_and_go_on(ngx_http_request_t* r) {
   if (r != r->main) {
     return next_header_filter(r);
   }
@@ -834,6 +833,10 @@ ngx_int_t header_filter(ngx_http_request_t* r) {
     return NGX_ERROR;
   }
   return next_header_filter(r);
+}
+
+ngx_int_t header_filter(ngx_http_request_t* r) {
+  return exception_barrier(r->connection->log, static_cast<ngx_int_t>(NGX_ERROR), [r] { return add_headers_and_go_on(r); });
 }
 
 // ---- variables -----------------------------------------------------------
@@ -855,7 +858,7 @@ ngx_int_t set_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, cons
   return NGX_OK;
 }
 
-ngx_int_t get_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_t field) {
+ngx_int_t evaluate_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_t field) {
   RequestCtx* ctx = get_ctx(r->main);
   if (ctx == nullptr || ctx->check.verdict == Verdict::none) {
     v->not_found = 1;
@@ -863,8 +866,15 @@ ngx_int_t get_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uint
   }
   const rate_guard::Decision& d = ctx->check.decision;
   if (field == kStatus) {
-    static constexpr const char* names[] = {"", "PASSED", "REJECTED", "REJECTED_DRY_RUN", "ERROR"};
-    return set_variable(r, v, "%s", names[static_cast<int>(ctx->check.verdict)]);
+    static ngx_str_t names[] = {ngx_null_string, ngx_string("PASSED"), ngx_string("REJECTED"),
+                                ngx_string("REJECTED_DRY_RUN"), ngx_string("ERROR")};
+    const ngx_str_t& name = names[static_cast<int>(ctx->check.verdict)];
+    v->data = name.data;
+    v->len = static_cast<unsigned>(name.len);
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    return NGX_OK;
   }
   if (ctx->check.verdict == Verdict::error) {  // the fail policy decided: no numbers
     v->not_found = 1;
@@ -884,6 +894,11 @@ ngx_int_t get_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uint
   }
   v->not_found = 1;
   return NGX_OK;
+}
+
+ngx_int_t get_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_t field) {
+  return exception_barrier(r->connection->log, static_cast<ngx_int_t>(NGX_ERROR),
+                           [=] { return evaluate_variable(r, v, field); });
 }
 
 ngx_http_variable_t variables[] = {

@@ -66,14 +66,15 @@ void RedisConnection::on_connect(const redisAsyncContext* context, int status) {
   if (status == REDIS_OK) {
     self->made_ = true;
   } else {
-    self->ended(context->errstr);
+    guard_c_callback(self->loop_, [self, context] { self->ended(context->errstr); });
   }
 }
 
 void RedisConnection::on_disconnect(const redisAsyncContext* context, int status) {
   auto* self = static_cast<RedisConnection*>(context->data);
   if (self != nullptr && context == self->context_) {
-    self->ended(status == REDIS_OK ? "connection closed" : context->errstr);
+    guard_c_callback(self->loop_,
+                     [self, context, status] { self->ended(status == REDIS_OK ? "connection closed" : context->errstr); });
   }
 }
 
@@ -114,7 +115,7 @@ void RedisConnection::on_reply(redisAsyncContext*, void* reply_ptr, void* privda
     self->release(callback);  // before the call: it may send again
   }
   if (reply != nullptr) {
-    reply(data, static_cast<redisReply*>(reply_ptr));
+    guard_c_callback(self->loop_, [reply, data, reply_ptr] { reply(data, static_cast<redisReply*>(reply_ptr)); });
   }
 }
 
