@@ -17,7 +17,7 @@
 #include "metrics.h"
 #include "ngx.hpp"
 #include "redis_checker.h"
-#include "redis_event_adapter.hpp"
+#include "ngx_event_loop.hpp"
 #include "redis_key.h"
 #include "zone_config.h"
 
@@ -1035,6 +1035,9 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
     }
     limiter = rate_guard::Limiter(&worker->checker, worker->cache ? &*worker->cache : nullptr,
                                   worker->cache_lock ? &*worker->cache_lock : nullptr, counters);
+    // The time cached in the master at fork may be old: a connect timeout
+    // armed from it would expire at once.
+    ngx_time_update();
     worker->checker.start();
   } catch (const std::exception& e) {
     ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "rate_guard: cannot start: %s", e.what());

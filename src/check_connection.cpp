@@ -60,7 +60,7 @@ void CheckConnection::open(const RedisAddress& address) {
     fail("connection to Redis " + address_text() + " lost: " + std::string(reason));
   };
   if (!connection_.open(address, lost, &error)) {
-    fail("cannot connect to Redis " + address.text() + ": " + error);
+    fail("connection to Redis " + address.text() + " lost: " + error);  // as when refused later
     return;
   }
   connect_timer_->arm(shared_.config.connect_timeout_ms);

@@ -1,7 +1,10 @@
-// What the Redis client needs from the event loop it runs on. nginx provides
-// one (ngx_module/redis_event_adapter), the tests provide one on libevent.
+// What the Redis client needs from the event loop it runs on: a clock,
+// timers, a log, and byte streams to servers. nginx provides one
+// (ngx_module/ngx_event_loop, over nginx's own connections), the tests
+// provide one on libevent.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <string>
@@ -9,9 +12,39 @@
 #include <memory>
 #include <string_view>
 
-struct redisAsyncContext;
-
 namespace rate_guard {
+
+// One connection to a server, as a stream of bytes. It belongs to the one
+// who asked for it; destroying it closes the connection, and no event comes
+// after (destroying it from inside one of its own events is allowed).
+class Stream {
+ public:
+  class Events {
+   public:
+    // The connection is made (data written before was queued meanwhile).
+    virtual void stream_connected() = 0;
+    // Bytes arrived.
+    virtual void stream_data(const char* data, size_t size) = 0;
+    // The connection could not be made, or ended: the last event.
+    virtual void stream_closed(std::string_view reason) = 0;
+
+   protected:
+    ~Events() = default;
+  };
+
+  virtual ~Stream() = default;
+  // Queues `data`, sent as the socket allows. Never calls an event itself: a
+  // failure is reported later, by stream_closed.
+  virtual void write(const char* data, size_t size) = 0;
+};
+
+// Where a server listens: host (an IP address, resolved when the
+// configuration loaded) and port, or a unix socket when `unix_path` is set.
+struct StreamAddress {
+  std::string_view host;
+  uint16_t port = 0;
+  std::string_view unix_path;
+};
 
 class Timer {
  public:
@@ -30,15 +63,18 @@ class EventLoop {
   virtual ~EventLoop() = default;
   // A monotonic clock in milliseconds; the loop's cached time is precise enough.
   virtual uint64_t now_ms() = 0;
-  // Hooks hiredis's read/write/cleanup callbacks of `context` into the loop.
-  virtual bool attach(redisAsyncContext* context) = 0;
+  // Starts connecting to `address`; its events go to `events`. nullptr,
+  // with why in `*error`, when it cannot even start.
+  virtual std::unique_ptr<Stream> connect(const StreamAddress& address, Stream::Events& events,
+                                          std::string* error) = 0;
   // `keeps_alive`: while armed, such a timer keeps a worker that is shutting
   // down alive, so that checks in flight still get their answer.
   virtual std::unique_ptr<Timer> make_timer(std::function<void()> fire, bool keeps_alive) = 0;
   virtual void log(LogLevel level, std::string_view message) = 0;
 };
 
-// Runs `body` for C code that called into the client (hiredis's callbacks):
+// Runs `body` for code that calls into the client from C (nginx's event
+// handlers, libevent's callbacks):
 // no exception may unwind through C frames (it would kill the worker). One
 // that escapes is logged, if the line can be made, and dropped.
 template <class Body>

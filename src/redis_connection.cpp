@@ -1,16 +1,10 @@
 #include "redis_connection.h"
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-namespace rate_guard {
+#include <cstdlib>
 
-struct RedisConnection::Callback {
-  RedisConnection* owner = nullptr;
-  ReplyFn reply = nullptr;
-  void* data = nullptr;
-  bool persistent = false;  // a subscription's: called for every message
-};
+namespace rate_guard {
 
 RedisConnection::RedisConnection(EventLoop& loop) : loop_(loop) {}
 
@@ -21,102 +15,143 @@ RedisConnection::~RedisConnection() {
 bool RedisConnection::open(const RedisAddress& address, LostFn lost, std::string* error) {
   close();
   address_ = address;
-  redisAsyncContext* context = address.unix_path.empty()
-                                   ? redisAsyncConnect(address.endpoint.host.c_str(), address.endpoint.port)
-                                   : redisAsyncConnectUnix(address.unix_path.c_str());
-  if (context == nullptr) {
+  made_ = false;
+  const StreamAddress where{address_.endpoint.host, address_.endpoint.port, address_.unix_path};
+  stream_ = loop_.connect(where, *this, error);
+  if (!stream_) {
+    return false;
+  }
+  reader_ = redisReaderCreate();
+  if (reader_ == nullptr) {
+    stream_.reset();
     *error = "out of memory";
     return false;
   }
-  if (context->err != 0) {
-    *error = context->errstr;
-    redisAsyncFree(context);
-    return false;
-  }
-  if (!loop_.attach(context)) {
-    *error = "cannot attach it to the event loop";
-    redisAsyncFree(context);
-    return false;
-  }
-  context->data = this;
-  redisAsyncSetConnectCallback(context, on_connect);
-  redisAsyncSetDisconnectCallback(context, on_disconnect);
-  context_ = context;
-  made_ = false;
+  generation_++;
   lost_ = std::move(lost);
   return true;
 }
 
 void RedisConnection::close() {
-  redisAsyncContext* context = context_;
-  context_ = nullptr;
-  lost_ = nullptr;
-  if (context != nullptr) {
-    context->data = nullptr;  // no `lost` for our own close
-    redisAsyncFree(context);  // the replies awaited come back as nullptr
-  }
-}
-
-// hiredis frees the context right after either callback.
-void RedisConnection::on_connect(const redisAsyncContext* context, int status) {
-  auto* self = static_cast<RedisConnection*>(context->data);
-  if (self == nullptr || context != self->context_) {
+  if (!stream_) {
     return;
   }
-  if (status == REDIS_OK) {
-    self->made_ = true;
-  } else {
-    guard_c_callback(self->loop_, [self, context] { self->ended(context->errstr); });
-  }
+  stream_.reset();
+  lost_ = nullptr;
+  fail_awaited();  // after the reset: a reply callback may open() again
 }
 
-void RedisConnection::on_disconnect(const redisAsyncContext* context, int status) {
-  auto* self = static_cast<RedisConnection*>(context->data);
-  if (self != nullptr && context == self->context_) {
-    guard_c_callback(self->loop_,
-                     [self, context, status] { self->ended(status == REDIS_OK ? "connection closed" : context->errstr); });
-  }
-}
-
+// The connection ended (by the stream, or a reply Redis's protocol does not
+// allow): the replies awaited come back as nullptr, then `lost`.
 void RedisConnection::ended(std::string_view reason) {
-  context_ = nullptr;
+  stream_.reset();  // may be the stream whose event this is: it allows it
   LostFn lost = std::move(lost_);
   lost_ = nullptr;
+  const std::string why(reason);  // `reason` may live in the stream
+  fail_awaited();
   if (lost) {
-    lost(reason);
+    lost(why);
   }
 }
 
-RedisConnection::Callback* RedisConnection::acquire(ReplyFn reply, void* data, bool persistent) {
-  Callback* callback;
-  if (free_callbacks_.empty()) {
-    callbacks_.push_back(std::make_unique<Callback>());
-    callback = callbacks_.back().get();
-  } else {
-    callback = free_callbacks_.back();
-    free_callbacks_.pop_back();
+void RedisConnection::fail_awaited() {
+  generation_++;
+  if (reader_ != nullptr) {
+    redisReaderFree(reader_);
+    reader_ = nullptr;
   }
-  *callback = {this, reply, data, persistent};
-  return callback;
+  std::deque<Awaited> awaited;
+  awaited.swap(awaited_);
+  for (const Awaited& a : awaited) {
+    if (a.reply != nullptr) {
+      a.reply(a.data, nullptr);
+    }
+  }
 }
 
-void RedisConnection::release(Callback* callback) {
-  callback->reply = nullptr;
-  callback->data = nullptr;
-  free_callbacks_.push_back(callback);
+void RedisConnection::stream_connected() {
+  made_ = true;
 }
 
-void RedisConnection::on_reply(redisAsyncContext*, void* reply_ptr, void* privdata) {
-  auto* callback = static_cast<Callback*>(privdata);
-  RedisConnection* self = callback->owner;
-  const ReplyFn reply = callback->reply;
-  void* data = callback->data;
-  if (!callback->persistent || reply_ptr == nullptr) {
-    self->release(callback);  // before the call: it may send again
+void RedisConnection::stream_closed(std::string_view reason) {
+  ended(reason);
+}
+
+// Replies are handed out in order; a callback may close or reopen the
+// connection, and what was read for the old one is then dropped.
+void RedisConnection::stream_data(const char* data, size_t size) {
+  if (redisReaderFeed(reader_, data, size) != REDIS_OK) {
+    ended("out of memory");
+    return;
   }
-  if (reply != nullptr) {
-    guard_c_callback(self->loop_, [reply, data, reply_ptr] { reply(data, static_cast<redisReply*>(reply_ptr)); });
+  const uint64_t generation = generation_;
+  for (;;) {
+    void* reply = nullptr;
+    if (redisReaderGetReply(reader_, &reply) != REDIS_OK) {
+      ended(std::string("protocol error: ") + reader_->errstr);
+      return;
+    }
+    if (reply == nullptr) {
+      return;  // the rest of a reply is still to come
+    }
+    if (awaited_.empty()) {
+      freeReplyObject(reply);
+      ended("a reply to no command");
+      return;
+    }
+    const Awaited a = awaited_.front();
+    if (!a.persistent) {
+      awaited_.pop_front();
+    }
+    if (a.reply != nullptr) {
+      a.reply(a.data, static_cast<redisReply*>(reply));
+    }
+    freeReplyObject(reply);
+    if (generation != generation_) {
+      return;
+    }
   }
+}
+
+bool RedisConnection::send_formatted(const char* command, size_t length, ReplyFn reply, void* data) {
+  if (!stream_) {
+    return false;
+  }
+  stream_->write(command, length);
+  awaited_.push_back({reply, data, false});
+  return true;
+}
+
+bool RedisConnection::send_argv(size_t count, const char** argv, const size_t* lengths, ReplyFn reply, void* data,
+                                bool persistent) {
+  if (!stream_) {
+    return false;
+  }
+  char* command = nullptr;
+  const int length = redisFormatCommandArgv(&command, static_cast<int>(count), argv, lengths);
+  if (length <= 0) {
+    return false;
+  }
+  stream_->write(command, static_cast<size_t>(length));
+  std::free(command);
+  awaited_.push_back({reply, data, persistent});
+  return true;
+}
+
+bool RedisConnection::send(const std::vector<std::string_view>& args, ReplyFn reply, void* data) {
+  // Commands are few and small here (handshakes, questions): the argument
+  // arrays may live on the stack.
+  constexpr size_t kMaxArgs = 8;
+  const char* argv[kMaxArgs];
+  size_t lengths[kMaxArgs];
+  if (args.size() > kMaxArgs) {
+    return false;
+  }
+  for (size_t i = 0; i < args.size(); i++) {
+    argv[i] = args[i].data();
+    lengths[i] = args[i].size();
+  }
+  return send_argv(args.size(), argv, lengths, reply, data, false);
 }
 
 bool RedisConnection::send_auth(const std::string& username, const std::string& password, ReplyFn reply,
@@ -130,55 +165,10 @@ bool RedisConnection::send_auth(const std::string& username, const std::string& 
   return send({"AUTH", username, password}, reply, data);
 }
 
-bool RedisConnection::send(const std::vector<std::string_view>& args, ReplyFn reply, void* data) {
-  if (context_ == nullptr) {
-    return false;
-  }
-  // Commands are few and small here (handshakes, questions): the argument
-  // arrays may live on the stack.
-  constexpr size_t kMaxArgs = 8;
-  const char* argv[kMaxArgs];
-  size_t lengths[kMaxArgs];
-  if (args.size() > kMaxArgs) {
-    return false;
-  }
-  for (size_t i = 0; i < args.size(); i++) {
-    argv[i] = args[i].data();
-    lengths[i] = args[i].size();
-  }
-  Callback* callback = acquire(reply, data, false);
-  if (redisAsyncCommandArgv(context_, on_reply, callback, static_cast<int>(args.size()), argv, lengths) !=
-      REDIS_OK) {
-    release(callback);
-    return false;
-  }
-  return true;
-}
-
-bool RedisConnection::send_formatted(const char* command, size_t length, ReplyFn reply, void* data) {
-  if (context_ == nullptr) {
-    return false;
-  }
-  Callback* callback = acquire(reply, data, false);
-  if (redisAsyncFormattedCommand(context_, on_reply, callback, command, length) != REDIS_OK) {
-    release(callback);
-    return false;
-  }
-  return true;
-}
-
 bool RedisConnection::subscribe(std::string_view channel, ReplyFn message, void* data) {
-  if (context_ == nullptr) {
-    return false;
-  }
   const char* argv[] = {"SUBSCRIBE", channel.data()};
   const size_t lengths[] = {9, channel.size()};
-  Callback* callback = acquire(message, data, true);
-  if (redisAsyncCommandArgv(context_, on_reply, callback, 2, argv, lengths) != REDIS_OK) {
-    release(callback);
-    return false;
-  }
-  return true;
+  return send_argv(2, argv, lengths, message, data, true);
 }
 
 }  // namespace rate_guard

@@ -1,10 +1,13 @@
 // One connection to one Redis server on the worker's event loop: opened,
-// commands pipelined with their reply callbacks, closed. The only place that
-// makes and frees a hiredis context: the check connections, the questions to
-// sentinels and cluster nodes, and the Sentinel subscription all use it.
+// commands pipelined with their reply callbacks, closed. The connection
+// itself is the event loop's Stream (nginx's own connection in nginx);
+// hiredis only formats the commands and parses the replies. The check
+// connections, the questions to sentinels and cluster nodes, and the
+// Sentinel subscription all use it.
 #pragma once
 
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,7 +17,7 @@
 #include "event_loop.h"
 #include "zone_config.h"
 
-struct redisAsyncContext;
+struct redisReader;
 struct redisReply;
 
 namespace rate_guard {
@@ -28,7 +31,7 @@ struct RedisAddress {
   std::string text() const { return unix_path.empty() ? endpoint_text(endpoint) : "unix:" + unix_path; }
 };
 
-class RedisConnection {
+class RedisConnection final : private Stream::Events {
  public:
   // Called once per command: with its reply, or with nullptr when the
   // connection ends first (close() included). `reply` lives for the call only.
@@ -39,6 +42,7 @@ class RedisConnection {
   explicit RedisConnection(EventLoop& loop);
   ~RedisConnection();
   RedisConnection(const RedisConnection&) = delete;
+  RedisConnection(RedisConnection&&) = delete;
   RedisConnection& operator=(const RedisConnection&) = delete;
 
   // Starts connecting (closing any connection it had). False, with why in
@@ -46,7 +50,7 @@ class RedisConnection {
   bool open(const RedisAddress& address, LostFn lost, std::string* error);
   // Our own decision: the replies awaited come back as nullptr, `lost` is not called.
   void close();
-  bool is_open() const { return context_ != nullptr; }
+  bool is_open() const { return stream_ != nullptr; }
   // The connection was made (TCP or unix); in `lost`: whether it had been.
   bool was_made() const { return made_; }
   const RedisAddress& address() const { return address_; }
@@ -62,23 +66,27 @@ class RedisConnection {
   bool subscribe(std::string_view channel, ReplyFn message, void* data);
 
  private:
-  struct Callback;
-  static void on_connect(const redisAsyncContext* context, int status);
-  static void on_disconnect(const redisAsyncContext* context, int status);
-  static void on_reply(redisAsyncContext* context, void* reply, void* privdata);
-  Callback* acquire(ReplyFn reply, void* data, bool persistent);
-  void release(Callback* callback);
+  struct Awaited {
+    ReplyFn reply;
+    void* data;
+    bool persistent;  // a subscription's: gets every reply from then on
+  };
+  void stream_connected() override;
+  void stream_data(const char* data, size_t size) override;
+  void stream_closed(std::string_view reason) override;
+  bool send_argv(size_t count, const char** argv, const size_t* lengths, ReplyFn reply, void* data,
+                 bool persistent);
   void ended(std::string_view reason);
+  void fail_awaited();
 
   EventLoop& loop_;
   RedisAddress address_;
   LostFn lost_;
-  redisAsyncContext* context_ = nullptr;
+  std::unique_ptr<Stream> stream_;
+  redisReader* reader_ = nullptr;
+  std::deque<Awaited> awaited_;  // in sending order: Redis answers in order
+  uint64_t generation_ = 0;      // a new one at each open and end
   bool made_ = false;
-  // A command's callback and its data, in one hiredis privdata; reused, so a
-  // warm connection allocates none of them per command.
-  std::vector<std::unique_ptr<Callback>> callbacks_;
-  std::vector<Callback*> free_callbacks_;
 };
 
 }  // namespace rate_guard

@@ -1,12 +1,17 @@
-// rate_guard::EventLoop on libevent, with hiredis's own libevent adapter:
-// the Redis client runs in the tests exactly as it runs in nginx, on a real loop.
+// rate_guard::EventLoop on libevent, its streams bufferevents: the Redis
+// client runs in the tests as it runs in nginx, on a real loop.
 #pragma once
 
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,8 +31,41 @@ class LibeventLoop final : public EventLoop {
         duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count());
   }
 
-  bool attach(redisAsyncContext* context) override {
-    return redisLibeventAttach(context, base_) == REDIS_OK;
+  std::unique_ptr<Stream> connect(const StreamAddress& address, Stream::Events& events,
+                                  std::string* error) override {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+    if (!address.unix_path.empty()) {
+      auto* un = reinterpret_cast<sockaddr_un*>(&storage);
+      un->sun_family = AF_UNIX;
+      if (address.unix_path.size() >= sizeof(un->sun_path)) {
+        *error = "unix socket path too long";
+        return nullptr;
+      }
+      std::memcpy(un->sun_path, address.unix_path.data(), address.unix_path.size());
+      length = sizeof(sockaddr_un);
+    } else {
+      const std::string host(address.host);
+      auto* in4 = reinterpret_cast<sockaddr_in*>(&storage);
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(&storage);
+      if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(address.port);
+        length = sizeof(sockaddr_in);
+      } else if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(address.port);
+        length = sizeof(sockaddr_in6);
+      } else {
+        *error = "not an IP address: " + host;
+        return nullptr;
+      }
+    }
+    auto stream = std::make_unique<LibeventStream>(base_, events);
+    if (!stream->connect(reinterpret_cast<sockaddr*>(&storage), length, error)) {
+      return nullptr;
+    }
+    return stream;
   }
 
   std::unique_ptr<Timer> make_timer(std::function<void()> fire, bool) override {
@@ -69,6 +107,68 @@ class LibeventLoop final : public EventLoop {
   std::vector<std::pair<LogLevel, std::string>> logs;
 
  private:
+  // Destroying it inside one of its own events is allowed: libevent keeps the
+  // bufferevent until its callback returns, and `gone_` tells the callback.
+  class LibeventStream final : public Stream {
+   public:
+    LibeventStream(event_base* base, Events& events)
+        : events_(events), event_(bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) {
+      bufferevent_setcb(event_, on_read, nullptr, on_event, this);
+      bufferevent_enable(event_, EV_READ | EV_WRITE);
+    }
+    ~LibeventStream() override {
+      if (gone_ != nullptr) {
+        *gone_ = true;
+      }
+      bufferevent_free(event_);
+    }
+    bool connect(sockaddr* address, socklen_t length, std::string* error) {
+      if (bufferevent_socket_connect(event_, address, static_cast<int>(length)) != 0) {
+        *error = std::strerror(EVUTIL_SOCKET_ERROR());
+        return false;
+      }
+      return true;
+    }
+    void write(const char* data, size_t size) override { bufferevent_write(event_, data, size); }
+
+   private:
+    static void on_read(bufferevent* event, void* data) {
+      auto* self = static_cast<LibeventStream*>(data);
+      bool gone = false;
+      self->gone_ = &gone;
+      evbuffer* input = bufferevent_get_input(event);
+      char chunk[16384];
+      for (;;) {
+        const int n = evbuffer_remove(input, chunk, sizeof(chunk));
+        if (n <= 0) {
+          break;
+        }
+        self->events_.stream_data(chunk, static_cast<size_t>(n));
+        if (gone) {
+          return;
+        }
+      }
+      self->gone_ = nullptr;
+    }
+    static void on_event(bufferevent*, short what, void* data) {
+      auto* self = static_cast<LibeventStream*>(data);
+      if ((what & BEV_EVENT_CONNECTED) != 0) {
+        self->events_.stream_connected();
+        return;
+      }
+      if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) != 0) {
+        const int err = EVUTIL_SOCKET_ERROR();
+        self->events_.stream_closed((what & BEV_EVENT_EOF) != 0 ? "connection closed"
+                                    : err != 0                   ? std::strerror(err)
+                                                                 : "connection error");
+      }
+    }
+
+    Events& events_;
+    bufferevent* event_;
+    bool* gone_ = nullptr;
+  };
+
   class LibeventTimer final : public Timer {
    public:
     LibeventTimer(event_base* base, std::function<void()> fire)

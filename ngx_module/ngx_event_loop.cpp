@@ -1,0 +1,303 @@
+#include "ngx_event_loop.hpp"
+
+#include <arpa/inet.h>
+#include <sys/un.h>
+
+#include <cstring>
+#include <string>
+
+namespace {
+
+// A Redis connection as nginx makes its upstream connections:
+// ngx_event_connect_peer, then c->recv and c->send from the connection's
+// event handlers. Events never come from inside a call of its owner (write()
+// reports a failure through a posted write event).
+class NgxStream final : public rate_guard::Stream {
+ public:
+  explicit NgxStream(Events& events) : events_(events) {}
+
+  ~NgxStream() override {
+    if (gone_ != nullptr) {
+      *gone_ = true;
+    }
+    close_connection();
+  }
+
+  bool connect(const rate_guard::StreamAddress& address, std::string* error) {
+    if (!make_sockaddr(address, error)) {
+      return false;
+    }
+    // nginx logs a refused connect() itself, at error level, once per attempt:
+    // that line is ours to say, throttled, so its log is a silent copy.
+    connect_log_ = *ngx_cycle->log;
+    connect_log_.log_level = NGX_LOG_EMERG;
+    ngx_memzero(&peer_, sizeof(peer_));
+    peer_.sockaddr = reinterpret_cast<sockaddr*>(&sockaddr_);
+    peer_.socklen = socklen_;
+    peer_.name = &name_;
+    peer_.get = ngx_event_get_peer;
+    peer_.log = &connect_log_;
+    peer_.log_error = NGX_ERROR_INFO;
+    const ngx_int_t rc = ngx_event_connect_peer(&peer_);
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+      const int err = ngx_socket_errno;
+      *error = err != 0 ? std::strerror(err) : "cannot connect";
+      peer_.connection = nullptr;
+      return false;
+    }
+    c_ = peer_.connection;
+    c_->data = this;
+    c_->log = ngx_cycle->log;
+    c_->read->log = c_->log;
+    c_->write->log = c_->log;
+    c_->read->handler = on_read;
+    c_->write->handler = on_write;
+    if (rc == NGX_OK) {
+      ngx_post_event(c_->write, &ngx_posted_events);  // "connected", after this call
+    }
+    return true;
+  }
+
+  void write(const char* data, size_t size) override {
+    out_.append(data, size);
+    if (connected_ && !failed_) {
+      flush();
+    }
+  }
+
+ private:
+  bool make_sockaddr(const rate_guard::StreamAddress& address, std::string* error) {
+    ngx_memzero(&sockaddr_, sizeof(sockaddr_));
+    if (!address.unix_path.empty()) {
+      auto* un = reinterpret_cast<sockaddr_un*>(&sockaddr_);
+      if (address.unix_path.size() >= sizeof(un->sun_path)) {
+        *error = "unix socket path too long";
+        return false;
+      }
+      un->sun_family = AF_UNIX;
+      ngx_memcpy(un->sun_path, address.unix_path.data(), address.unix_path.size());
+      socklen_ = sizeof(sockaddr_un);
+      name_text_ = "unix:" + std::string(address.unix_path);
+    } else {
+      const std::string host(address.host);
+      auto* in4 = reinterpret_cast<sockaddr_in*>(&sockaddr_);
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(&sockaddr_);
+      if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(address.port);
+        socklen_ = sizeof(sockaddr_in);
+      } else if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(address.port);
+        socklen_ = sizeof(sockaddr_in6);
+      } else {
+        *error = "not an IP address: " + host;  // hosts are resolved when the configuration loads
+        return false;
+      }
+      name_text_ = host + ":" + std::to_string(address.port);
+    }
+    name_.data = reinterpret_cast<u_char*>(name_text_.data());
+    name_.len = name_text_.size();
+    return true;
+  }
+
+  static void on_read(ngx_event_t* event) {
+    auto* c = static_cast<ngx_connection_t*>(event->data);
+    auto* self = static_cast<NgxStream*>(c->data);
+    exception_barrier(c->log, [self] { self->read(); });
+  }
+
+  static void on_write(ngx_event_t* event) {
+    auto* c = static_cast<ngx_connection_t*>(event->data);
+    auto* self = static_cast<NgxStream*>(c->data);
+    exception_barrier(c->log, [self] { self->writable(); });
+  }
+
+  void read() {
+    bool gone = false;
+    gone_ = &gone;
+    for (;;) {
+      const ssize_t n = c_->recv(c_, buffer_, sizeof(buffer_));
+      if (n == NGX_AGAIN) {
+        break;
+      }
+      if (n == 0 || n == NGX_ERROR) {
+        const int err = ngx_socket_errno;  // recv()'s, as c->recv leaves it
+        gone_ = nullptr;
+        closed(n == 0 ? "connection closed" : err != 0 ? std::strerror(err) : "recv() failed");
+        return;
+      }
+      events_.stream_data(reinterpret_cast<const char*>(buffer_), static_cast<size_t>(n));
+      if (gone) {
+        return;
+      }
+    }
+    gone_ = nullptr;
+    if (ngx_handle_read_event(c_->read, 0) != NGX_OK) {
+      closed("cannot watch the connection");
+    }
+  }
+
+  // The connection is made (or failed), or the socket can take more.
+  void writable() {
+    if (failed_) {
+      closed(failure_);
+      return;
+    }
+    if (!connected_) {
+      int err = 0;
+      socklen_t len = sizeof(err);
+      if (getsockopt(c_->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) {
+        err = ngx_socket_errno;
+      }
+      if (err != 0) {
+        closed(std::strerror(err));
+        return;
+      }
+      connected_ = true;
+      bool gone = false;
+      gone_ = &gone;
+      events_.stream_connected();
+      if (gone) {
+        return;
+      }
+      gone_ = nullptr;
+    }
+    flush();
+    if (failed_) {
+      closed(failure_);
+    }
+  }
+
+  // Sends what it can; the write event brings the rest.
+  void flush() {
+    while (sent_ < out_.size()) {
+      const ssize_t n = c_->send(c_, reinterpret_cast<u_char*>(out_.data()) + sent_, out_.size() - sent_);
+      if (n == NGX_AGAIN) {
+        break;
+      }
+      if (n == NGX_ERROR || n < 0) {
+        const int err = ngx_socket_errno;
+        failure_ = err != 0 ? std::strerror(err) : "send() failed";
+        failed_ = true;
+        ngx_post_event(c_->write, &ngx_posted_events);
+        return;
+      }
+      sent_ += static_cast<size_t>(n);
+    }
+    if (sent_ == out_.size()) {
+      out_.clear();  // keeps the capacity
+      sent_ = 0;
+    }
+    if (ngx_handle_write_event(c_->write, 0) != NGX_OK) {
+      failure_ = "cannot watch the connection";
+      failed_ = true;
+      ngx_post_event(c_->write, &ngx_posted_events);
+    }
+  }
+
+  // The last event: `this` may be gone when it returns.
+  void closed(const std::string& reason) {
+    close_connection();
+    events_.stream_closed(reason);
+  }
+
+  void close_connection() {
+    if (c_ != nullptr) {
+      ngx_close_connection(c_);
+      c_ = nullptr;
+    }
+  }
+
+  Events& events_;
+  ngx_peer_connection_t peer_;
+  ngx_log_t connect_log_;
+  sockaddr_storage sockaddr_;
+  socklen_t socklen_ = 0;
+  std::string name_text_;
+  ngx_str_t name_;
+  ngx_connection_t* c_ = nullptr;
+  bool connected_ = false;
+  bool failed_ = false;  // reported by the write event, never from inside write()
+  std::string failure_;
+  std::string out_;  // queued bytes, from `sent_` on
+  size_t sent_ = 0;
+  bool* gone_ = nullptr;  // set while an event is delivered: tells that `this` was destroyed
+  u_char buffer_[16384];
+};
+
+class NgxTimer final : public rate_guard::Timer {
+ public:
+  NgxTimer(std::function<void()> fire, bool keeps_alive) : fire_(std::move(fire)) {
+    ngx_memzero(&event_, sizeof(event_));
+    event_.handler = on_timer;
+    event_.data = this;
+    event_.log = ngx_cycle->log;
+    // A cancelable timer does not hold back a worker's graceful exit.
+    event_.cancelable = keeps_alive ? 0 : 1;
+  }
+  ~NgxTimer() override { disarm(); }
+
+  // A delay of 0 means "when this turn of the event loop ends": a posted
+  // event, which nginx runs after every event and timer of the turn.
+  void arm(uint64_t delay_ms) override {
+    disarm();
+    if (delay_ms == 0) {
+      ngx_post_event(&event_, &ngx_posted_events);
+    } else {
+      ngx_add_timer(&event_, static_cast<ngx_msec_t>(delay_ms));
+    }
+  }
+  void disarm() override {
+    if (event_.timer_set) {
+      ngx_del_timer(&event_);
+    }
+    if (event_.posted) {
+      ngx_delete_posted_event(&event_);
+    }
+  }
+  bool armed() const override { return event_.timer_set || event_.posted; }
+
+ private:
+  static void on_timer(ngx_event_t* event) {
+    auto* self = static_cast<NgxTimer*>(event->data);
+    exception_barrier(event->log, [self] { self->fire_(); });
+  }
+
+  std::function<void()> fire_;
+  ngx_event_t event_;
+};
+
+}  // namespace
+
+uint64_t NgxEventLoop::now_ms() {
+  return ngx_current_msec;
+}
+
+std::unique_ptr<rate_guard::Stream> NgxEventLoop::connect(const rate_guard::StreamAddress& address,
+                                                          rate_guard::Stream::Events& events, std::string* error) {
+  auto stream = std::make_unique<NgxStream>(events);
+  if (!stream->connect(address, error)) {
+    return nullptr;
+  }
+  return stream;
+}
+
+std::unique_ptr<rate_guard::Timer> NgxEventLoop::make_timer(std::function<void()> fire,
+                                                            bool keeps_alive) {
+  return std::make_unique<NgxTimer>(std::move(fire), keeps_alive);
+}
+
+ngx_uint_t ngx_log_level_of(rate_guard::LogLevel level) {
+  switch (level) {
+    case rate_guard::LogLevel::info: return NGX_LOG_INFO;
+    case rate_guard::LogLevel::notice: return NGX_LOG_NOTICE;
+    case rate_guard::LogLevel::warn: return NGX_LOG_WARN;
+    case rate_guard::LogLevel::error: return NGX_LOG_ERR;
+  }
+  return NGX_LOG_ERR;
+}
+
+void NgxEventLoop::log(rate_guard::LogLevel level, std::string_view message) {
+  ngx_log_error(ngx_log_level_of(level), ngx_cycle->log, 0, "%*s", message.size(), message.data());
+}
