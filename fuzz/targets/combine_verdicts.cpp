@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "decision.h"
+#include "limiter/decision.h"
 #include "fuzz_target.h"
 
 using namespace rate_guard;

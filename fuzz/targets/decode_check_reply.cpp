@@ -12,7 +12,7 @@
 
 #include "fuzz_target.h"
 #include "reply_tree.h"
-#include "redis_checker.h"
+#include "redis/redis_checker.h"
 
 using namespace rate_guard;
 

@@ -2,7 +2,7 @@
 // success is an address hiredis can be given and options in their ranges.
 #include "fuzz_target.h"
 #include "split_words.h"
-#include "zone_config.h"
+#include "config/zone_config.h"
 
 using namespace rate_guard;
 

@@ -8,9 +8,9 @@
 // Input: "ARGUMENTS", "ARGUMENTS\nRATE_TEXT" (the variable's value) or
 // "ARGUMENTS\nRATE_TEXT\nCOST".
 #include "fuzz_target.h"
-#include "rate_parser.h"
+#include "config/rate_parser.h"
 #include "split_words.h"
-#include "zone_config.h"
+#include "config/zone_config.h"
 
 using namespace rate_guard;
 

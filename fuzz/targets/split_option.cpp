@@ -3,7 +3,7 @@
 #include <string>
 
 #include "fuzz_target.h"
-#include "rate_parser.h"
+#include "config/rate_parser.h"
 
 using namespace rate_guard;
 

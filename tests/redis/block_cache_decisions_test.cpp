@@ -8,12 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "block_cache.h"
-#include "decision.h"
-#include "redis_checker.h"
-#include "redis_key.h"
+#include "limiter/block_cache.h"
+#include "limiter/decision.h"
+#include "redis/redis_checker.h"
+#include "redis/redis_key.h"
 #include "redis_server.h"
-#include "scripts.h"
+#include "lua/check_script.h"
 
 namespace rate_guard {
 namespace {

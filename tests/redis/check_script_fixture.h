@@ -5,7 +5,7 @@
 // one request per call; the Batch tests send several.
 #pragma once
 
-#include "scripts.h"
+#include "lua/check_script.h"
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "redis_server.h"
-#include "zone_config.h"
+#include "config/zone_config.h"
 
 namespace rate_guard {
 // Named, not anonymous: gtest wants one fixture type for the suite

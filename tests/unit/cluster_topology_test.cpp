@@ -1,5 +1,5 @@
 // Reading CLUSTER SLOTS replies (as RESP bytes, through hiredis's own reader).
-#include "cluster_topology.h"
+#include "redis/cluster_slots_reply.h"
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>

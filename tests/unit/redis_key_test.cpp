@@ -1,6 +1,6 @@
 // Specification of the Redis key layout, the key digest (SHA-256) and the
 // escaping of client keys for the error log.
-#include "redis_key.h"
+#include "redis/redis_key.h"
 
 #include <gtest/gtest.h>
 

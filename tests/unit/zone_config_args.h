@@ -2,7 +2,7 @@
 // zone_cost_test, redis_config_test).
 #pragma once
 
-#include "zone_config.h"
+#include "config/zone_config.h"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,84 @@
+// One connection to one Redis server on the worker's event loop: opened,
+// commands pipelined with their reply callbacks, closed. The only place that
+// makes and frees a hiredis context: the check connections, the questions to
+// sentinels and cluster nodes, and the Sentinel subscription all use it.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "redis/event_loop.h"
+#include "config/zone_config.h"
+
+struct redisAsyncContext;
+struct redisReply;
+
+namespace rate_guard {
+
+// Where a Redis server listens: a TCP endpoint, or a unix socket when
+// `unix_path` is set.
+struct RedisAddress {
+  RedisEndpoint endpoint;
+  std::string unix_path;
+
+  std::string text() const { return unix_path.empty() ? endpoint_text(endpoint) : "unix:" + unix_path; }
+};
+
+class RedisConnection {
+ public:
+  // Called once per command: with its reply, or with nullptr when the
+  // connection ends first (close() included). `reply` lives for the call only.
+  using ReplyFn = void (*)(void* data, redisReply* reply);
+  // The connection could not be made, or was lost; never called for close().
+  using LostFn = std::function<void(std::string_view reason)>;
+
+  explicit RedisConnection(EventLoop& loop);
+  ~RedisConnection();
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  // Starts connecting (closing any connection it had). False, with why in
+  // `*error`, when it cannot even start; commands can be sent at once.
+  bool open(const RedisAddress& address, LostFn lost, std::string* error);
+  // Our own decision: the replies awaited come back as nullptr, `lost` is not called.
+  void close();
+  bool is_open() const { return context_ != nullptr; }
+  // The connection was made (TCP or unix); in `lost`: whether it had been.
+  bool was_made() const { return made_; }
+  const RedisAddress& address() const { return address_; }
+
+  // AUTH PASSWORD, or AUTH USERNAME PASSWORD (Redis 6 ACL) with a username;
+  // nothing (and true) without a password.
+  bool send_auth(const std::string& username, const std::string& password, ReplyFn reply, void* data);
+  bool send(const std::vector<std::string_view>& args, ReplyFn reply, void* data);
+  // A command formatted by redisFormatCommandArgv.
+  bool send_formatted(const char* command, size_t length, ReplyFn reply, void* data);
+  // SUBSCRIBE `channel`: `message` gets every message (and nullptr once when
+  // the connection ends).
+  bool subscribe(std::string_view channel, ReplyFn message, void* data);
+
+ private:
+  struct Callback;
+  static void on_connect(const redisAsyncContext* context, int status);
+  static void on_disconnect(const redisAsyncContext* context, int status);
+  static void on_reply(redisAsyncContext* context, void* reply, void* privdata);
+  Callback* acquire(ReplyFn reply, void* data, bool persistent);
+  void release(Callback* callback);
+  void ended(std::string_view reason);
+
+  EventLoop& loop_;
+  RedisAddress address_;
+  LostFn lost_;
+  redisAsyncContext* context_ = nullptr;
+  bool made_ = false;
+  // A command's callback and its data, in one hiredis privdata; reused, so a
+  // warm connection allocates none of them per command.
+  std::vector<std::unique_ptr<Callback>> callbacks_;
+  std::vector<Callback*> free_callbacks_;
+};
+
+}  // namespace rate_guard
