@@ -11,15 +11,15 @@
 #include <utility>
 #include <vector>
 
+#include "config/zone_config.h"
 #include "limiter/block_cache.h"
 #include "limiter/limiter.h"
-#include "util/log_throttle.h"
 #include "limiter/metrics.h"
 #include "ngx.hpp"
 #include "redis/redis_checker.h"
 #include "redis_event_adapter.hpp"
-#include "redis/redis_key.h"
-#include "config/zone_config.h"
+#include "util/log_escape.h"
+#include "util/log_throttle.h"
 
 extern ngx_module_t ngx_http_rate_guard_module;
 

@@ -3,8 +3,8 @@
 // timers are nginx timers, logs go to the cycle's error log.
 #pragma once
 
-#include "redis/event_loop.h"
 #include "ngx.hpp"
+#include "redis/event_loop.h"
 
 class NgxEventLoop final : public rate_guard::EventLoop {
  public:

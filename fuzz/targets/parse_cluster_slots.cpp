@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "redis/cluster_slots_reply.h"
 #include "fuzz_target.h"
+#include "redis/cluster_slots_reply.h"
 #include "redis/redis_key.h"
 #include "reply_tree.h"
 

@@ -4,8 +4,8 @@
 // value) means seconds.
 #include <string>
 
-#include "fuzz_target.h"
 #include "config/rate_parser.h"
+#include "fuzz_target.h"
 
 using namespace rate_guard;
 

@@ -2,8 +2,8 @@
 // name + "=" + value gives the token back.
 #include <string>
 
-#include "fuzz_target.h"
 #include "config/rate_parser.h"
+#include "fuzz_target.h"
 
 using namespace rate_guard;
 

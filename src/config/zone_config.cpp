@@ -5,7 +5,7 @@
 
 #include "config/parse_detail.h"
 #include "config/rate_parser.h"
-#include "redis/redis_key.h"
+#include "util/log_escape.h"
 
 namespace rate_guard {
 

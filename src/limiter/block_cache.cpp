@@ -4,6 +4,7 @@
 #include <random>
 
 #include "redis/redis_key.h"
+#include "util/sha256.h"
 
 namespace rate_guard {
 

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "limiter/decision.h"
 #include "config/zone_config.h"
+#include "limiter/decision.h"
 
 namespace rate_guard {
 

@@ -15,10 +15,10 @@
 #include <string_view>
 #include <vector>
 
+#include "config/zone_config.h"
 #include "redis/event_loop.h"
 #include "redis/redis_connection.h"
 #include "redis/redis_log.h"
-#include "config/zone_config.h"
 
 struct redisReply;
 

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "limiter/check_client.h"
-#include "redis/check_connection.h"
 #include "limiter/decision.h"
+#include "redis/check_connection.h"
 
 struct redisReply;
 

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 
-#include "redis/redis_key.h"
 #include "lua/check_script.h"
+#include "util/log_escape.h"
 
 namespace rate_guard {
 

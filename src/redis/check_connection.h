@@ -12,11 +12,11 @@
 #include <string>
 #include <string_view>
 
-#include "redis/event_loop.h"
+#include "config/zone_config.h"
 #include "limiter/metrics.h"
+#include "redis/event_loop.h"
 #include "redis/redis_connection.h"
 #include "redis/redis_log.h"
-#include "config/zone_config.h"
 
 namespace rate_guard {
 

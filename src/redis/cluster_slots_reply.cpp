@@ -4,6 +4,7 @@
 #include <hiredis/hiredis.h>
 
 #include "redis/redis_key.h"
+#include "util/log_escape.h"
 
 namespace rate_guard {
 

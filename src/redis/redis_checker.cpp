@@ -5,11 +5,12 @@
 #include <algorithm>
 #include <chrono>
 
+#include "lua/check_script.h"
 #include "redis/cluster_router.h"
 #include "redis/cluster_slots_reply.h"
 #include "redis/redis_key.h"
-#include "lua/check_script.h"
 #include "redis/sentinel_client.h"
+#include "util/log_escape.h"
 
 namespace rate_guard {
 

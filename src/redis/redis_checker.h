@@ -14,14 +14,14 @@
 #include <string_view>
 #include <vector>
 
-#include "redis/check_batch.h"
-#include "limiter/check_client.h"
-#include "redis/check_connection.h"
-#include "limiter/decision.h"
-#include "redis/event_loop.h"
-#include "limiter/metrics.h"
-#include "redis/redis_log.h"
 #include "config/zone_config.h"
+#include "limiter/check_client.h"
+#include "limiter/decision.h"
+#include "limiter/metrics.h"
+#include "redis/check_batch.h"
+#include "redis/check_connection.h"
+#include "redis/event_loop.h"
+#include "redis/redis_log.h"
 
 struct redisReply;
 

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "redis/event_loop.h"
 #include "config/zone_config.h"
+#include "redis/event_loop.h"
 
 struct redisAsyncContext;
 struct redisReply;

@@ -1,7 +1,7 @@
-// Redis key layout and the safe rendering of client keys.
+// The Redis key layout: where a zone and a client key go in a Redis key, and
+// Redis Cluster's key slot of a key.
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -12,8 +12,6 @@ namespace rate_guard {
 // Client keys longer than this are replaced by their digest, so that a client
 // cannot grow Redis memory by sending huge header values.
 constexpr size_t kMaxRawKeyBytes = 64;
-
-std::array<uint8_t, 32> sha256(std::string_view data);
 
 // Where a client key stands in its Redis key. With Redis Cluster it is a hash
 // tag, "<prefix><zone>:{<client_key>}", so that the zones of one client share
@@ -33,14 +31,5 @@ void append_redis_key(std::string& out, std::string_view prefix, std::string_vie
 constexpr uint16_t kClusterSlots = 16384;
 uint16_t crc16_xmodem(std::string_view data);
 uint16_t cluster_key_slot(std::string_view key);
-
-// Printable ASCII is kept except '"' and '\\'; every other byte becomes \xHH.
-// Output longer than `max_bytes` of input is cut and ends with "...".
-std::string escape_for_log(std::string_view bytes, size_t max_bytes = 256);
-
-// The same into `out`, which has room for escaped_capacity(max_bytes) bytes
-// (no allocation: nginx gives a pool buffer). Returns the length written.
-constexpr size_t escaped_capacity(size_t max_bytes) { return max_bytes * 4 + 3; }
-size_t escape_for_log(std::string_view bytes, char* out, size_t max_bytes = 256);
 
 }  // namespace rate_guard

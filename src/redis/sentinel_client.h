@@ -10,11 +10,11 @@
 #include <string>
 #include <string_view>
 
+#include "config/zone_config.h"
 #include "redis/ask_in_turn.h"
 #include "redis/event_loop.h"
 #include "redis/redis_connection.h"
 #include "redis/redis_log.h"
-#include "config/zone_config.h"
 
 struct redisReply;
 

@@ -10,10 +10,10 @@
 
 #include "limiter/block_cache.h"
 #include "limiter/decision.h"
+#include "lua/check_script.h"
 #include "redis/redis_checker.h"
 #include "redis/redis_key.h"
 #include "redis_server.h"
-#include "lua/check_script.h"
 
 namespace rate_guard {
 namespace {

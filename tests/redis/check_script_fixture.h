@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
-#include "redis_server.h"
 #include "config/zone_config.h"
+#include "redis_server.h"
 
 namespace rate_guard {
 // Named, not anonymous: gtest wants one fixture type for the suite

@@ -12,8 +12,8 @@
 
 #include "libevent_loop.h"
 #include "redis/redis_checker.h"
-#include "redis_cluster.h"
 #include "redis/redis_key.h"
+#include "redis_cluster.h"
 
 namespace rate_guard {
 namespace {
