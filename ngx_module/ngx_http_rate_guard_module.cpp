@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "config/redis_config.h"
 #include "config/zone_config.h"
 #include "limiter/block_cache.h"
 #include "limiter/limiter.h"

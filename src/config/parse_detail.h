@@ -1,6 +1,7 @@
-// Private to the parsers (rate_parser.cpp, zone_config.cpp): scanners that say
-// *why* a value is bad, so each caller words the error for its own directive
-// ("invalid burst ..." vs "burst must be between ... in \"burst=0\"").
+// Private to the parsers (rate_parser.cpp, option_parsing.cpp, zone_config.cpp,
+// redis_config.cpp): scanners that say *why* a value is bad, so each caller
+// words the error for its own directive ("invalid burst ..." vs "burst must be
+// between ... in \"burst=0\"").
 #pragma once
 
 #include <cstdint>

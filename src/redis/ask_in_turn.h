@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "config/zone_config.h"
+#include "config/redis_config.h"
 #include "redis/event_loop.h"
 #include "redis/redis_connection.h"
 #include "redis/redis_log.h"

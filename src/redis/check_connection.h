@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "config/zone_config.h"
+#include "config/redis_config.h"
 #include "limiter/metrics.h"
 #include "redis/event_loop.h"
 #include "redis/redis_connection.h"

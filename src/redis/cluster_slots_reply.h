@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "config/zone_config.h"
+#include "config/redis_config.h"
 
 struct redisReply;
 

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "config/zone_config.h"
+#include "config/redis_config.h"
 #include "limiter/check_client.h"
 #include "limiter/decision.h"
 #include "limiter/metrics.h"

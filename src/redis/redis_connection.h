@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "config/zone_config.h"
+#include "config/redis_config.h"
 #include "redis/event_loop.h"
 
 struct redisAsyncContext;

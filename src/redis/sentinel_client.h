@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "config/zone_config.h"
+#include "config/redis_config.h"
 #include "redis/ask_in_turn.h"
 #include "redis/event_loop.h"
 #include "redis/redis_connection.h"

@@ -2,8 +2,6 @@
 // zone_cost_test, redis_config_test).
 #pragma once
 
-#include "config/zone_config.h"
-
 #include <gtest/gtest.h>
 
 #include <ostream>
