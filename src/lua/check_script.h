@@ -30,7 +30,7 @@ namespace rate_guard {
 extern const std::string_view kCheckScript;
 
 // Arguments per zone, after each request's zone count, and integers per zone
-// in the reply (src/scripts.cpp checks that the Lua agrees).
+// in the reply (src/lua/check_script.cpp checks that the Lua agrees).
 constexpr int kCheckArgsPerZone = 5;
 constexpr int kCheckReplyFieldsPerZone = 4;
 
