@@ -3,7 +3,7 @@
 // nginx timers, logs go to the cycle's error log.
 #pragma once
 
-#include "event_loop.h"
+#include "redis/event_loop.h"
 #include "ngx.hpp"
 
 class NgxEventLoop final : public rate_guard::EventLoop {

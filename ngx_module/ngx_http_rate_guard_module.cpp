@@ -11,15 +11,16 @@
 #include <utility>
 #include <vector>
 
-#include "block_cache.h"
-#include "limiter.h"
-#include "log_throttle.h"
-#include "metrics.h"
+#include "config/redis_config.h"
+#include "config/zone_config.h"
+#include "limiter/block_cache.h"
+#include "limiter/limiter.h"
+#include "limiter/metrics.h"
 #include "ngx.hpp"
-#include "redis_checker.h"
 #include "ngx_event_loop.hpp"
-#include "redis_key.h"
-#include "zone_config.h"
+#include "redis/redis_checker.h"
+#include "util/log_escape.h"
+#include "util/log_throttle.h"
 
 extern ngx_module_t ngx_http_rate_guard_module;
 

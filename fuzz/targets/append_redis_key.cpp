@@ -8,7 +8,7 @@
 #include <string>
 
 #include "fuzz_target.h"
-#include "redis_key.h"
+#include "redis/redis_key.h"
 
 using namespace rate_guard;
 

@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "fuzz_target.h"
-#include "redis_key.h"
+#include "redis/redis_key.h"
 
 using namespace rate_guard;
 

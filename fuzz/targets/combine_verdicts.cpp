@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "decision.h"
 #include "fuzz_target.h"
+#include "limiter/decision.h"
 
 using namespace rate_guard;
 

@@ -11,8 +11,8 @@
 #include <memory>
 
 #include "fuzz_target.h"
+#include "redis/redis_checker.h"
 #include "reply_tree.h"
-#include "redis_checker.h"
 
 using namespace rate_guard;
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "fuzz_target.h"
-#include "redis_key.h"
+#include "util/log_escape.h"
 
 using namespace rate_guard;
 

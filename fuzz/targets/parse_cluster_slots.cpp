@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "cluster_topology.h"
 #include "fuzz_target.h"
-#include "redis_key.h"
+#include "redis/cluster_slots_reply.h"
+#include "redis/redis_key.h"
 #include "reply_tree.h"
 
 using namespace rate_guard;

@@ -2,8 +2,8 @@
 // success is in [1, max] and is the decimal value of an all-digit text.
 #include <limits>
 
+#include "config/rate_parser.h"
 #include "fuzz_target.h"
-#include "rate_parser.h"
 
 using namespace rate_guard;
 

@@ -4,8 +4,8 @@
 // value) means seconds.
 #include <string>
 
+#include "config/rate_parser.h"
 #include "fuzz_target.h"
-#include "rate_parser.h"
 
 using namespace rate_guard;
 

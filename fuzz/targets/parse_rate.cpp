@@ -2,8 +2,8 @@
 // five windows, and agrees with a reference reading of "<digits>[r/s|m|h|d]".
 #include <string>
 
+#include "config/rate_parser.h"
 #include "fuzz_target.h"
-#include "rate_parser.h"
 
 using namespace rate_guard;
 

@@ -1,8 +1,8 @@
 // parse_redis_config (the arguments of rate_guard_redis, split on spaces): a
 // success is an address hiredis can be given and options in their ranges.
+#include "config/redis_config.h"
 #include "fuzz_target.h"
 #include "split_words.h"
-#include "zone_config.h"
 
 using namespace rate_guard;
 

@@ -7,10 +7,10 @@
 // than kMaxSlidingLogCost entries for one request.
 // Input: "ARGUMENTS", "ARGUMENTS\nRATE_TEXT" (the variable's value) or
 // "ARGUMENTS\nRATE_TEXT\nCOST".
+#include "config/rate_parser.h"
+#include "config/zone_config.h"
 #include "fuzz_target.h"
-#include "rate_parser.h"
 #include "split_words.h"
-#include "zone_config.h"
 
 using namespace rate_guard;
 

@@ -3,10 +3,10 @@
 // ASCII: it is logged): a success names a valid zone
 // with 1 <= cost <= kMaxCost, or a `cost=$var` whose every accepted value is
 // in that range. Input: "ARGUMENTS" or "ARGUMENTS\nCOST_TEXT".
+#include "config/rate_parser.h"
+#include "config/zone_config.h"
 #include "fuzz_target.h"
-#include "rate_parser.h"
 #include "split_words.h"
-#include "zone_config.h"
 
 using namespace rate_guard;
 

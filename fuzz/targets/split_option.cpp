@@ -2,8 +2,8 @@
 // name + "=" + value gives the token back.
 #include <string>
 
+#include "config/rate_parser.h"
 #include "fuzz_target.h"
-#include "rate_parser.h"
 
 using namespace rate_guard;
 

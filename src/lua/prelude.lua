@@ -1,5 +1,6 @@
 -- rate_guard check: a batch of requests, each over one or more zones, in one
--- atomic script. KEYS, ARGV and the reply are described in src/scripts.h.
+-- atomic script. KEYS, ARGV and the reply are described in
+-- src/lua/check_script.h.
 -- The requests are decided in order, each seeing what the previous ones
 -- recorded. Each request is first evaluated in all its zones without writing
 -- anything, then recorded in every zone, and only if all of them allowed it,
@@ -43,8 +44,8 @@ local call = redis.call
 
 -- ================================================================ constants
 
--- The algorithm codes of ARGV, Algorithm's values in src/zone_config.h
--- (src/scripts.cpp checks at compile time that the two agree).
+-- The algorithm codes of ARGV, Algorithm's values in src/config/zone_config.h
+-- (src/lua/check_script.cpp checks at compile time that the two agree).
 local SLIDING_WINDOW = 0
 local SLIDING_LOG = 1
 local FIXED_WINDOW = 2

@@ -36,7 +36,7 @@ check_order() {
         location ~ ^/pub/(\w+)\$ { nchan_publisher; nchan_channel_id \$1; nchan_redis_pass nchan_redis; }
         location ~ ^/sub/(\w+)\$ { nchan_subscriber; nchan_channel_id \$1; nchan_redis_pass nchan_redis; }
     }"
-  master=${e2e_pids[-1]}
+  master=${lib_pids[-1]}
   # Until it answers, or a worker dies: then the master forks new ones that
   # die as well, thousands a minute, so it is stopped at once.
   for _ in $(seq 100); do

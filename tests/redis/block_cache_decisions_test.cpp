@@ -8,12 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "block_cache.h"
-#include "decision.h"
-#include "redis_checker.h"
-#include "redis_key.h"
+#include "limiter/block_cache.h"
+#include "limiter/decision.h"
+#include "lua/check_script.h"
+#include "redis/redis_checker.h"
+#include "redis/redis_key.h"
 #include "redis_server.h"
-#include "scripts.h"
 
 namespace rate_guard {
 namespace {
@@ -40,7 +40,7 @@ class BlockCacheDecisions : public ::testing::TestWithParam<Algorithm> {
   Decision check(const ZoneConfig& zone, const std::string& key, uint64_t cost, uint64_t now_us) {
     std::string redis_key;
     append_redis_key(redis_key, "decisions:", zone.name, key);
-    // A batch of one request (R = 1) of one zone (n = 1): see scripts.h.
+    // A batch of one request (R = 1) of one zone (n = 1): see lua/check_script.h.
     const std::vector<std::string> args = {
         "EVALSHA", sha_, "1", redis_key, std::to_string(now_us), "1", "1",
         std::to_string(static_cast<int>(zone.algorithm)), std::to_string(zone.limit),

@@ -1,11 +1,11 @@
 // The fixture shared by the specification of the check script
-// (check_script_*_test.cpp): Specification of the check script (src/scripts.cpp), run by a real
+// (check_script_*_test.cpp): Specification of the check script (src/lua/), run by a real
 // redis-server. Time is pinned through ARGV[1], in microseconds; every reply
 // is written as Allowed/Rejected(limit, remaining, reset_ms). Most tests send
 // one request per call; the Batch tests send several.
 #pragma once
 
-#include "scripts.h"
+#include "lua/check_script.h"
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "config/zone_config.h"
 #include "redis_server.h"
-#include "zone_config.h"
 
 namespace rate_guard {
 // Named, not anonymous: gtest wants one fixture type for the suite
@@ -158,7 +158,7 @@ class CheckScriptTest : public ::testing::Test {
   }
 
   // The EVALSHA arguments of one call checking `requests`, in order (the
-  // layout of scripts.h).
+  // layout of lua/check_script.h).
   std::vector<std::string> evalsha_args(uint64_t now_us,
                                         const std::vector<Request>& requests) const {
     size_t keys = 0;

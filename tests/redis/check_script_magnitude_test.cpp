@@ -158,7 +158,7 @@ TEST_F(CheckScriptTest, SlidingWindowAndTokenBucketAreExactAtEveryMagnitude) {
                                                            limit / window)));
     Zone zone = bucket ? token_bucket(limit, window_ms, burst, "exact")
                        : sliding_window(limit, window_ms, "exact");
-    // The script's limb arithmetic takes over from 2^51 (see EXACT in scripts.cpp).
+    // The script's limb arithmetic takes over from 2^51 (see EXACT in src/lua/prelude.lua).
     if (static_cast<double>(std::max(limit, burst)) * static_cast<double>(window) >=
         2251799813685248.0) {
       exact_paths++;

@@ -1,7 +1,7 @@
 // The Redis client logic on a real event loop (libevent) against a real
 // redis-server: pipelining, script loading, NOSCRIPT, timeouts, failures and
 // reconnection.
-#include "redis_checker.h"
+#include "redis/redis_checker.h"
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "libevent_loop.h"
-#include "redis_key.h"
+#include "redis/redis_key.h"
 #include "redis_server.h"
 
 namespace rate_guard {

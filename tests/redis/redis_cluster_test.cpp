@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "libevent_loop.h"
-#include "redis_checker.h"
+#include "redis/redis_checker.h"
+#include "redis/redis_key.h"
 #include "redis_cluster.h"
-#include "redis_key.h"
 
 namespace rate_guard {
 namespace {

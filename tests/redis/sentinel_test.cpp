@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "libevent_loop.h"
-#include "redis_checker.h"
+#include "redis/redis_checker.h"
 #include "redis_server.h"
 
 namespace rate_guard {

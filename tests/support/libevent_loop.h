@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "event_loop.h"
+#include "redis/event_loop.h"
 
 namespace rate_guard::testing {
 

@@ -1,5 +1,5 @@
 // The blocked-key cache over a plain memory block (nginx gives it shared memory).
-#include "block_cache.h"
+#include "limiter/block_cache.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Specification of how the zones' answers combine into one decision, and of
 // the seconds reported in X-RateLimit-Reset and Retry-After.
-#include "decision.h"
+#include "limiter/decision.h"
 
 #include <gtest/gtest.h>
 

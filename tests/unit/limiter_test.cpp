@@ -1,6 +1,6 @@
 // The limiter's policy, driven with a fake checking client, a real
 // blocked-key cache over plain memory and real metrics: no Redis.
-#include "limiter.h"
+#include "limiter/limiter.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "log_throttle.h"
+#include "util/log_throttle.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Specification of the value parsers behind the directives: counts, durations,
 // rates and name=value options.
-#include "rate_parser.h"
+#include "config/rate_parser.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,7 @@
 // Specification of rate_guard_redis: address, options, Sentinel, Cluster.
-#include "zone_config_args.h"
+#include "config/redis_config.h"
+
+#include "directive_args.h"
 
 namespace rate_guard {
 namespace {

@@ -1,6 +1,8 @@
 // Specification of the rate_guard directive (zone=, cost=), per-request rates
 // and costs, and the bounds on a cost.
-#include "zone_config_args.h"
+#include "config/zone_config.h"
+
+#include "directive_args.h"
 
 namespace rate_guard {
 namespace {

@@ -1,6 +1,8 @@
 // Specification of rate_guard_zone's options (after KEY): algorithms, zone
 // names, rates, windows, bursts.
-#include "zone_config_args.h"
+#include "config/zone_config.h"
+
+#include "directive_args.h"
 
 namespace rate_guard {
 namespace {

@@ -1,0 +1,163 @@
+#include "limiter/block_cache.h"
+
+#include <cstring>
+#include <random>
+
+#include "redis/redis_key.h"
+#include "util/sha256.h"
+
+namespace rate_guard {
+
+namespace {
+
+constexpr uint64_t kMagic = 0x7267626c6f636b31ULL;  // "rgblock1"
+constexpr size_t kWays = 4;                         // entries per bucket
+
+// A seeded 64-bit hash (MurmurHash64A's mixing). The seed is random per
+// shared zone, so a client cannot compute keys that collide in the table;
+// entries compare the whole key anyway, so a collision only evicts.
+uint64_t hash_bytes(const void* data, size_t len, uint64_t seed) {
+  constexpr uint64_t m = 0xc6a4a7935bd1e995ULL;
+  constexpr int r = 47;
+  uint64_t h = seed ^ (len * m);
+  const auto* p = static_cast<const unsigned char*>(data);
+  const unsigned char* end = p + (len / 8) * 8;
+  for (; p != end; p += 8) {
+    uint64_t k;
+    std::memcpy(&k, p, 8);
+    k *= m;
+    k ^= k >> r;
+    k *= m;
+    h ^= k;
+    h *= m;
+  }
+  uint64_t tail = 0;
+  std::memcpy(&tail, p, len & 7);
+  if ((len & 7) != 0) {
+    h ^= tail;
+    h *= m;
+  }
+  h ^= h >> r;
+  h *= m;
+  h ^= h >> r;
+  return h;
+}
+
+// Keys longer than kMaxRawKeyBytes are kept as their SHA-256, as in Redis.
+struct CacheKey {
+  unsigned char bytes[kMaxRawKeyBytes];
+  uint8_t len;
+  uint8_t digested;
+};
+
+CacheKey make_key(std::string_view key) {
+  CacheKey k{};
+  if (key.size() > kMaxRawKeyBytes) {
+    auto digest = sha256(key);
+    std::memcpy(k.bytes, digest.data(), digest.size());
+    k.len = static_cast<uint8_t>(digest.size());
+    k.digested = 1;
+  } else {
+    std::memcpy(k.bytes, key.data(), key.size());
+    k.len = static_cast<uint8_t>(key.size());
+  }
+  return k;
+}
+
+}  // namespace
+
+struct BlockCache::Header {
+  uint64_t magic;
+  uint64_t seed;
+  uint64_t buckets;
+};
+
+struct BlockCache::Entry {
+  uint64_t until_ms;  // 0: empty
+  uint64_t zone_id;
+  uint64_t limit;
+  uint64_t remaining;
+  uint64_t cost;
+  CacheKey key;
+};
+
+uint64_t block_cache_zone_id(const ZoneConfig& zone, const RequestLimits& limits) {
+  const uint64_t fields[] = {static_cast<uint64_t>(zone.algorithm), limits.limit, limits.window_ms,
+                             limits.burst};
+  return hash_bytes(zone.name.data(), zone.name.size(),
+                    hash_bytes(fields, sizeof(fields), 0x9e3779b97f4a7c15ULL));
+}
+
+BlockCache::BlockCache(void* memory, size_t bytes, bool initialize)
+    : header_(static_cast<Header*>(memory)),
+      entries_(reinterpret_cast<Entry*>(static_cast<char*>(memory) + sizeof(Header))) {
+  const size_t buckets = bytes > sizeof(Header) ? (bytes - sizeof(Header)) / (sizeof(Entry) * kWays) : 0;
+  if (initialize || header_->magic != kMagic || header_->buckets != buckets) {
+    std::memset(memory, 0, sizeof(Header) + buckets * kWays * sizeof(Entry));
+    header_->magic = kMagic;
+    header_->seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+    header_->buckets = buckets;
+  }
+}
+
+size_t BlockCache::entry_size() {
+  return sizeof(Entry);
+}
+
+size_t BlockCache::capacity() const {
+  return header_->buckets * kWays;
+}
+
+bool BlockCache::lookup(uint64_t zone_id, std::string_view key, uint64_t cost, uint64_t now_ms,
+                        CachedRejection* out) const {
+  if (header_->buckets == 0) {
+    return false;
+  }
+  const CacheKey k = make_key(key);
+  const uint64_t h = hash_bytes(k.bytes, k.len, header_->seed ^ zone_id ^ (cost * 0x9e3779b97f4a7c15ULL));
+  const Entry* bucket = entries_ + (h % header_->buckets) * kWays;
+  for (size_t i = 0; i < kWays; i++) {
+    const Entry& e = bucket[i];
+    if (e.until_ms > now_ms && e.zone_id == zone_id && e.cost == cost && e.key.len == k.len &&
+        e.key.digested == k.digested && std::memcmp(e.key.bytes, k.bytes, k.len) == 0) {
+      out->limit = e.limit;
+      out->remaining = e.remaining;
+      out->reset_ms = e.until_ms - now_ms + 1;  // the millisecond taken off in record()
+      return true;
+    }
+  }
+  return false;
+}
+
+void BlockCache::record(uint64_t zone_id, std::string_view key, uint64_t cost, uint64_t sent_ms,
+                        uint64_t limit, uint64_t remaining, uint64_t reset_ms) {
+  if (header_->buckets == 0 || reset_ms <= 1) {
+    return;  // nothing to gain from an entry that expires at once
+  }
+  const uint64_t until = sent_ms + reset_ms - 1;
+  const CacheKey k = make_key(key);
+  const uint64_t h = hash_bytes(k.bytes, k.len, header_->seed ^ zone_id ^ (cost * 0x9e3779b97f4a7c15ULL));
+  Entry* bucket = entries_ + (h % header_->buckets) * kWays;
+  // The same key's entry if present, else the entry that expires first
+  // (expired ones first of all): the table never grows, old entries give way.
+  Entry* slot = &bucket[0];
+  for (size_t i = 0; i < kWays; i++) {
+    Entry& e = bucket[i];
+    if (e.zone_id == zone_id && e.cost == cost && e.key.len == k.len &&
+        e.key.digested == k.digested && std::memcmp(e.key.bytes, k.bytes, k.len) == 0) {
+      slot = &e;
+      break;
+    }
+    if (e.until_ms < slot->until_ms) {
+      slot = &e;
+    }
+  }
+  slot->until_ms = until;
+  slot->zone_id = zone_id;
+  slot->limit = limit;
+  slot->remaining = remaining;
+  slot->cost = cost;
+  slot->key = k;
+}
+
+}  // namespace rate_guard

@@ -1,0 +1,60 @@
+// What the limiter asks of a checking client: check one request's zones,
+// answer later through a callback, and cancel. RedisChecker is the real one;
+// the limiter's tests use a fake.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "config/zone_config.h"
+#include "limiter/decision.h"
+
+namespace rate_guard {
+
+// One zone of a request's check.
+struct ZoneRequest {
+  const ZoneConfig* zone = nullptr;
+  std::string_view key;  // the client key; binary-safe
+  uint64_t cost = 1;
+  RequestLimits limits;  // the zone's, or this request's for a variable rate
+};
+
+enum class CheckError : uint8_t {
+  none,
+  unavailable,   // Redis is known to be unreachable: decided at once
+  timeout,       // no answer within `timeout`
+  disconnected,  // the connection dropped with the check in flight
+  redis_error,   // an error reply (script error, OOM, READONLY, ...)
+  bad_reply,     // a reply the module cannot read
+};
+std::string_view check_error_name(CheckError error);
+
+struct CheckOutcome {
+  CheckError error = CheckError::none;  // none: `decision` holds the answer
+  Decision decision;
+};
+
+// Called once with the outcome, unless the check was cancelled first.
+using CheckCallback = void (*)(void* data, const CheckOutcome& outcome);
+
+class CheckClient {
+ public:
+  // A check in flight. Opaque to the caller, who only hands it back to
+  // cancel(); the client of the program defines it (RedisChecker does).
+  struct PendingCheck;
+
+  virtual ~CheckClient() = default;
+
+  // Checks one request's `zones` (read during the call only). Returns the
+  // pending check, whose callback fires later, never from inside check();
+  // or nullptr when the outcome is known at once, written to `*immediate`,
+  // and the callback never fires.
+  virtual PendingCheck* check(const ZoneRequest* zones, size_t count, CheckCallback callback, void* data,
+                              CheckOutcome* immediate) = 0;
+
+  // The callback of `pending` will never fire. Safe at any time before it fired.
+  virtual void cancel(PendingCheck* pending) = 0;
+};
+
+}  // namespace rate_guard

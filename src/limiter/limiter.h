@@ -1,0 +1,112 @@
+// The limiter: the policy applied to one request. Given the request's zones
+// (each with its key, cost and limits), it answers from the blocked-key cache
+// when it can, asks the checking client otherwise, remembers the rejections
+// the client answered, counts every verdict in the metrics, and returns the
+// verdict at once or through a callback. The caller (the nginx handler) only
+// fills in the zones and translates the verdict.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <type_traits>
+
+#include "limiter/block_cache.h"
+#include "limiter/check_client.h"
+#include "limiter/decision.h"
+#include "limiter/metrics.h"
+
+namespace rate_guard {
+
+enum class Verdict : uint8_t {
+  none,              // not decided yet: the client has the check
+  passed,
+  rejected,
+  rejected_dry_run,  // would have been rejected; a dry run lets it pass
+  error,             // the fail policy decides: no answer, or an invalid per-request value
+};
+
+// The limiter's books for one zone of a request, beside its ZoneRequest.
+struct ZoneBooks {
+  uint64_t block_cache_id = 0;  // block_cache_zone_id of the zone with the request's limits
+  size_t counters = 0;          // the zone's counters in Metrics
+};
+
+struct LimitCheck;
+class Limiter;
+
+// Called once with the verdict of a check that waited for the client.
+using LimitCallback = void (*)(void* data, LimitCheck& check);
+
+// One request's check, in storage the caller provides (nginx: the request
+// pool) and keeps until the verdict came or the check was cancelled. The
+// limiter allocates nothing per request.
+struct LimitCheck {
+  // Filled by the caller.
+  const ZoneRequest* zones = nullptr;  // `count` of them, sent to the client as they are
+  const ZoneBooks* books = nullptr;    // one per zone
+  size_t count = 0;
+  bool dry_run = false;                // a rejection passes, counted as a dry-run rejection
+  // A zone whose per-request rate or cost was invalid: the fail policy
+  // decides without asking the client, counted as invalid in that zone only.
+  std::optional<size_t> invalid_zone;
+
+  // Filled by the limiter.
+  Verdict verdict = Verdict::none;
+  CheckError error = CheckError::none;  // with Verdict::error
+  Decision decision;                    // decision.zone_index: the zone that decided
+  bool from_block_cache = false;
+
+  // Whether the client has the check: the callback is still to come.
+  bool waiting() const { return pending != nullptr; }
+
+  // The limiter's, while the client has the check.
+  CheckClient::PendingCheck* pending = nullptr;
+  uint64_t sent_ms = 0;  // when the check went to the client, for the blocked-key cache
+  Limiter* limiter = nullptr;
+  LimitCallback callback = nullptr;
+  void* data = nullptr;
+};
+static_assert(std::is_trivially_destructible<LimitCheck>::value, "may live in an nginx pool");
+
+// Guards the blocked-key cache, which the workers share (nginx: the mutex of
+// its shared memory zone).
+class CacheLock {
+ public:
+  virtual ~CacheLock() = default;
+  virtual void lock() = 0;
+  virtual void unlock() = 0;
+};
+
+class Limiter {
+ public:
+  // `client`: null when there is none (every check goes to the fail policy).
+  // `cache`: null without a blocked-key cache (then `lock` is not used).
+  // `metrics`: null when nothing is counted.
+  Limiter(CheckClient* client, BlockCache* cache, CacheLock* lock, Metrics* metrics);
+
+  // Decides `check` (its zones filled in, at least one). Returns the verdict
+  // when it is known at once; otherwise Verdict::none, and `callback(data,
+  // check)` fires once with the verdict, later, unless cancel() came first.
+  // `now_ms`: the monotonic clock of the blocked-key cache. Every verdict is
+  // counted once, when it is reached.
+  Verdict check(LimitCheck& check, uint64_t now_ms, LimitCallback callback, void* data);
+
+  // The callback of `check` will never fire, nor is it counted. Harmless
+  // when the check is not waiting.
+  void cancel(LimitCheck& check);
+
+ private:
+  bool answer_from_block_cache(LimitCheck& check, uint64_t now_ms);
+  void remember_rejection(const LimitCheck& check, const CheckOutcome& outcome);
+  void decide(LimitCheck& check, const CheckOutcome& outcome);
+  void count(const LimitCheck& check);
+  static void on_client_answer(void* data, const CheckOutcome& outcome);
+
+  CheckClient* client_;
+  BlockCache* cache_;
+  CacheLock* lock_;
+  Metrics* metrics_;
+};
+
+}  // namespace rate_guard

@@ -1,0 +1,58 @@
+#include "lua/check_script.h"
+
+#include <cstdint>
+
+#include "config/zone_config.h"
+
+// The script's text, kCheckScriptLua: made at build time by src/lua/embed.sh
+// from the files that src/lua/check.files lists.
+#include "check_script_lua.h"
+
+namespace rate_guard {
+
+const std::string_view kCheckScript = kCheckScriptLua;
+
+namespace {
+
+// Whether the script declares `local NAME = VALUE`, VALUE alone on its line:
+// the numbers the C++ side sends and reads are the ones the Lua names.
+constexpr bool declares(std::string_view script, std::string_view name, uint64_t value) {
+  constexpr std::string_view kLocal = "local ";
+  for (size_t at = script.find(kLocal); at != std::string_view::npos; at = script.find(kLocal, at + 1)) {
+    std::string_view rest = script.substr(at + kLocal.size());
+    if (rest.substr(0, name.size()) != name || rest.substr(name.size(), 3) != " = ") {
+      continue;
+    }
+    rest = rest.substr(name.size() + 3);
+    uint64_t number = 0;
+    size_t digits = 0;
+    while (digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '9') {
+      number = number * 10 + static_cast<uint64_t>(rest[digits] - '0');
+      digits++;
+    }
+    return digits > 0 && digits < rest.size() && rest[digits] == '\n' && number == value;
+  }
+  return false;
+}
+
+constexpr uint64_t code(Algorithm algorithm) { return static_cast<uint64_t>(algorithm); }
+
+static_assert(declares(kCheckScriptLua, "SLIDING_WINDOW", code(Algorithm::sliding_window)),
+              "src/lua/prelude.lua: SLIDING_WINDOW must be Algorithm::sliding_window");
+static_assert(declares(kCheckScriptLua, "SLIDING_LOG", code(Algorithm::sliding_log)),
+              "src/lua/prelude.lua: SLIDING_LOG must be Algorithm::sliding_log");
+static_assert(declares(kCheckScriptLua, "FIXED_WINDOW", code(Algorithm::fixed_window)),
+              "src/lua/prelude.lua: FIXED_WINDOW must be Algorithm::fixed_window");
+static_assert(declares(kCheckScriptLua, "TOKEN_BUCKET", code(Algorithm::token_bucket)),
+              "src/lua/prelude.lua: TOKEN_BUCKET must be Algorithm::token_bucket");
+// arguments.lua accepts the codes from SLIDING_WINDOW to TOKEN_BUCKET.
+static_assert(code(Algorithm::sliding_window) == 0 && code(Algorithm::token_bucket) == 3,
+              "the algorithm codes must run from sliding_window to token_bucket");
+static_assert(declares(kCheckScriptLua, "ARGS_PER_ZONE", kCheckArgsPerZone),
+              "src/lua/prelude.lua: ARGS_PER_ZONE must be kCheckArgsPerZone");
+static_assert(declares(kCheckScriptLua, "REPLY_FIELDS_PER_ZONE", kCheckReplyFieldsPerZone),
+              "src/lua/prelude.lua: REPLY_FIELDS_PER_ZONE must be kCheckReplyFieldsPerZone");
+
+}  // namespace
+
+}  // namespace rate_guard

@@ -1,0 +1,135 @@
+// The checks waiting for Redis and the batches they travel in. The checks of
+// one event-loop turn for one slot (for everything, without Cluster) go as
+// one batch: one EVALSHA of the check script. Checks and batches are pooled:
+// a warm client allocates nothing per check (hiredis itself does, for the
+// command and the reply).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "limiter/check_client.h"
+#include "limiter/decision.h"
+#include "redis/check_connection.h"
+
+struct redisReply;
+
+namespace rate_guard {
+
+// A check waiting for Redis: the client's handle (check_client.h) defined.
+struct CheckClient::PendingCheck {
+  CheckCallback callback = nullptr;  // null once completed or cancelled
+  void* data = nullptr;
+  uint64_t deadline_ms = 0;
+  uint64_t sent_us = 0;  // for the latency histogram
+  size_t zones = 0;
+  size_t parts_left = 0;  // batches (one per slot) whose answer is awaited
+  size_t batches = 0;     // batches holding it: released with the last one
+  std::vector<ZoneVerdict> verdicts;  // one per zone, filled part by part
+  bool live = false;  // waiting for its outcome, in the live list
+  PendingCheck* prev = nullptr;
+  PendingCheck* next = nullptr;
+};
+using PendingCheck = CheckClient::PendingCheck;
+
+// A check stays in its batch (and is released with it) even when it
+// completes early, timed out or cancelled: its zones still have their place
+// in the reply.
+struct CheckBatch : InFlight {
+  uint16_t slot = 0;
+  struct Entry {
+    PendingCheck* check;
+    size_t zones;  // of this check in this batch
+  };
+  std::vector<Entry> entries;
+  std::vector<uint16_t> zone_index;  // of each zone of the batch, in its check
+  size_t zones = 0;
+  std::string keys;  // the KEYS, back to back
+  std::vector<size_t> key_ends;
+  std::string args;  // each check's zone count, then its zones' arguments
+  std::vector<size_t> arg_ends;
+  char* command = nullptr;  // formatted when first sent, kept for resending
+  size_t command_len = 0;
+  bool retried = false;  // NOSCRIPT answered once
+  bool asking = false;   // last sent behind ASKING
+  uint8_t redirects = 0;
+
+  bool waited_for() const;  // some check of it is still live
+};
+
+// One zone of a check as the batch needs it: its Redis key and arguments.
+struct BatchZone {
+  std::string_view key;
+  uint64_t algorithm, limit, window_ms, burst, cost;
+};
+
+// The checks waiting for their outcome, in the order they were made.
+class LiveChecks {
+ public:
+  void add(PendingCheck* check);
+  // Completed, timed out or cancelled: no longer live.
+  void remove(PendingCheck* check);
+  size_t size() const { return count_; }
+  // The live checks whose deadline has passed, into `expired`; returns the
+  // earliest deadline of the others (UINT64_MAX: none).
+  uint64_t expired(uint64_t now_ms, std::vector<PendingCheck*>* expired) const;
+  // Forgets every live check: no callback of theirs will fire (worker exit).
+  void forget_all();
+
+ private:
+  PendingCheck* head_ = nullptr;
+  PendingCheck* tail_ = nullptr;
+  size_t count_ = 0;
+};
+
+class CheckPool {
+ public:
+  CheckPool() = default;
+  CheckPool(const CheckPool&) = delete;
+  CheckPool& operator=(const CheckPool&) = delete;
+
+  PendingCheck* acquire_check();
+  CheckBatch* acquire_batch();
+  // Gives back a batch and the checks in it that nothing holds any more;
+  // the strings keep their capacity.
+  void release_batch(CheckBatch* batch);
+
+ private:
+  std::vector<std::unique_ptr<PendingCheck>> all_checks_;
+  std::vector<PendingCheck*> free_checks_;
+  std::vector<std::unique_ptr<CheckBatch>> all_batches_;
+  std::vector<CheckBatch*> free_batches_;
+};
+
+// Appends the zones of `check` whose `slots[i]` is `slot` to `batch`
+// (`index[i]`: the zone's place in its check), copied: the caller's memory
+// (an nginx request) may be gone when the batch is sent.
+void add_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone* zones, const uint16_t* slots,
+                  size_t count, uint16_t slot);
+
+// Decodes `zones` verdicts of the check script's reply (4 integers per zone),
+// starting at zone `first_zone` of the reply, into `verdicts`.
+bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts);
+
+// While a slot migrates: `batch` cut into batches of one zone each, for the
+// zones of its checks still live (each a part its check now waits for,
+// instead of the batch), each given to `send`; `batch` is released.
+void split_into_zones(CheckPool& pool, CheckBatch* batch, const std::function<void(CheckBatch* part)>& send);
+
+// EVALSHA sha numkeys KEYS... 0 R ARGS... (EVAL with the script text before
+// the first SCRIPT LOAD has answered), into batch->command.
+class BatchFormatter {
+ public:
+  bool format(CheckBatch* batch, const std::string& script_sha);
+
+ private:
+  std::string counts_;
+  std::vector<const char*> argv_;
+  std::vector<size_t> argvlen_;
+};
+
+}  // namespace rate_guard
