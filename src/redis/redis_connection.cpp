@@ -44,12 +44,12 @@ void RedisConnection::close() {
 // The connection ended (by the stream, or a reply Redis's protocol does not
 // allow): the replies awaited come back as nullptr, then `lost`.
 void RedisConnection::ended(std::string_view reason) {
-  stream_.reset();  // may be the stream whose event this is: it allows it
+  const std::string why(reason);  // `reason` may live in the stream
+  stream_.reset();                // may be the stream whose event this is: it allows it
   LostFn lost = std::move(lost_);
   lost_ = nullptr;
-  const std::string why(reason);  // `reason` may live in the stream
   fail_awaited();
-  if (lost) {
+  if (lost && !stream_) {  // not if a reply callback opened a new connection meanwhile
     lost(why);
   }
 }
