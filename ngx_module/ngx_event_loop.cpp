@@ -1,8 +1,10 @@
 #include "ngx_event_loop.hpp"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 #include <sys/un.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -14,7 +16,7 @@ namespace {
 // reports a failure through a posted write event).
 class NgxStream final : public rate_guard::Stream {
  public:
-  explicit NgxStream(Events& events) : events_(events) {}
+  NgxStream(Events& events, NgxRedisTls tls) : events_(events), tls_(tls) {}
 
   ~NgxStream() override {
     if (gone_ != nullptr) {
@@ -27,10 +29,17 @@ class NgxStream final : public rate_guard::Stream {
     if (!make_sockaddr(address, error)) {
       return false;
     }
-    // nginx logs a refused connect() itself, at error level, once per attempt:
-    // that line is ours to say, throttled, so its log is a silent copy.
+    // nginx logs a refused connect() or a failed TLS handshake itself, once
+    // per attempt: those lines are ours to say, throttled. The connection's
+    // log keeps the last one as the reason instead of writing it.
     connect_log_ = *ngx_cycle->log;
-    connect_log_.log_level = NGX_LOG_EMERG;
+    connect_log_.log_level = NGX_LOG_INFO;
+    connect_log_.writer = keep_reason;
+    connect_log_.wdata = this;
+    connect_log_.next = nullptr;
+    if (tls_.ssl != nullptr) {
+      tls_name_ = std::string(address.tls_name.empty() ? address.host : address.tls_name);
+    }
     ngx_memzero(&peer_, sizeof(peer_));
     peer_.sockaddr = reinterpret_cast<sockaddr*>(&sockaddr_);
     peer_.socklen = socklen_;
@@ -47,7 +56,7 @@ class NgxStream final : public rate_guard::Stream {
     }
     c_ = peer_.connection;
     c_->data = this;
-    c_->log = ngx_cycle->log;
+    c_->log = &connect_log_;
     c_->read->log = c_->log;
     c_->write->log = c_->log;
     c_->read->handler = on_read;
@@ -101,6 +110,104 @@ class NgxStream final : public rate_guard::Stream {
     return true;
   }
 
+  static void keep_reason(ngx_log_t* log, ngx_uint_t, u_char* text, size_t length) {
+    auto* self = static_cast<NgxStream*>(log->wdata);
+    std::string_view line(reinterpret_cast<const char*>(text), length);
+    // "2026/12/03 18:39:27 [crit] 12#12: *3 SSL_read() failed (SSL: ...)": from the function on
+    const size_t level = line.find("] ");
+    const size_t colon = level == std::string_view::npos ? level : line.find(": ", level);
+    if (colon != std::string_view::npos) {
+      line.remove_prefix(colon + 2);
+    }
+    if (!line.empty() && line.front() == '*') {
+      const size_t space = line.find(' ');
+      line.remove_prefix(space == std::string_view::npos ? line.size() : space + 1);
+    }
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
+      line.remove_suffix(1);
+    }
+    self->reason_.assign(line);
+  }
+
+  // After the TCP connection: the TLS handshake, then the certificate's checks.
+  void start_tls() {
+    c_->pool = ngx_create_pool(1024, c_->log);
+    if (c_->pool == nullptr || ngx_ssl_create_connection(tls_.ssl, c_, NGX_SSL_BUFFER | NGX_SSL_CLIENT) != NGX_OK) {
+      closed("cannot start TLS");
+      return;
+    }
+    const bool ip = [&] {
+      unsigned char buf[sizeof(in6_addr)];
+      return inet_pton(AF_INET, tls_name_.c_str(), buf) == 1 || inet_pton(AF_INET6, tls_name_.c_str(), buf) == 1;
+    }();
+    if (!tls_name_.empty() && !ip && SSL_set_tlsext_host_name(c_->ssl->connection, tls_name_.c_str()) == 0) {
+      closed("cannot set the TLS server name");
+      return;
+    }
+    const ngx_int_t rc = ngx_ssl_handshake(c_);
+    if (rc == NGX_AGAIN) {
+      c_->ssl->handler = on_handshake;
+      return;
+    }
+    handshake_done();
+  }
+
+  static void on_handshake(ngx_connection_t* c) {
+    auto* self = static_cast<NgxStream*>(c->data);
+    exception_barrier(c->log, [self] { self->handshake_done(); });
+  }
+
+  void handshake_done() {
+    if (!c_->ssl->handshaked) {
+      closed("TLS handshake failed" + (reason_.empty() ? std::string() : ": " + reason_));
+      return;
+    }
+    if (tls_.verify) {
+      const long result = SSL_get_verify_result(c_->ssl->connection);
+      if (result != X509_V_OK) {
+        closed("TLS certificate verify error: (" + std::to_string(result) + ":" +
+               X509_verify_cert_error_string(result) + ")");
+        return;
+      }
+      if (!certificate_names(tls_name_)) {
+        closed("TLS certificate does not match \"" + tls_name_ + "\"");
+        return;
+      }
+    }
+    c_->read->handler = on_read;
+    c_->write->handler = on_write;
+    became_connected();
+  }
+
+  // The server's certificate is for `name`: an IP address among its IP
+  // subject names, a host name as nginx checks upstreams'.
+  bool certificate_names(std::string& name) {
+    unsigned char buf[sizeof(in6_addr)];
+    if (inet_pton(AF_INET, name.c_str(), buf) != 1 && inet_pton(AF_INET6, name.c_str(), buf) != 1) {
+      ngx_str_t host{name.size(), reinterpret_cast<u_char*>(name.data())};
+      return ngx_ssl_check_host(c_, &host) == NGX_OK;
+    }
+    X509* cert = SSL_get_peer_certificate(c_->ssl->connection);
+    const bool named = cert != nullptr && X509_check_ip_asc(cert, name.c_str(), 0) == 1;
+    X509_free(cert);
+    return named;
+  }
+
+  void became_connected() {
+    connected_ = true;
+    bool gone = false;
+    gone_ = &gone;
+    events_.stream_connected();
+    if (gone) {
+      return;
+    }
+    gone_ = nullptr;
+    flush();
+    if (failed_) {
+      closed(failure_);
+    }
+  }
+
   static void on_read(ngx_event_t* event) {
     auto* c = static_cast<ngx_connection_t*>(event->data);
     auto* self = static_cast<NgxStream*>(c->data);
@@ -124,7 +231,10 @@ class NgxStream final : public rate_guard::Stream {
       if (n == 0 || n == NGX_ERROR) {
         const int err = ngx_socket_errno;  // recv()'s, as c->recv leaves it
         gone_ = nullptr;
-        closed(n == 0 ? "connection closed" : err != 0 ? std::strerror(err) : "recv() failed");
+        closed(n == 0                ? "connection closed"
+               : !reason_.empty()    ? reason_
+               : err != 0            ? std::strerror(err)
+                                     : "recv() failed");
         return;
       }
       events_.stream_data(reinterpret_cast<const char*>(buffer_), static_cast<size_t>(n));
@@ -154,14 +264,12 @@ class NgxStream final : public rate_guard::Stream {
         closed(std::strerror(err));
         return;
       }
-      connected_ = true;
-      bool gone = false;
-      gone_ = &gone;
-      events_.stream_connected();
-      if (gone) {
+      if (tls_.ssl != nullptr && c_->ssl == nullptr) {
+        start_tls();
         return;
       }
-      gone_ = nullptr;
+      became_connected();
+      return;
     }
     flush();
     if (failed_) {
@@ -203,13 +311,25 @@ class NgxStream final : public rate_guard::Stream {
   }
 
   void close_connection() {
-    if (c_ != nullptr) {
-      ngx_close_connection(c_);
-      c_ = nullptr;
+    if (c_ == nullptr) {
+      return;
+    }
+    ngx_pool_t* pool = c_->pool;
+    if (c_->ssl != nullptr) {
+      c_->ssl->no_wait_shutdown = 1;  // a close_notify, not waited for
+      ngx_ssl_shutdown(c_);
+    }
+    ngx_close_connection(c_);
+    c_ = nullptr;
+    if (pool != nullptr) {
+      ngx_destroy_pool(pool);
     }
   }
 
   Events& events_;
+  NgxRedisTls tls_;
+  std::string tls_name_;  // SNI and the name checked in the certificate
+  std::string reason_;    // the last line nginx would have logged about the connection
   ngx_peer_connection_t peer_;
   ngx_log_t connect_log_;
   sockaddr_storage sockaddr_;
@@ -276,7 +396,11 @@ uint64_t NgxEventLoop::now_ms() {
 
 std::unique_ptr<rate_guard::Stream> NgxEventLoop::connect(const rate_guard::StreamAddress& address,
                                                           rate_guard::Stream::Events& events, std::string* error) {
-  auto stream = std::make_unique<NgxStream>(events);
+  if (address.tls && tls_.ssl == nullptr) {
+    *error = "TLS is not configured";
+    return nullptr;
+  }
+  auto stream = std::make_unique<NgxStream>(events, address.tls ? tls_ : NgxRedisTls{});
   if (!stream->connect(address, error)) {
     return nullptr;
   }
@@ -300,4 +424,67 @@ ngx_uint_t ngx_log_level_of(rate_guard::LogLevel level) {
 
 void NgxEventLoop::log(rate_guard::LogLevel level, std::string_view message) {
   ngx_log_error(ngx_log_level_of(level), ngx_cycle->log, 0, "%*s", message.size(), message.data());
+}
+
+namespace {
+
+bool readable(const std::string& file) {
+  return access(file.c_str(), R_OK) == 0;
+}
+
+}  // namespace
+
+char* make_redis_tls(ngx_conf_t* cf, const rate_guard::RedisTls& tls, NgxRedisTls* out) {
+  auto fail = [cf](const std::string& message) {
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%*s", message.size(), message.data());
+    return static_cast<char*>(NGX_CONF_ERROR);
+  };
+  for (const std::string* file : {&tls.trusted_certificate, &tls.certificate, &tls.certificate_key}) {
+    if (!file->empty() && !readable(*file)) {
+      return fail("cannot read \"" + *file + "\": " + std::strerror(errno));
+    }
+  }
+  auto* ssl = static_cast<ngx_ssl_t*>(ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t)));
+  if (ssl == nullptr) {
+    return static_cast<char*>(NGX_CONF_ERROR);
+  }
+  ssl->log = cf->log;
+  if (ngx_ssl_create(ssl, NGX_SSL_TLSv1_2 | NGX_SSL_TLSv1_3, nullptr) != NGX_OK) {
+    return fail("cannot create the TLS context for Redis");
+  }
+  ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(cf->pool, 0);
+  if (cln == nullptr) {
+    ngx_ssl_cleanup_ctx(ssl);
+    return static_cast<char*>(NGX_CONF_ERROR);
+  }
+  cln->handler = ngx_ssl_cleanup_ctx;
+  cln->data = ssl;
+  auto str = [cf](const std::string& text) {
+    ngx_str_t s{text.size(), static_cast<u_char*>(ngx_pnalloc(cf->pool, text.size() + 1))};
+    if (s.data != nullptr) {
+      ngx_memcpy(s.data, text.c_str(), text.size() + 1);
+    }
+    return s;
+  };
+  if (!tls.certificate.empty()) {
+    ngx_str_t cert = str(tls.certificate);
+    ngx_str_t key = str(tls.certificate_key);
+    if (cert.data == nullptr || key.data == nullptr || ngx_ssl_certificate(cf, ssl, &cert, &key, nullptr) != NGX_OK) {
+      return fail("cannot load tls_certificate \"" + tls.certificate + "\" with its key \"" + tls.certificate_key +
+                  "\"");
+    }
+  }
+  if (tls.verify) {
+    if (!tls.trusted_certificate.empty()) {
+      ngx_str_t ca = str(tls.trusted_certificate);
+      if (ca.data == nullptr || ngx_ssl_trusted_certificate(cf, ssl, &ca, 9) != NGX_OK) {
+        return fail("cannot load tls_trusted_certificate \"" + tls.trusted_certificate + "\"");
+      }
+    } else if (SSL_CTX_set_default_verify_paths(ssl->ctx) != 1) {
+      return fail("cannot load the system's CA certificates for tls_verify");
+    }
+  }
+  out->ssl = ssl;
+  out->verify = tls.verify;
+  return NGX_CONF_OK;
 }

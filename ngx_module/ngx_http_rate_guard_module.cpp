@@ -54,6 +54,7 @@ struct ZoneApplication {
 
 struct MainConf {
   rate_guard::RedisConfig* redis;
+  NgxRedisTls redis_tls;  // with tls=on
   ngx_array_t zones;  // of Zone
   bool used;          // some location applies a zone
   size_t block_cache_size;  // 0: off
@@ -109,8 +110,8 @@ struct Worker {
   RedisChecker checker;
   std::optional<rate_guard::BlockCache> cache;
   std::optional<ShmtxLock> cache_lock;
-  Worker(const rate_guard::RedisConfig& config, rate_guard::RedisCounters* counters)
-      : checker(config, loop, counters) {}
+  Worker(const rate_guard::RedisConfig& config, NgxRedisTls tls, rate_guard::RedisCounters* counters)
+      : loop(tls), checker(config, loop, counters) {}
 };
 Worker* worker;
 
@@ -221,6 +222,11 @@ char* rate_guard_redis(ngx_conf_t* cf, ngx_command_t*, void* conf) {
   }
   if (char* rv = resolve_redis_hosts(cf, parsed.value()); rv != NGX_CONF_OK) {
     return rv;
+  }
+  if (parsed.value().tls.on) {
+    if (char* rv = make_redis_tls(cf, parsed.value().tls, &mcf->redis_tls); rv != NGX_CONF_OK) {
+      return rv;
+    }
   }
   mcf->redis = pool_new(cf->pool, std::move(parsed.value()));
   return mcf->redis != nullptr ? NGX_CONF_OK : static_cast<char*>(NGX_CONF_ERROR);
@@ -1027,7 +1033,7 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
     if (mcf->redis == nullptr || !mcf->used) {
       return NGX_OK;
     }
-    worker = new Worker(*mcf->redis, metrics ? &metrics->redis() : nullptr);
+    worker = new Worker(*mcf->redis, mcf->redis_tls, metrics ? &metrics->redis() : nullptr);
     if (mcf->block_cache_zone != nullptr) {
       auto* region = static_cast<BlockCacheRegion*>(mcf->block_cache_zone->data);
       auto* pool = reinterpret_cast<ngx_slab_pool_t*>(mcf->block_cache_zone->shm.addr);

@@ -1,5 +1,6 @@
 #include "config/redis_config.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -214,6 +215,7 @@ Result<RedisConfig> parse_redis_config(const std::vector<std::string_view>& args
   bool have_prefix = false;
   bool have_connect_timeout = false;
   bool have_timeout = false;
+  std::vector<std::string_view> tls_options;  // seen, to refuse duplicates and tls_* without tls=on
 
   for (size_t i = 1; i < args.size(); ++i) {
     std::string_view token = args[i];
@@ -286,9 +288,44 @@ Result<RedisConfig> parse_redis_config(const std::vector<std::string_view>& args
       (name == "timeout" ? config.timeout_ms : config.connect_timeout_ms) = timeout.value();
       seen = true;
 
+    } else if (name == "tls" || name == "tls_verify") {
+      if (std::find(tls_options.begin(), tls_options.end(), name) != tls_options.end()) {
+        return fail<RedisConfig>(duplicate_option(name));
+      }
+      if (value != "on" && value != "off") {
+        return fail<RedisConfig>("\"" + std::string(name) + "=\" must be \"on\" or \"off\", not " + quoted(value));
+      }
+      (name == "tls" ? config.tls.on : config.tls.verify) = value == "on";
+      tls_options.push_back(name);
+
+    } else if (name == "tls_trusted_certificate" || name == "tls_certificate" || name == "tls_certificate_key" ||
+               name == "tls_name") {
+      if (std::find(tls_options.begin(), tls_options.end(), name) != tls_options.end()) {
+        return fail<RedisConfig>(duplicate_option(name));
+      }
+      if (value.empty()) {
+        return fail<RedisConfig>("\"" + std::string(name) + "=\" needs a value");
+      }
+      std::string& field = name == "tls_trusted_certificate" ? config.tls.trusted_certificate
+                           : name == "tls_certificate"       ? config.tls.certificate
+                           : name == "tls_certificate_key"   ? config.tls.certificate_key
+                                                             : config.tls.name;
+      field = std::string(value);
+      tls_options.push_back(name);
+
     } else {
       return fail<RedisConfig>("unknown option " + quoted(token));
     }
+  }
+
+  for (std::string_view name : tls_options) {
+    if (name != "tls" && !config.tls.on) {
+      return fail<RedisConfig>("\"" + std::string(name) + "=\" needs \"tls=on\"");
+    }
+  }
+  if (config.tls.certificate.empty() != config.tls.certificate_key.empty()) {
+    return fail<RedisConfig>(config.tls.certificate.empty() ? "\"tls_certificate_key=\" needs \"tls_certificate=\""
+                                                            : "\"tls_certificate=\" needs \"tls_certificate_key=\"");
   }
 
   if (have_username && !have_password) {

@@ -27,6 +27,16 @@ bool parse_reply_port(std::string_view text, uint16_t* port);
 // "host:port" as Redis writes it in MOVED and ASK (the port after the last ':').
 bool parse_reply_endpoint(std::string_view text, RedisEndpoint* endpoint);
 
+// TLS to Redis.
+struct RedisTls {
+  bool on = false;
+  bool verify = true;               // the server's chain and name
+  std::string trusted_certificate;  // CA file (PEM); empty: the system's CA store
+  std::string certificate;          // client certificate and its key (PEM), or none
+  std::string certificate_key;
+  std::string name;                 // checked in the certificate and sent as SNI; empty: the host
+};
+
 struct RedisConfig {
   // Redis Sentinel: the master named `master_name` is asked of these.
   std::vector<RedisEndpoint> sentinels;
@@ -45,10 +55,14 @@ struct RedisConfig {
   std::string prefix = "rate_guard:";
   uint64_t connect_timeout_ms = 50;
   uint64_t timeout_ms = 50;
+
+  RedisTls tls;  // on every connection it opens: master, sentinels, cluster nodes alike
 };
 
 // `rate_guard_redis ADDRESS [password=S] [username=S] [db=N] [prefix=S]
-//                  [connect_timeout=T] [timeout=T]`: every argument after the
+//                  [connect_timeout=T] [timeout=T] [tls=on] [tls_verify=on|off]
+//                  [tls_trusted_certificate=FILE] [tls_certificate=FILE
+//                  tls_certificate_key=FILE] [tls_name=NAME]`: every argument after the
 // directive name. ADDRESS is "host:port", "host" (port 6379), "[v6]:port",
 // "unix:/path", or "sentinel=HOST:PORT[,HOST:PORT...]" (port 26379 by
 // default) with "master=NAME" and optionally "sentinel_password=S", or

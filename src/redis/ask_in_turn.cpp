@@ -4,8 +4,8 @@
 
 namespace rate_guard {
 
-AskInTurn::AskInTurn(EventLoop& loop, std::string what, RedisLog& log)
-    : loop_(loop), what_(std::move(what)), log_(log), connection_(loop) {
+AskInTurn::AskInTurn(EventLoop& loop, std::string what, RedisLog& log, const RedisTls& tls)
+    : loop_(loop), what_(std::move(what)), log_(log), connection_(loop, tls) {
   timer_ = loop_.make_timer(
       [this] {
         log_.error(server_text() + " did not answer in time");

@@ -27,7 +27,8 @@ namespace rate_guard {
 class AskInTurn {
  public:
   // `what` names a server in the log: "sentinel", "cluster node".
-  AskInTurn(EventLoop& loop, std::string what, RedisLog& log);
+  // `tls`: how to speak to every server asked (kept by reference).
+  AskInTurn(EventLoop& loop, std::string what, RedisLog& log, const RedisTls& tls);
   ~AskInTurn();
   AskInTurn(const AskInTurn&) = delete;
   AskInTurn& operator=(const AskInTurn&) = delete;

@@ -33,7 +33,7 @@ uint64_t reconnect_backoff_ms(uint64_t failures) {
 }
 
 CheckConnection::CheckConnection(CheckConnectionShared& shared, ReplyFn reply, void* owner, ReconnectFn reconnect)
-    : shared_(shared), connection_(shared.loop), reply_(reply), owner_(owner), reconnect_(std::move(reconnect)) {
+    : shared_(shared), connection_(shared.loop, shared.config.tls), reply_(reply), owner_(owner), reconnect_(std::move(reconnect)) {
   connect_timer_ = shared_.loop.make_timer(
       [this] {
         if (state_ == State::connecting) {

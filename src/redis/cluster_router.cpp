@@ -18,7 +18,7 @@ ClusterRouter::ClusterRouter(CheckConnectionShared& shared, CheckConnection::Rep
       reply_(reply),
       reply_owner_(owner),
       map_done_(std::move(map_done)),
-      query_(shared.loop, "cluster node", shared.log),
+      query_(shared.loop, "cluster node", shared.log, shared.config.tls),
       owner_(kClusterSlots, nullptr) {
   refresh_timer_ = shared_.loop.make_timer([this] { refresh(); }, false);
   retire_timer_ = shared_.loop.make_timer([this] { retire_unused_nodes(); }, false);

@@ -39,11 +39,16 @@ class Stream {
 };
 
 // Where a server listens: host (an IP address, resolved when the
-// configuration loaded) and port, or a unix socket when `unix_path` is set.
+// configuration loaded) and port, or a unix socket when `unix_path` is set;
+// and whether to speak TLS to it.
 struct StreamAddress {
   std::string_view host;
   uint16_t port = 0;
   std::string_view unix_path;
+  // TLS: the handshake (and, when the loop verifies, the server's certificate
+  // for `tls_name`) comes before stream_connected.
+  bool tls = false;
+  std::string_view tls_name;  // SNI and the name checked; empty: `host`
 };
 
 class Timer {

@@ -6,7 +6,7 @@
 
 namespace rate_guard {
 
-RedisConnection::RedisConnection(EventLoop& loop) : loop_(loop) {}
+RedisConnection::RedisConnection(EventLoop& loop, const RedisTls& tls) : loop_(loop), tls_(tls) {}
 
 RedisConnection::~RedisConnection() {
   close();
@@ -16,7 +16,8 @@ bool RedisConnection::open(const RedisAddress& address, LostFn lost, std::string
   close();
   address_ = address;
   made_ = false;
-  const StreamAddress where{address_.endpoint.host, address_.endpoint.port, address_.unix_path};
+  const StreamAddress where{address_.endpoint.host, address_.endpoint.port, address_.unix_path, tls_.on,
+                            tls_.name};
   stream_ = loop_.connect(where, *this, error);
   if (!stream_) {
     return false;

@@ -39,7 +39,8 @@ class RedisConnection final : private Stream::Events {
   // The connection could not be made, or was lost; never called for close().
   using LostFn = std::function<void(std::string_view reason)>;
 
-  explicit RedisConnection(EventLoop& loop);
+  // `tls`: how to speak to every server it connects to (kept by reference).
+  RedisConnection(EventLoop& loop, const RedisTls& tls);
   ~RedisConnection();
   RedisConnection(const RedisConnection&) = delete;
   RedisConnection(RedisConnection&&) = delete;
@@ -80,6 +81,7 @@ class RedisConnection final : private Stream::Events {
   void fail_awaited();
 
   EventLoop& loop_;
+  const RedisTls& tls_;
   RedisAddress address_;
   LostFn lost_;
   std::unique_ptr<Stream> stream_;

@@ -11,7 +11,7 @@ constexpr uint64_t kResubscribeDelayMs = 1000;
 }  // namespace
 
 SentinelClient::SentinelClient(const RedisConfig& config, EventLoop& loop, RedisLog& log)
-    : config_(config), loop_(loop), log_(log), master_query_(loop, "sentinel", log), subscription_(loop) {
+    : config_(config), loop_(loop), log_(log), master_query_(loop, "sentinel", log, config.tls), subscription_(loop, config.tls) {
   resubscribe_timer_ = loop_.make_timer([this] { subscribe(); }, false);
 }
 

@@ -310,5 +310,59 @@ TEST(RedisAddress, UnixPathWithANulIsRefused) {
   EXPECT_NE(config.error().find("invalid unix socket path"), std::string::npos) << config.error();
 }
 
+TEST(RedisTlsConfig, TlsOptionsAreKeptAndVerifyIsOnByDefault) {
+  auto config = parse_redis_config(Args{"10.0.0.1:6380", "tls=on", "tls_trusted_certificate=/etc/ca.pem",
+                                        "tls_certificate=/etc/c.pem", "tls_certificate_key=/etc/c.key",
+                                        "tls_name=redis.internal"});
+  ASSERT_TRUE(config) << config.error();
+  const RedisTls& tls = config.value().tls;
+  EXPECT_TRUE(tls.on);
+  EXPECT_TRUE(tls.verify);
+  EXPECT_EQ(tls.trusted_certificate, "/etc/ca.pem");
+  EXPECT_EQ(tls.certificate, "/etc/c.pem");
+  EXPECT_EQ(tls.certificate_key, "/etc/c.key");
+  EXPECT_EQ(tls.name, "redis.internal");
+  EXPECT_FALSE(parse_redis_config(Args{"10.0.0.1"}).value().tls.on);
+}
+
+TEST(RedisTlsConfig, TlsVerifyOffIsKept) {
+  auto config = parse_redis_config(Args{"10.0.0.1", "tls=on", "tls_verify=off"});
+  ASSERT_TRUE(config) << config.error();
+  EXPECT_FALSE(config.value().tls.verify);
+}
+
+TEST(RedisTlsConfig, TlsOptionsWithoutTlsOnAreRefused) {
+  for (const char* option : {"tls_verify=off", "tls_trusted_certificate=/ca.pem", "tls_name=x", "tls=off"}) {
+    auto config = parse_redis_config(Args{"10.0.0.1", option});
+    if (std::string_view(option) == "tls=off") {
+      EXPECT_TRUE(config) << config.error();
+      continue;
+    }
+    ASSERT_FALSE(config) << option;
+    EXPECT_NE(config.error().find("needs \"tls=on\""), std::string::npos) << config.error();
+  }
+}
+
+TEST(RedisTlsConfig, ACertificateNeedsItsKeyAndTheKeyItsCertificate) {
+  auto key_only = parse_redis_config(Args{"10.0.0.1", "tls=on", "tls_certificate_key=/k.pem"});
+  ASSERT_FALSE(key_only);
+  EXPECT_EQ(key_only.error(), "\"tls_certificate_key=\" needs \"tls_certificate=\"");
+  auto cert_only = parse_redis_config(Args{"10.0.0.1", "tls=on", "tls_certificate=/c.pem"});
+  ASSERT_FALSE(cert_only);
+  EXPECT_EQ(cert_only.error(), "\"tls_certificate=\" needs \"tls_certificate_key=\"");
+}
+
+TEST(RedisTlsConfig, BadOrDuplicateTlsValuesAreRefused) {
+  EXPECT_FALSE(parse_redis_config(Args{"10.0.0.1", "tls=yes"}));
+  EXPECT_FALSE(parse_redis_config(Args{"10.0.0.1", "tls=on", "tls=on"}));
+  EXPECT_FALSE(parse_redis_config(Args{"10.0.0.1", "tls=on", "tls_name="}));
+}
+
+TEST(RedisTlsConfig, EveryFormTakesTls) {
+  EXPECT_TRUE(parse_redis_config(Args{"sentinel=10.0.0.1:26379", "master=m", "tls=on"}).value().tls.on);
+  EXPECT_TRUE(parse_redis_config(Args{"cluster=10.0.0.1:7000", "tls=on"}).value().tls.on);
+  EXPECT_TRUE(parse_redis_config(Args{"unix:/run/redis.sock", "tls=on", "tls_name=redis"}).value().tls.on);
+}
+
 }  // namespace
 }  // namespace rate_guard
