@@ -9,6 +9,8 @@
 #   - tls_verify=off: accepted;
 #   - a server that requires client certificates: refused without one,
 #     exact with one;
+#   - the TLS Redis killed and restarted under load: every request answered,
+#     exact again after;
 #   - nginx -t: tls_* without tls=on, a certificate without its key, a
 #     missing file.
 #   tls.sh MODULE
@@ -39,13 +41,15 @@ start_tls_redis() {
   redis-server --bind 127.0.0.1 --port 0 --tls-port "$1" --tls-cert-file "$certs/server.pem" \
     --tls-key-file "$certs/server.key" --tls-ca-cert-file "$certs/ca.pem" --tls-auth-clients "$2" \
     --requirepass secret --save '' --appendonly no --dir "$dir" --logfile "$dir/redis.log" &
-  track $!
+  redis_pid=$!
+  track "$redis_pid"
   wait_port "$1"
 }
 redis_port=$(free_port)
 mtls_port=$(free_port)
-start_tls_redis "$redis_port" no
 start_tls_redis "$mtls_port" yes
+start_tls_redis "$redis_port" no
+tls_redis_pid=$redis_pid
 
 # serve NAME PORT REDIS_ARGS: nginx limiting /t at 5 per minute (sliding_log)
 # through a rate_guard_redis with REDIS_ARGS; X-Status tells who decided.
@@ -101,6 +105,22 @@ expect no_verify "127.0.0.1:$redis_port password=secret tls=on tls_verify=off" "
 mtls="127.0.0.1:$mtls_port password=secret tls=on tls_trusted_certificate=$certs/ca.pem tls_name=redis.test"
 expect no_client_cert "$mtls" "$failed" "rate_guard: connection to Redis .* lost: .*certificate required"
 expect client_cert "$mtls tls_certificate=$certs/client.pem tls_certificate_key=$certs/client.key" "$exact"
+# The TLS Redis killed and restarted under load: every request answered
+# (by the fail policy meanwhile), exact again once it is back, no reload.
+port=$(free_port)
+serve restart "$port" "$trusted tls_name=redis.test"
+burst 200 16 "X-Client: before-restart" "http://127.0.0.1:$port/t" > "$e2e_work/restart-before"
+stop "$tls_redis_pid" KILL
+burst 500 16 "X-Client: during-restart" "http://127.0.0.1:$port/t" > "$e2e_work/restart-during"
+start_tls_redis "$redis_port" no
+sleep 1.5  # reconnection backs off up to 1 s
+answered=$(cat "$e2e_work"/restart-{before,during} | grep -cE '^(200|429)$')
+got=$(statuses restart "$port" after-restart)
+echo "restart: $answered of 700 answered while Redis was killed and restarted; then $got"
+[[ $answered -eq 700 ]] || fail "restart: $answered of 700 requests answered with 200 or 429"
+[[ $got == "$exact" ]] || fail "restart: not exact again after the restart: $got"
+no_crash restart
+
 if grep -h "rate_guard" "$e2e_work"/{other_ca,wrong_name,no_client_cert}/error.log | grep -v '\[error\]' | grep -q .; then
   fail "a line about Redis other than the throttled rate_guard errors"
 fi
