@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -22,7 +23,9 @@ namespace rate_guard::testing {
 
 class LibeventLoop final : public EventLoop {
  public:
-  LibeventLoop() : base_(event_base_new()) {}
+  // A server that closes on us must not kill the test with SIGPIPE: nginx
+  // ignores the signal in its workers, and so do the tests.
+  LibeventLoop() : base_(event_base_new()) { std::signal(SIGPIPE, SIG_IGN); }
   ~LibeventLoop() override { event_base_free(base_); }
 
   uint64_t now_ms() override {
