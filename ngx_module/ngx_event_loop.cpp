@@ -76,35 +76,11 @@ class NgxStream final : public rate_guard::Stream {
 
  private:
   bool make_sockaddr(const rate_guard::StreamAddress& address, std::string* error) {
-    ngx_memzero(&sockaddr_, sizeof(sockaddr_));
-    if (!address.unix_path.empty()) {
-      auto* un = reinterpret_cast<sockaddr_un*>(&sockaddr_);
-      if (address.unix_path.size() >= sizeof(un->sun_path)) {
-        *error = "unix socket path too long";
-        return false;
-      }
-      un->sun_family = AF_UNIX;
-      ngx_memcpy(un->sun_path, address.unix_path.data(), address.unix_path.size());
-      socklen_ = sizeof(sockaddr_un);
-      name_text_ = "unix:" + std::string(address.unix_path);
-    } else {
-      const std::string host(address.host);
-      auto* in4 = reinterpret_cast<sockaddr_in*>(&sockaddr_);
-      auto* in6 = reinterpret_cast<sockaddr_in6*>(&sockaddr_);
-      if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons(address.port);
-        socklen_ = sizeof(sockaddr_in);
-      } else if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(address.port);
-        socklen_ = sizeof(sockaddr_in6);
-      } else {
-        *error = "not an IP address: " + host;  // hosts are resolved when the configuration loads
-        return false;
-      }
-      name_text_ = host + ":" + std::to_string(address.port);
+    if (!rate_guard::stream_sockaddr(address, &sockaddr_, &socklen_, error)) {
+      return false;
     }
+    name_text_ = address.unix_path.empty() ? std::string(address.host) + ":" + std::to_string(address.port)
+                                           : "unix:" + std::string(address.unix_path);
     name_.data = reinterpret_cast<u_char*>(name_text_.data());
     name_.len = name_text_.size();
     return true;

@@ -4,6 +4,8 @@
 // provide one on libevent.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -50,6 +52,11 @@ struct StreamAddress {
   bool tls = false;
   std::string_view tls_name;  // SNI and the name checked; empty: `host`
 };
+
+// The socket address of `address` (an IPv4 or IPv6 host, or a unix socket)
+// into `storage`; false, with why in `*error`, when there is none.
+bool stream_sockaddr(const StreamAddress& address, sockaddr_storage* storage, socklen_t* length,
+                     std::string* error);
 
 class Timer {
  public:

@@ -36,33 +36,10 @@ class LibeventLoop final : public EventLoop {
 
   std::unique_ptr<Stream> connect(const StreamAddress& address, Stream::Events& events,
                                   std::string* error) override {
-    sockaddr_storage storage{};
+    sockaddr_storage storage;
     socklen_t length = 0;
-    if (!address.unix_path.empty()) {
-      auto* un = reinterpret_cast<sockaddr_un*>(&storage);
-      un->sun_family = AF_UNIX;
-      if (address.unix_path.size() >= sizeof(un->sun_path)) {
-        *error = "unix socket path too long";
-        return nullptr;
-      }
-      std::memcpy(un->sun_path, address.unix_path.data(), address.unix_path.size());
-      length = sizeof(sockaddr_un);
-    } else {
-      const std::string host(address.host);
-      auto* in4 = reinterpret_cast<sockaddr_in*>(&storage);
-      auto* in6 = reinterpret_cast<sockaddr_in6*>(&storage);
-      if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons(address.port);
-        length = sizeof(sockaddr_in);
-      } else if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(address.port);
-        length = sizeof(sockaddr_in6);
-      } else {
-        *error = "not an IP address: " + host;
-        return nullptr;
-      }
+    if (!stream_sockaddr(address, &storage, &length, error)) {
+      return nullptr;
     }
     auto stream = std::make_unique<LibeventStream>(base_, events);
     if (!stream->connect(reinterpret_cast<sockaddr*>(&storage), length, error)) {
