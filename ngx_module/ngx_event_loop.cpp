@@ -207,10 +207,12 @@ class NgxStream final : public rate_guard::Stream {
       if (n == 0 || n == NGX_ERROR) {
         const int err = ngx_socket_errno;  // recv()'s, as c->recv leaves it
         gone_ = nullptr;
-        closed(n == 0                ? "connection closed"
-               : !reason_.empty()    ? reason_
-               : err != 0            ? std::strerror(err)
-                                     : "recv() failed");
+        // TLS errors are OpenSSL's (as nginx logged them), socket errors errno's.
+        const bool tls_error = c_->ssl != nullptr && !reason_.empty();
+        closed(n == 0      ? "connection closed"
+               : tls_error ? reason_
+               : err != 0  ? std::strerror(err)
+                           : "recv() failed");
         return;
       }
       events_.stream_data(reinterpret_cast<const char*>(buffer_), static_cast<size_t>(n));

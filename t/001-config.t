@@ -237,11 +237,21 @@ qr/\[emerg\] .*port must be between 1 and 65535 in "127\.0\.0\.1:99999" in \S+ng
 
 === TEST 18: an unknown Redis option
 --- http_config
-    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT tls=on;
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT keepalive=on;
 --- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*unknown option "tls=on" in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*unknown option "keepalive=on" in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 18b: a tls_ option without tls=on
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT tls_name=redis.test;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"tls_name=" needs "tls=on" in \S+nginx\.conf:\d+/
 
 
 
