@@ -17,7 +17,8 @@
 #   wait_port PORT [SECONDS]  until something accepts on 127.0.0.1:PORT (5 s)
 #   wait_redis PORT [SECONDS] until a redis-server there answers PING (5 s)
 #   start_redis PORT [ARG...] a redis-server on 127.0.0.1:PORT, no persistence,
-#                             dir and log in $work/redis-PORT, waited for
+#                             dir and log in $work/redis-PORT, waited for,
+#                             its PID recorded and in $bg_pid
 #   NGINX_BINARY              the nginx binary: $NGINX_BINARY, else
 #                             $TEST_NGINX_BINARY (Test::Nginx's name), else
 #                             /usr/sbin/nginx
@@ -108,6 +109,7 @@ start_redis() {
   mkdir -p "$dir"
   redis-server "$@" --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
     --logfile "$dir/redis.log" &
-  track $!
+  bg_pid=$!
+  track "$bg_pid"
   wait_redis "$port" || { echo "redis on port $port did not start: $(tail -5 "$dir/redis.log")" >&2; return 1; }
 }
