@@ -14,6 +14,7 @@
 #   track PID                 record a PID started otherwise (stopped on exit)
 #   at_exit COMMAND           run COMMAND (eval) on exit, before the PIDs are stopped
 #   stop PID [SIGNAL]         the signal (default TERM) to that PID, and reap it
+#                             (no longer recorded: its number may be reused)
 #   wait_port PORT [SECONDS]  until something accepts on 127.0.0.1:PORT (5 s)
 #   wait_redis PORT [SECONDS] until a redis-server there answers PING (5 s)
 #   start_redis PORT [ARG...] a redis-server on 127.0.0.1:PORT, no persistence,
@@ -82,8 +83,12 @@ start_bg() {
 }
 
 stop() {
+  local i
   kill -s "${2:-TERM}" "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
+  for i in "${!lib_pids[@]}"; do
+    [[ ${lib_pids[i]} != "$1" ]] || unset 'lib_pids[i]'
+  done
 }
 
 wait_port() {
