@@ -14,7 +14,8 @@
 #   track PID                 record a PID started otherwise (stopped on exit)
 #   at_exit COMMAND           run COMMAND (eval) on exit, before the PIDs are stopped
 #   stop PID [SIGNAL]         the signal (default TERM) to that PID, and reap it
-#                             (no longer recorded: its number may be reused)
+#                             (no longer recorded: its number may be reused);
+#                             its exit status in $stop_status
 #   wait_port PORT [SECONDS]  until something accepts on 127.0.0.1:PORT (5 s)
 #   wait_redis PORT [SECONDS] until a redis-server there answers PING (5 s)
 #   start_redis PORT [ARG...] a redis-server on 127.0.0.1:PORT, no persistence,
@@ -30,6 +31,7 @@ NGINX_BINARY=${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}
 lib_pids=()
 lib_at_exit=()
 bg_pid=
+stop_status=
 
 lib_init() {
   work=$(mktemp -d "${TMPDIR:-/tmp}/rate_guard-$1.XXXXXX")
@@ -85,7 +87,8 @@ start_bg() {
 stop() {
   local i
   kill -s "${2:-TERM}" "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
+  stop_status=0
+  wait "$1" 2>/dev/null || stop_status=$?
   for i in "${!lib_pids[@]}"; do
     [[ ${lib_pids[i]} != "$1" ]] || unset 'lib_pids[i]'
   done
