@@ -42,46 +42,23 @@ fi
 module=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 rounds="${2:-20}"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-NGINX_BINARY="${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}"
 start_time=$SECONDS
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sanitize_load.XXXXXX")
-redis_pid="" nginx_pid=""
+source "$root/scripts/lib.sh"
+lib_init sanitize_load
+[[ -z ${SANITIZE_LOAD_KEEP:-} ]] || RATE_GUARD_KEEP=1
 status=0
-cleanup() {
-  if [[ -n "$nginx_pid" ]] && kill -0 "$nginx_pid" 2>/dev/null; then
-    kill -KILL "$nginx_pid" 2>/dev/null || true
-  fi
-  if [[ -n "$redis_pid" ]] && kill -0 "$redis_pid" 2>/dev/null; then
-    kill "$redis_pid" 2>/dev/null || true
-    wait "$redis_pid" 2>/dev/null || true
-  fi
-  if [[ $status == 0 && -z "${SANITIZE_LOAD_KEEP:-}" ]]; then rm -rf "$work"; else echo "sanitize_load: logs kept in $work" >&2; fi
-}
-trap cleanup EXIT
-
-read -r nginx_port redis_port < <(perl -MIO::Socket::INET -e '
-    my @s = map { IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0,
-                                        Proto => "tcp", Listen => 1) or die $! } 1 .. 2;
-    print join(" ", map { $_->sockport } @s), "\n";')
+{ read -r nginx_port; read -r redis_port; } < <(free_ports 2)
 
 cli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
-start_redis() {
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize no --dir "$work" --logfile "$work/redis.log" --enable-debug-command local \
-    2>/dev/null &
-  redis_pid=$!
-  for _ in $(seq 100); do [[ "$(cli ping 2>/dev/null)" == PONG ]] && return 0; sleep 0.1; done
-  echo "sanitize_load: redis-server did not start" >&2
-  return 1
-}
-start_redis || {
-  # redis-server before 7 has no --enable-debug-command
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize no --dir "$work" --logfile "$work/redis.log" &
-  redis_pid=$!
-  sleep 0.5
-}
+# DEBUG SLEEP makes Redis slow; redis-server before 7 has no
+# --enable-debug-command (DEBUG is always allowed there)
+redis_debug=()
+if [[ $(redis-server --version) =~ v=([0-9]+) ]] && (( BASH_REMATCH[1] >= 7 )); then
+  redis_debug=(--enable-debug-command local)
+fi
+start_redis "$redis_port" "${redis_debug[@]}"
+redis_pid=$bg_pid
 
 mkdir -p "$work/logs"
 cat > "$work/nginx.conf" <<EOF
@@ -128,24 +105,25 @@ EOF
 case $mode in
 valgrind)
   command -v valgrind > /dev/null || { echo "sanitize_load: valgrind not installed" >&2; exit 2; }
-  valgrind --leak-check=full --show-leak-kinds=definite,indirect,possible \
+  start_bg nginx.out valgrind --leak-check=full --show-leak-kinds=definite,indirect,possible \
     --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --num-callers=40 \
     --trace-children=no --log-file="$work/valgrind.log" \
     --suppressions="$root/tests/valgrind.supp" ${SANITIZE_LOAD_VALGRIND_OPTS:-} \
-    "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log" &
-  nginx_pid=$!
+    "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log"
+  nginx_pid=$bg_pid
   ;;
 asan)
   libasan=$(ldd "$module" | awk '/libasan\.so/ { print $3 }')
   libubsan=$(ldd "$module" | awk '/libubsan\.so/ { print $3 }')
   [[ -n "$libasan" ]] || { echo "sanitize_load: $module is not built with -DRATE_GUARD_SANITIZE=ON" >&2; exit 2; }
   mkdir -p "$work/reports"
-  ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:log_path=$work/reports/asan" \
-  LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0" \
-  UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$work/reports/ubsan" \
-  LD_PRELOAD="$libasan $libubsan" \
-    "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log" &
-  nginx_pid=$!
+  start_bg nginx.out env \
+    ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:log_path=$work/reports/asan" \
+    LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0" \
+    UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$work/reports/ubsan" \
+    LD_PRELOAD="$libasan $libubsan" \
+    "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log"
+  nginx_pid=$bg_pid
   ;;
 esac
 for _ in $(seq 300); do
@@ -221,12 +199,13 @@ for round in $(seq "$rounds"); do
   fi
 
   if [[ $round == "$middle" ]]; then
-    kill -KILL "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
+    stop "$redis_pid" KILL
     down=()
     for i in $(seq 20); do down+=("/t?k=d$round-$i"); done
     line+=" | redis down: $(client keep "${down[@]}")"
     total=$(( total + 20 ))
-    start_redis
+    start_redis "$redis_port" "${redis_debug[@]}"
+    redis_pid=$bg_pid
     sleep 1.5   # reconnection with backoff
     line+=" | redis back: $(client keep "/t?k=back1" "/t?k=back2" "/t?k=back1")"
     total=$(( total + 3 ))
@@ -242,11 +221,8 @@ echo "$metrics" | grep -E '^rate_guard_redis_(round_trips|errors|timeouts|reconn
 echo "sanitize_load: $total requests in $(( SECONDS - start_time ))s"
 
 # A graceful stop: exit_process frees the module's worker state.
-kill -QUIT "$nginx_pid"
-set +e
-wait "$nginx_pid"
-nginx_status=$?
-set -e
+stop "$nginx_pid" QUIT
+nginx_status=$stop_status
 echo "sanitize_load: nginx exited with status $nginx_status"
 
 grep -E '\[(alert|crit|emerg)\]|exited on signal' "$work/logs/error.log" && {
