@@ -31,7 +31,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="${RATE_GUARD_ASAN_BUILD_DIR:-$root/build-asan}"
-NGINX_BINARY="${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}"
+source "$root/scripts/lib.sh"  # NGINX_BINARY; t/run below starts the servers
 start=$(date +%s)
 
 step() { printf '==> %s (%ds)\n' "$*" $(( $(date +%s) - start )); }
@@ -115,7 +115,7 @@ cat > "$wrapper" <<EOF
 LD_PRELOAD="$libasan $libubsan\${LD_PRELOAD:+ \$LD_PRELOAD}" exec "$NGINX_BINARY" "\$@"
 EOF
 chmod +x "$wrapper"
-if ! NGINX_BINARY="$wrapper" TEST_NGINX_BINARY="$wrapper" RATE_GUARD_MODULE="$module" \
+if ! NGINX_BINARY="$wrapper" RATE_GUARD_MODULE="$module" \
     RATE_GUARD_TEST_WORKDIR="$build/t-work" "$root/t/run" "$@"; then
   status=1
 fi
