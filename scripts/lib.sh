@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # The one helper of rate_guard's shell scripts (bench/, demo/, tests/e2e/,
-# tests/hostile/, tests/sanitize*.sh): source it, then call `lib_init NAME`.
+# tests/hostile/, tests/sanitize*.sh, t/run): source it, then call
+# `lib_init NAME` (t/run, with a work dir and cleanup of its own, only takes
+# free_ports and NGINX_BINARY).
 #
 #   lib_init NAME             $work: a private directory (/tmp/rate_guard-NAME.*),
 #                             kept with its logs when the script fails (exit
