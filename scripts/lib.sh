@@ -86,6 +86,7 @@ start_bg() {
   track "$bg_pid"
 }
 
+# shellcheck disable=SC2034  # stop_status is the caller's
 stop() {
   local i
   kill -s "${2:-TERM}" "$1" 2>/dev/null || true

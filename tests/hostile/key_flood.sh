@@ -46,6 +46,7 @@ threads=2
 connections=64
 per_thread=$(( (n + threads - 1) / threads ))
 
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib.sh
 source "$here/../../scripts/lib.sh"
 lib_init key_flood
 { read -r nginx_port; read -r redis_port; } < <(free_ports 2)
