@@ -97,9 +97,10 @@ start_bg logs/nginx.out "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$w
 nginx_pid=$bg_pid
 for _ in $(seq 100); do
   curl -s -o /dev/null "http://127.0.0.1:$nginx_port/metrics" && break
+  kill -0 "$nginx_pid" 2>/dev/null || break
   sleep 0.1
 done
-worker_pid=$(pgrep -P "$nginx_pid" | head -1)
+worker_pid=$(pgrep -P "$nginx_pid" | head -1 || true)
 [[ -n "$worker_pid" ]] || { echo "key_flood: no nginx worker" >&2; cat "$work/logs/error.log" >&2; exit 1; }
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$worker_pid/status"; }
