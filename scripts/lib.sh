@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # The one helper of rate_guard's shell scripts (bench/, demo/, tests/e2e/,
-# tests/hostile/, tests/sanitize*.sh): source it, then call `lib_init NAME`.
+# tests/hostile/, tests/sanitize*.sh, t/run): source it, then call
+# `lib_init NAME` (t/run, with a work dir and cleanup of its own, only takes
+# free_ports and NGINX_BINARY).
 #
 #   lib_init NAME             $work: a private directory (/tmp/rate_guard-NAME.*),
 #                             kept with its logs when the script fails (exit
@@ -14,10 +16,13 @@
 #   track PID                 record a PID started otherwise (stopped on exit)
 #   at_exit COMMAND           run COMMAND (eval) on exit, before the PIDs are stopped
 #   stop PID [SIGNAL]         the signal (default TERM) to that PID, and reap it
+#                             (no longer recorded: its number may be reused);
+#                             its exit status in $stop_status
 #   wait_port PORT [SECONDS]  until something accepts on 127.0.0.1:PORT (5 s)
 #   wait_redis PORT [SECONDS] until a redis-server there answers PING (5 s)
 #   start_redis PORT [ARG...] a redis-server on 127.0.0.1:PORT, no persistence,
-#                             dir and log in $work/redis-PORT, waited for
+#                             dir and log in $work/redis-PORT, waited for,
+#                             its PID recorded and in $bg_pid
 #   NGINX_BINARY              the nginx binary: $NGINX_BINARY, else
 #                             $TEST_NGINX_BINARY (Test::Nginx's name), else
 #                             /usr/sbin/nginx
@@ -28,6 +33,7 @@ NGINX_BINARY=${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}
 lib_pids=()
 lib_at_exit=()
 bg_pid=
+stop_status=
 
 lib_init() {
   work=$(mktemp -d "${TMPDIR:-/tmp}/rate_guard-$1.XXXXXX")
@@ -80,9 +86,15 @@ start_bg() {
   track "$bg_pid"
 }
 
+# shellcheck disable=SC2034  # stop_status is the caller's
 stop() {
+  local i
   kill -s "${2:-TERM}" "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
+  stop_status=0
+  wait "$1" 2>/dev/null || stop_status=$?
+  for i in "${!lib_pids[@]}"; do
+    [[ ${lib_pids[i]} != "$1" ]] || unset 'lib_pids[i]'
+  done
 }
 
 wait_port() {
@@ -108,6 +120,7 @@ start_redis() {
   mkdir -p "$dir"
   redis-server "$@" --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
     --logfile "$dir/redis.log" &
-  track $!
+  bg_pid=$!
+  track "$bg_pid"
   wait_redis "$port" || { echo "redis on port $port did not start: $(tail -5 "$dir/redis.log")" >&2; return 1; }
 }

@@ -31,7 +31,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="${RATE_GUARD_ASAN_BUILD_DIR:-$root/build-asan}"
-NGINX_BINARY="${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}"
+source "$root/scripts/lib.sh"  # NGINX_BINARY; t/run below starts the servers
 start=$(date +%s)
 
 step() { printf '==> %s (%ds)\n' "$*" $(( $(date +%s) - start )); }
@@ -44,8 +44,8 @@ module="$build/nginx/objs/ngx_http_rate_guard_module.so"
 libasan=$(ldd "$module" | awk '/libasan\.so/ { print $3 }')
 libubsan=$(ldd "$module" | awk '/libubsan\.so/ { print $3 }')
 if [[ -z "$libasan" || -z "$libubsan" ]]; then
-    echo "sanitize.sh: $module is not linked with libasan and libubsan" >&2
-    exit 1
+  echo "sanitize.sh: $module is not linked with libasan and libubsan" >&2
+  exit 1
 fi
 
 reports="$build/sanitizer-reports"
@@ -76,17 +76,17 @@ int main(int argc, char **argv) {
 EOF
 gcc -g -O0 -fsanitize=address,undefined -fno-omit-frame-pointer "$canary.c" -o "$canary"
 for mode in o l u; do
-    # exit with an error instead of aborting: the same reports, no "Aborted" line
-    ASAN_OPTIONS=${ASAN_OPTIONS/abort_on_error=1/abort_on_error=0} \
-    UBSAN_OPTIONS=${UBSAN_OPTIONS/abort_on_error=1/abort_on_error=0} \
-        "$canary" "$mode" > /dev/null 2>&1 || true
+  # exit with an error instead of aborting: the same reports, no "Aborted" line
+  ASAN_OPTIONS=${ASAN_OPTIONS/abort_on_error=1/abort_on_error=0} \
+  UBSAN_OPTIONS=${UBSAN_OPTIONS/abort_on_error=1/abort_on_error=0} \
+    "$canary" "$mode" > /dev/null 2>&1 || true
 done
 found=$(grep -ls -e 'heap-buffer-overflow' -e 'detected memory leaks' -e 'runtime error: signed integer overflow' \
-            "$reports"/* | wc -l)
+      "$reports"/* | wc -l)
 if [[ $found -ne 3 ]]; then
-    echo "sanitize.sh: the canary left $found of 3 reports in $reports: sanitizer options are not effective" >&2
-    ls -l "$reports" >&2
-    exit 1
+  echo "sanitize.sh: the canary left $found of 3 reports in $reports: sanitizer options are not effective" >&2
+  ls -l "$reports" >&2
+  exit 1
 fi
 rm -f "$reports"/*
 
@@ -94,17 +94,17 @@ status=0
 
 step "GoogleTest under ASan+UBSan"
 for tests in rate_guard_unit_tests rate_guard_redis_tests; do
-    if ! "$build/$tests" --gtest_brief=1; then
-        status=1
-    fi
+  if ! "$build/$tests" --gtest_brief=1; then
+    status=1
+  fi
 done
 
 step "fuzz seeds and regression inputs under ASan+UBSan"
 if ! "$build/fuzz/fuzz_replay" "$root/fuzz" > "$build/fuzz_replay.log" 2>&1; then
-    tail -5 "$build/fuzz_replay.log"
-    status=1
+  tail -5 "$build/fuzz_replay.log"
+  status=1
 else
-    tail -1 "$build/fuzz_replay.log"
+  tail -1 "$build/fuzz_replay.log"
 fi
 
 step "t/ suites under ASan+UBSan (nginx: $NGINX_BINARY with LD_PRELOAD=$libasan $libubsan)"
@@ -115,23 +115,23 @@ cat > "$wrapper" <<EOF
 LD_PRELOAD="$libasan $libubsan\${LD_PRELOAD:+ \$LD_PRELOAD}" exec "$NGINX_BINARY" "\$@"
 EOF
 chmod +x "$wrapper"
-if ! NGINX_BINARY="$wrapper" TEST_NGINX_BINARY="$wrapper" RATE_GUARD_MODULE="$module" \
-        RATE_GUARD_TEST_WORKDIR="$build/t-work" "$root/t/run" "$@"; then
-    status=1
+if ! NGINX_BINARY="$wrapper" RATE_GUARD_MODULE="$module" \
+    RATE_GUARD_TEST_WORKDIR="$build/t-work" "$root/t/run" "$@"; then
+  status=1
 fi
 
 step "sanitizer reports"
 shopt -s nullglob
 files=("$reports"/*)
 if [[ ${#files[@]} -gt 0 ]]; then
-    for f in "${files[@]}"; do
-        echo "---- $f"
-        head -60 "$f"
-    done
-    echo "sanitize.sh: ${#files[@]} sanitizer report(s) in $reports" >&2
-    status=1
+  for f in "${files[@]}"; do
+    echo "---- $f"
+    head -60 "$f"
+  done
+  echo "sanitize.sh: ${#files[@]} sanitizer report(s) in $reports" >&2
+  status=1
 else
-    echo "no sanitizer report"
+  echo "no sanitizer report"
 fi
 
 step "done: $([[ $status == 0 ]] && echo PASS || echo FAIL)"

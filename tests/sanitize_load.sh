@@ -32,56 +32,33 @@ set -euo pipefail
 
 mode=valgrind
 if [[ "${1:-}" == --asan ]]; then
-    mode=asan
-    shift
+  mode=asan
+  shift
 fi
 if [[ $# -lt 1 || ! -f "$1" ]]; then
-    echo "usage: $0 [--asan] MODULE.so [ROUNDS]" >&2
-    exit 2
+  echo "usage: $0 [--asan] MODULE.so [ROUNDS]" >&2
+  exit 2
 fi
 module=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 rounds="${2:-20}"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-NGINX_BINARY="${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}"
 start_time=$SECONDS
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sanitize_load.XXXXXX")
-redis_pid="" nginx_pid=""
+source "$root/scripts/lib.sh"
+lib_init sanitize_load
+[[ -z ${SANITIZE_LOAD_KEEP:-} ]] || RATE_GUARD_KEEP=1
 status=0
-cleanup() {
-    if [[ -n "$nginx_pid" ]] && kill -0 "$nginx_pid" 2>/dev/null; then
-        kill -KILL "$nginx_pid" 2>/dev/null || true
-    fi
-    if [[ -n "$redis_pid" ]] && kill -0 "$redis_pid" 2>/dev/null; then
-        kill "$redis_pid" 2>/dev/null || true
-        wait "$redis_pid" 2>/dev/null || true
-    fi
-    if [[ $status == 0 && -z "${SANITIZE_LOAD_KEEP:-}" ]]; then rm -rf "$work"; else echo "sanitize_load: logs kept in $work" >&2; fi
-}
-trap cleanup EXIT
-
-read -r nginx_port redis_port < <(perl -MIO::Socket::INET -e '
-    my @s = map { IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0,
-                                        Proto => "tcp", Listen => 1) or die $! } 1 .. 2;
-    print join(" ", map { $_->sockport } @s), "\n";')
+{ read -r nginx_port; read -r redis_port; } < <(free_ports 2)
 
 cli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
-start_redis() {
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-        --daemonize no --dir "$work" --logfile "$work/redis.log" --enable-debug-command local \
-        2>/dev/null &
-    redis_pid=$!
-    for _ in $(seq 100); do [[ "$(cli ping 2>/dev/null)" == PONG ]] && return 0; sleep 0.1; done
-    echo "sanitize_load: redis-server did not start" >&2
-    return 1
-}
-start_redis || {
-    # redis-server before 7 has no --enable-debug-command
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-        --daemonize no --dir "$work" --logfile "$work/redis.log" &
-    redis_pid=$!
-    sleep 0.5
-}
+# DEBUG SLEEP makes Redis slow; redis-server before 7 has no
+# --enable-debug-command (DEBUG is always allowed there)
+redis_debug=()
+if [[ $(redis-server --version) =~ v=([0-9]+) ]] && (( BASH_REMATCH[1] >= 7 )); then
+  redis_debug=(--enable-debug-command local)
+fi
+start_redis "$redis_port" "${redis_debug[@]}"
+redis_pid=$bg_pid
 
 mkdir -p "$work/logs"
 cat > "$work/nginx.conf" <<EOF
@@ -127,31 +104,32 @@ EOF
 
 case $mode in
 valgrind)
-    command -v valgrind > /dev/null || { echo "sanitize_load: valgrind not installed" >&2; exit 2; }
-    valgrind --leak-check=full --show-leak-kinds=definite,indirect,possible \
-        --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --num-callers=40 \
-        --trace-children=no --log-file="$work/valgrind.log" \
-        --suppressions="$root/tests/valgrind.supp" ${SANITIZE_LOAD_VALGRIND_OPTS:-} \
-        "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log" &
-    nginx_pid=$!
-    ;;
+  command -v valgrind > /dev/null || { echo "sanitize_load: valgrind not installed" >&2; exit 2; }
+  start_bg nginx.out valgrind --leak-check=full --show-leak-kinds=definite,indirect,possible \
+    --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --num-callers=40 \
+    --trace-children=no --log-file="$work/valgrind.log" \
+    --suppressions="$root/tests/valgrind.supp" ${SANITIZE_LOAD_VALGRIND_OPTS:-} \
+    "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log"
+  nginx_pid=$bg_pid
+  ;;
 asan)
-    libasan=$(ldd "$module" | awk '/libasan\.so/ { print $3 }')
-    libubsan=$(ldd "$module" | awk '/libubsan\.so/ { print $3 }')
-    [[ -n "$libasan" ]] || { echo "sanitize_load: $module is not built with -DRATE_GUARD_SANITIZE=ON" >&2; exit 2; }
-    mkdir -p "$work/reports"
+  libasan=$(ldd "$module" | awk '/libasan\.so/ { print $3 }')
+  libubsan=$(ldd "$module" | awk '/libubsan\.so/ { print $3 }')
+  [[ -n "$libasan" ]] || { echo "sanitize_load: $module is not built with -DRATE_GUARD_SANITIZE=ON" >&2; exit 2; }
+  mkdir -p "$work/reports"
+  start_bg nginx.out env \
     ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:log_path=$work/reports/asan" \
     LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0" \
     UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$work/reports/ubsan" \
     LD_PRELOAD="$libasan $libubsan" \
-        "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log" &
-    nginx_pid=$!
-    ;;
+    "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log"
+  nginx_pid=$bg_pid
+  ;;
 esac
 for _ in $(seq 300); do
-    curl -s -o /dev/null "http://127.0.0.1:$nginx_port/metrics" && break
-    kill -0 "$nginx_pid" 2>/dev/null || { echo "sanitize_load: nginx exited" >&2; cat "$work/logs/error.log" >&2; exit 1; }
-    sleep 0.2
+  curl -s -o /dev/null "http://127.0.0.1:$nginx_port/metrics" && break
+  kill -0 "$nginx_pid" 2>/dev/null || { echo "sanitize_load: nginx exited" >&2; cat "$work/logs/error.log" >&2; exit 1; }
+  sleep 0.2
 done
 
 # A small HTTP/1.1 client: sends the paths on one keep-alive connection and
@@ -198,94 +176,92 @@ echo "sanitize_load: $mode, module $module, $rounds rounds"
 total=0
 middle=$(( (rounds + 1) / 2 ))
 for round in $(seq "$rounds"); do
-    paths=()
-    for i in $(seq 100); do paths+=("/t?k=r$round-$(( i % 20 ))"); done
-    for i in $(seq 20); do paths+=("/cost?k=c$round-$(( i % 4 ))"); done
-    for i in $(seq 5); do paths+=("/metrics"); done
-    line="round $round: $(client keep "${paths[@]}")"
-    total=$(( total + ${#paths[@]} ))
+  paths=()
+  for i in $(seq 100); do paths+=("/t?k=r$round-$(( i % 20 ))"); done
+  for i in $(seq 20); do paths+=("/cost?k=c$round-$(( i % 4 ))"); done
+  for i in $(seq 5); do paths+=("/metrics"); done
+  line="round $round: $(client keep "${paths[@]}")"
+  total=$(( total + ${#paths[@]} ))
 
-    # slow Redis: clients that leave while their check waits, and checks
-    # that time out in the module
-    if cli DEBUG SLEEP 0 > /dev/null 2>&1; then
-        (cli DEBUG SLEEP 1 > /dev/null 2>&1 &)
-        sleep 0.05
-        abort=()
-        for i in $(seq 10); do abort+=("/t?k=a$round-$i"); done
-        line+=" | slow redis: $(client abort "${abort[@]}")"
-        late=()
-        for i in $(seq 10); do late+=("/t?k=l$round-$i"); done
-        line+=" | $(client keep "${late[@]}")"
-        total=$(( total + 20 ))
-        sleep 1
-    fi
+  # slow Redis: clients that leave while their check waits, and checks
+  # that time out in the module
+  if cli DEBUG SLEEP 0 > /dev/null 2>&1; then
+    (cli DEBUG SLEEP 1 > /dev/null 2>&1 &)
+    sleep 0.05
+    abort=()
+    for i in $(seq 10); do abort+=("/t?k=a$round-$i"); done
+    line+=" | slow redis: $(client abort "${abort[@]}")"
+    late=()
+    for i in $(seq 10); do late+=("/t?k=l$round-$i"); done
+    line+=" | $(client keep "${late[@]}")"
+    total=$(( total + 20 ))
+    sleep 1
+  fi
 
-    if [[ $round == "$middle" ]]; then
-        kill -KILL "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
-        down=()
-        for i in $(seq 20); do down+=("/t?k=d$round-$i"); done
-        line+=" | redis down: $(client keep "${down[@]}")"
-        total=$(( total + 20 ))
-        start_redis
-        sleep 1.5   # reconnection with backoff
-        line+=" | redis back: $(client keep "/t?k=back1" "/t?k=back2" "/t?k=back1")"
-        total=$(( total + 3 ))
-    fi
-    echo "$line"
+  if [[ $round == "$middle" ]]; then
+    stop "$redis_pid" KILL
+    down=()
+    for i in $(seq 20); do down+=("/t?k=d$round-$i"); done
+    line+=" | redis down: $(client keep "${down[@]}")"
+    total=$(( total + 20 ))
+    start_redis "$redis_port" "${redis_debug[@]}"
+    redis_pid=$bg_pid
+    sleep 1.5   # reconnection with backoff
+    line+=" | redis back: $(client keep "/t?k=back1" "/t?k=back2" "/t?k=back1")"
+    total=$(( total + 3 ))
+  fi
+  echo "$line"
 done
 metrics=$(curl -s "http://127.0.0.1:$nginx_port/metrics")
 for m in passed rejected block_cache_hits fail_policy; do
-    printf 'rate_guard_requests_%s_total (all zones) %s\n' "$m" \
-        "$(echo "$metrics" | awk -v m="rate_guard_requests_${m}_total" 'index($1, m "{") == 1 { s += $2 } END { print s + 0 }')"
+  printf 'rate_guard_requests_%s_total (all zones) %s\n' "$m" \
+    "$(echo "$metrics" | awk -v m="rate_guard_requests_${m}_total" 'index($1, m "{") == 1 { s += $2 } END { print s + 0 }')"
 done
 echo "$metrics" | grep -E '^rate_guard_redis_(round_trips|errors|timeouts|reconnects|script_loads)_total '
 echo "sanitize_load: $total requests in $(( SECONDS - start_time ))s"
 
 # A graceful stop: exit_process frees the module's worker state.
-kill -QUIT "$nginx_pid"
-set +e
-wait "$nginx_pid"
-nginx_status=$?
-set -e
+stop "$nginx_pid" QUIT
+nginx_status=$stop_status
 echo "sanitize_load: nginx exited with status $nginx_status"
 
 grep -E '\[(alert|crit|emerg)\]|exited on signal' "$work/logs/error.log" && {
-    echo "FAIL: nginx logged alerts"; status=1; } || true
+  echo "FAIL: nginx logged alerts"; status=1; } || true
 
 case $mode in
 valgrind)
-    log="$work/valgrind.log"
-    grep -E "ERROR SUMMARY|definitely lost|indirectly lost|possibly lost|still reachable" "$log" | sed 's/^==[0-9]*== /valgrind: /'
-    # Every error record, leak records included, as one paragraph each.
-    awk '/^==[0-9]+== $/ { if (rec != "") print rec "\n"; rec = ""; next }
-         /^==[0-9]+== / { sub(/^==[0-9]+== /, ""); rec = rec $0 "\n" }
-         END { if (rec != "") print rec }' "$log" > "$work/records.txt"
-    # Invalid accesses, uninitialised values, bad frees: wherever they are.
-    errors=$(grep -cE '^(Invalid (read|write|free)|Conditional jump|Use of uninitialised|Syscall param|Mismatched free|Source and destination overlap)' "$work/records.txt" || true)
-    # Leaks: definitely/indirectly lost records whose stack passes through the
-    # module, hiredis or libstdc++ (nginx's own allocators are not counted).
-    perl -00 -ne 'next unless /are (definitely|indirectly) lost/;
-                  $all++;
-                  if (/ngx_http_rate_guard_module\.so|rate_guard::|libhiredis|libstdc\+\+|operator new/) { $ours++; print STDERR "---- module leak\n$_" }
-                  else { $theirs++ }
-                  END { printf "%d %d\n", $ours // 0, $theirs // 0 }' "$work/records.txt" > "$work/leaks.txt"
-    read -r module_leaks nginx_leaks < "$work/leaks.txt"
-    echo "valgrind: $errors invalid access / uninitialised-value errors; $module_leaks leak records through the module, $nginx_leaks others"
-    if [[ $errors -gt 0 ]]; then
-        grep -B2 -A25 -E '^(Invalid (read|write|free)|Conditional jump|Use of uninitialised|Mismatched free)' "$work/records.txt" | head -120
-        status=1
-    fi
-    [[ $module_leaks -eq 0 ]] || status=1
-    ;;
+  log="$work/valgrind.log"
+  grep -E "ERROR SUMMARY|definitely lost|indirectly lost|possibly lost|still reachable" "$log" | sed 's/^==[0-9]*== /valgrind: /'
+  # Every error record, leak records included, as one paragraph each.
+  awk '/^==[0-9]+== $/ { if (rec != "") print rec "\n"; rec = ""; next }
+       /^==[0-9]+== / { sub(/^==[0-9]+== /, ""); rec = rec $0 "\n" }
+       END { if (rec != "") print rec }' "$log" > "$work/records.txt"
+  # Invalid accesses, uninitialised values, bad frees: wherever they are.
+  errors=$(grep -cE '^(Invalid (read|write|free)|Conditional jump|Use of uninitialised|Syscall param|Mismatched free|Source and destination overlap)' "$work/records.txt" || true)
+  # Leaks: definitely/indirectly lost records whose stack passes through the
+  # module, hiredis or libstdc++ (nginx's own allocators are not counted).
+  perl -00 -ne 'next unless /are (definitely|indirectly) lost/;
+                $all++;
+                if (/ngx_http_rate_guard_module\.so|rate_guard::|libhiredis|libstdc\+\+|operator new/) { $ours++; print STDERR "---- module leak\n$_" }
+                else { $theirs++ }
+                END { printf "%d %d\n", $ours // 0, $theirs // 0 }' "$work/records.txt" > "$work/leaks.txt"
+  read -r module_leaks nginx_leaks < "$work/leaks.txt"
+  echo "valgrind: $errors invalid access / uninitialised-value errors; $module_leaks leak records through the module, $nginx_leaks others"
+  if [[ $errors -gt 0 ]]; then
+    grep -B2 -A25 -E '^(Invalid (read|write|free)|Conditional jump|Use of uninitialised|Mismatched free)' "$work/records.txt" | head -120
+    status=1
+  fi
+  [[ $module_leaks -eq 0 ]] || status=1
+  ;;
 asan)
-    shopt -s nullglob
-    reports=("$work"/reports/*)
-    if [[ ${#reports[@]} -gt 0 ]]; then
-        for f in "${reports[@]}"; do echo "---- $f"; head -60 "$f"; done
-        status=1
-    fi
-    echo "asan: ${#reports[@]} sanitizer report(s)"
-    ;;
+  shopt -s nullglob
+  reports=("$work"/reports/*)
+  if [[ ${#reports[@]} -gt 0 ]]; then
+    for f in "${reports[@]}"; do echo "---- $f"; head -60 "$f"; done
+    status=1
+  fi
+  echo "asan: ${#reports[@]} sanitizer report(s)"
+  ;;
 esac
 [[ $nginx_status -eq 0 ]] || status=1
 echo "sanitize_load: $([[ $status == 0 ]] && echo "PASS: no leak or invalid access from the module" || echo FAIL) ($(( SECONDS - start_time ))s)"

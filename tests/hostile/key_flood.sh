@@ -7,7 +7,9 @@
 # It starts its own redis-server and nginx (one worker) on free loopback
 # ports, and drives them with wrk (tests/hostile/key_flood.lua: every request
 # has an X-Key of its own). Bounded in time: each phase stops after N
-# responses or FLOOD_MAX_SECONDS (default 300), whichever comes first.
+# responses or FLOOD_MAX_SECONDS (default 300), whichever comes first. Its
+# work dir (logs, samples) is kept when it fails or RATE_GUARD_KEEP is set
+# (scripts/lib.sh).
 #
 # Phase A, "pass": zone rate=5 window=2s, every key sent once, so every
 # request passes and creates a Redis key with a TTL of at most two windows
@@ -33,45 +35,24 @@
 set -euo pipefail
 
 if [[ $# -lt 1 || ! -f "$1" ]]; then
-    echo "usage: $0 MODULE.so [N]" >&2
-    exit 2
+  echo "usage: $0 MODULE.so [N]" >&2
+  exit 2
 fi
 module=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 n="${2:-1000000}"
 max_seconds="${FLOOD_MAX_SECONDS:-300}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-NGINX_BINARY="${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}"
 threads=2
 connections=64
 per_thread=$(( (n + threads - 1) / threads ))
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/key_flood.XXXXXX")
-redis_pid="" nginx_pid="" sampler_pid=""
-cleanup() {
-    [[ -n "$sampler_pid" ]] && kill "$sampler_pid" 2>/dev/null || true
-    if [[ -n "$nginx_pid" ]] && kill -0 "$nginx_pid" 2>/dev/null; then
-        kill -QUIT "$nginx_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$nginx_pid" 2>/dev/null || true
-    fi
-    if [[ -n "$redis_pid" ]] && kill -0 "$redis_pid" 2>/dev/null; then
-        kill "$redis_pid" 2>/dev/null || true
-        wait "$redis_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib.sh
+source "$here/../../scripts/lib.sh"
+lib_init key_flood
+{ read -r nginx_port; read -r redis_port; } < <(free_ports 2)
 
-read -r nginx_port redis_port < <(perl -MIO::Socket::INET -e '
-    my @s = map { IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0,
-                                        Proto => "tcp", Listen => 1) or die $! } 1 .. 2;
-    print join(" ", map { $_->sockport } @s), "\n";')
-
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize no --dir "$work" --logfile "$work/redis.log" &
-redis_pid=$!
+start_redis "$redis_port"
 cli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
-for _ in $(seq 100); do [[ "$(cli ping 2>/dev/null)" == PONG ]] && break; sleep 0.1; done
 
 mkdir -p "$work/logs"
 cat > "$work/nginx.conf" <<EOF
@@ -112,13 +93,14 @@ http {
     }
 }
 EOF
-"$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log" &
-nginx_pid=$!
+start_bg logs/nginx.out "$NGINX_BINARY" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log"
+nginx_pid=$bg_pid
 for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$nginx_port/metrics" && break
-    sleep 0.1
+  curl -s -o /dev/null "http://127.0.0.1:$nginx_port/metrics" && break
+  kill -0 "$nginx_pid" 2>/dev/null || break
+  sleep 0.1
 done
-worker_pid=$(pgrep -P "$nginx_pid" | head -1)
+worker_pid=$(pgrep -P "$nginx_pid" | head -1 || true)
 [[ -n "$worker_pid" ]] || { echo "key_flood: no nginx worker" >&2; cat "$work/logs/error.log" >&2; exit 1; }
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$worker_pid/status"; }
@@ -127,37 +109,37 @@ cache_hits() { metric 'rate_guard_requests_block_cache_hits_total{zone="flood_ov
 
 # One line a second: seconds, DBSIZE, used_memory, worker RSS.
 sample() {
-    local phase=$1 start=$SECONDS
-    while true; do
-        printf '%s %4d %8d %12d %8d\n' "$phase" $(( SECONDS - start )) "$(cli DBSIZE)" \
-            "$(cli INFO memory | awk -F: '/^used_memory:/ { print $2 + 0 }')" "$(rss_kb)"
-        sleep 1
-    done
+  local phase=$1 start=$SECONDS
+  while true; do
+    printf '%s %4d %8d %12d %8d\n' "$phase" $(( SECONDS - start )) "$(cli DBSIZE)" \
+      "$(cli INFO memory | awk -F: '/^used_memory:/ { print $2 + 0 }')" "$(rss_kb)"
+    sleep 1
+  done
 }
 
 flood() {  # path prefix first count-per-thread; prints wrk's FLOOD line
-    local done_dir="$work/done.$RANDOM" out="$work/wrk.out" wrk_pid start=$SECONDS
-    mkdir -p "$done_dir"
-    FLOOD_PATH=$1 FLOOD_PREFIX=$2 FLOOD_FIRST=$3 FLOOD_COUNT=$4 FLOOD_DONE_DIR=$done_dir \
-        wrk -t "$threads" -c "$connections" -d "${max_seconds}s" \
-        -s "$here/key_flood.lua" "http://127.0.0.1:$nginx_port/" > "$out" 2>&1 &
-    wrk_pid=$!
-    # wrk runs for its whole -d: interrupt it once every thread has its count
-    while kill -0 "$wrk_pid" 2>/dev/null; do
-        if [[ $(find "$done_dir" -type f | wc -l) -ge $threads || $(( SECONDS - start )) -gt $max_seconds ]]; then
-            kill -INT "$wrk_pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.2
-    done
-    wait "$wrk_pid" || true
-    grep '^FLOOD' "$out" || { echo "key_flood: wrk failed:" >&2; cat "$out" >&2; return 1; }
+  local done_dir="$work/done.$RANDOM" out="$work/wrk.out" wrk_pid start=$SECONDS
+  mkdir -p "$done_dir"
+  FLOOD_PATH=$1 FLOOD_PREFIX=$2 FLOOD_FIRST=$3 FLOOD_COUNT=$4 FLOOD_DONE_DIR=$done_dir \
+    wrk -t "$threads" -c "$connections" -d "${max_seconds}s" \
+    -s "$here/key_flood.lua" "http://127.0.0.1:$nginx_port/" > "$out" 2>&1 &
+  wrk_pid=$!
+  # wrk runs for its whole -d: interrupt it once every thread has its count
+  while kill -0 "$wrk_pid" 2>/dev/null; do
+    if [[ $(find "$done_dir" -type f | wc -l) -ge $threads || $(( SECONDS - start )) -gt $max_seconds ]]; then
+      kill -INT "$wrk_pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.2
+  done
+  wait "$wrk_pid" || true
+  grep '^FLOOD' "$out" || { echo "key_flood: wrk failed:" >&2; cat "$out" >&2; return 1; }
 }
 
 status=0
 check() {  # description condition...
-    local what=$1; shift
-    if "$@"; then echo "PASS  $what"; else echo "FAIL  $what"; status=1; fi
+  local what=$1; shift
+  if "$@"; then echo "PASS  $what"; else echo "FAIL  $what"; status=1; fi
 }
 
 echo "key_flood: N=$n distinct keys per phase, wrk $threads threads x $connections connections, module $module"
@@ -168,6 +150,7 @@ echo "phase  sec   DBSIZE  used_memory  RSS(kB)"
 used_before=$(cli INFO memory | awk -F: '/^used_memory:/ { print $2 + 0 }')
 sample A > "$work/samples.A" &
 sampler_pid=$!
+track "$sampler_pid"
 a_start=$SECONDS
 a_result=$(flood /pass a 1 "$per_thread")
 a_seconds=$(( SECONDS - a_start ))
@@ -176,7 +159,7 @@ drain_start=$SECONDS
 while [[ $(cli DBSIZE) -gt 0 && $(( SECONDS - drain_start )) -lt 30 ]]; do sleep 0.5; done
 drain_seconds=$(( SECONDS - drain_start ))
 sleep 1
-kill "$sampler_pid"; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=""
+stop "$sampler_pid"
 cat "$work/samples.A"
 echo "$a_result"
 a_requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<< "$a_result")
@@ -200,9 +183,10 @@ echo "== phase B: $n distinct keys, each over its limit (cost 2 > limit 1): the 
 hits_before=$(cache_hits)
 sample B > "$work/samples.B" &
 sampler_pid=$!
+track "$sampler_pid"
 b_result=$(flood /over o 1 "$per_thread")
 sleep 1
-kill "$sampler_pid"; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=""
+stop "$sampler_pid"
 echo "phase  sec   DBSIZE  used_memory  RSS(kB)"
 cat "$work/samples.B"
 echo "$b_result"
