@@ -8,6 +8,8 @@
 #include <cstring>
 #include <string>
 
+#include "redis/cluster_slots_reply.h"
+
 namespace {
 
 // A Redis connection as nginx makes its upstream connections:
@@ -86,7 +88,8 @@ class NgxStream final : public rate_guard::Stream {
     return true;
   }
 
-  static void keep_reason(ngx_log_t* log, ngx_uint_t, u_char* text, size_t length) {
+  // nginx's log writer (called from C): keeps the line, never throws.
+  static void keep_reason(ngx_log_t* log, ngx_uint_t, u_char* text, size_t length) noexcept {
     auto* self = static_cast<NgxStream*>(log->wdata);
     std::string_view line(reinterpret_cast<const char*>(text), length);
     // "2026/12/03 18:39:27 [crit] 12#12: *3 SSL_read() failed (SSL: ...)": from the function on
@@ -102,7 +105,11 @@ class NgxStream final : public rate_guard::Stream {
     while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
       line.remove_suffix(1);
     }
-    self->reason_.assign(line);
+    try {
+      self->reason_.assign(line);
+    } catch (...) {
+      self->reason_.clear();  // no memory for the reason: the caller says what failed
+    }
   }
 
   // After the TCP connection: the TLS handshake, then the certificate's checks.
@@ -112,11 +119,8 @@ class NgxStream final : public rate_guard::Stream {
       closed("cannot start TLS");
       return;
     }
-    const bool ip = [&] {
-      unsigned char buf[sizeof(in6_addr)];
-      return inet_pton(AF_INET, tls_name_.c_str(), buf) == 1 || inet_pton(AF_INET6, tls_name_.c_str(), buf) == 1;
-    }();
-    if (!tls_name_.empty() && !ip && SSL_set_tlsext_host_name(c_->ssl->connection, tls_name_.c_str()) == 0) {
+    // SNI names a host, never an address.
+    if (!tls_name_.empty() && !rate_guard::is_ip_address(tls_name_) && SSL_set_tlsext_host_name(c_->ssl->connection, tls_name_.c_str()) == 0) {
       closed("cannot set the TLS server name");
       return;
     }
@@ -158,8 +162,7 @@ class NgxStream final : public rate_guard::Stream {
   // The server's certificate is for `name`: an IP address among its IP
   // subject names, a host name as nginx checks upstreams'.
   bool certificate_names(std::string& name) {
-    unsigned char buf[sizeof(in6_addr)];
-    if (inet_pton(AF_INET, name.c_str(), buf) != 1 && inet_pton(AF_INET6, name.c_str(), buf) != 1) {
+    if (!rate_guard::is_ip_address(name)) {
       ngx_str_t host{name.size(), reinterpret_cast<u_char*>(name.data())};
       return ngx_ssl_check_host(c_, &host) == NGX_OK;
     }
