@@ -1,8 +1,6 @@
 #include "ngx_event_loop.hpp"
 
-#include <arpa/inet.h>
 #include <unistd.h>
-#include <sys/un.h>
 
 #include <cerrno>
 #include <cstring>

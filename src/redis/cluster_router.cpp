@@ -46,19 +46,22 @@ ClusterRouter::Node* ClusterRouter::node_of(const CheckConnection* connection) {
   return nullptr;
 }
 
-// A master's connection asks for the slot map on every reconnection after a
-// failure: the master may have been replaced by a replica.
 ClusterRouter::Node* ClusterRouter::add_node(const RedisEndpoint& endpoint) {
   nodes_.push_back(std::make_unique<Node>());
   Node* node = nodes_.back().get();
   node->endpoint = endpoint;
-  node->connection = std::make_unique<CheckConnection>(shared_, reply_, reply_owner_, [this, node](CheckConnection& c) {
-    if (c.failures() > 0) {
-      refresh();
-    }
-    c.open({node->endpoint, ""});
-  });
+  node->connection =
+      std::make_unique<CheckConnection>(shared_, reply_, reply_owner_, [this, node](CheckConnection&) { reopen(node); });
   return node;
+}
+
+// A master's connection asks for the slot map on every reconnection after a
+// failure: the master may have been replaced by a replica.
+void ClusterRouter::reopen(Node* node) {
+  if (node->connection->failures() > 0) {
+    refresh();
+  }
+  node->connection->open({node->endpoint, ""});
 }
 
 void ClusterRouter::refresh() {
@@ -150,10 +153,7 @@ void ClusterRouter::reconnect_soon(Node* node) {
   CheckConnection& c = *node->connection;
   if (c.state() == CheckConnection::State::idle ||
       (c.state() == CheckConnection::State::waiting_to_reconnect && !c.reconnect_planned())) {
-    if (c.failures() > 0) {
-      refresh();
-    }
-    c.open({node->endpoint, ""});
+    reopen(node);
   }
 }
 

@@ -63,6 +63,7 @@ class ClusterRouter {
   Node* node_of(const CheckConnection* connection);
   Node* add_node(const RedisEndpoint& endpoint);
   void map_found(bool answered);
+  void reopen(Node* node);
   void reconnect_soon(Node* node);
   void retire_unused_nodes();
   std::string address_with_slots() const;

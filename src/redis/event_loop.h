@@ -8,7 +8,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <exception>
 #include <string>
 #include <functional>
 #include <memory>
@@ -84,22 +83,5 @@ class EventLoop {
   virtual std::unique_ptr<Timer> make_timer(std::function<void()> fire, bool keeps_alive) = 0;
   virtual void log(LogLevel level, std::string_view message) = 0;
 };
-
-// Runs `body` for code that calls into the client from C (nginx's event
-// handlers, libevent's callbacks):
-// no exception may unwind through C frames (it would kill the worker). One
-// that escapes is logged, if the line can be made, and dropped.
-template <class Body>
-void guard_c_callback(EventLoop& loop, Body&& body) noexcept {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    try {
-      loop.log(LogLevel::error, std::string("rate_guard: ") + e.what());
-    } catch (...) {
-    }
-  } catch (...) {
-  }
-}
 
 }  // namespace rate_guard

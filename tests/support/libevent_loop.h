@@ -2,13 +2,10 @@
 // client runs in the tests as it runs in nginx, on a real loop.
 #pragma once
 
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <chrono>
 #include <csignal>
