@@ -16,7 +16,8 @@ namespace {
 // reports a failure through a posted write event).
 class NgxStream final : public rate_guard::Stream {
  public:
-  NgxStream(Events& events, NgxRedisTls tls) : events_(events), tls_(tls) {}
+  NgxStream(Events& events, NgxRedisTls tls, NgxTlsSessions& tls_sessions)
+      : events_(events), tls_(tls), tls_sessions_(tls_sessions) {}
 
   ~NgxStream() override {
     if (gone_ != nullptr) {
@@ -39,6 +40,7 @@ class NgxStream final : public rate_guard::Stream {
     connect_log_.next = nullptr;
     if (tls_.ssl != nullptr) {
       tls_name_ = std::string(address.tls_name.empty() ? address.host : address.tls_name);
+      tls_session_key_ = name_text_ + " " + tls_name_;
     }
     ngx_memzero(&peer_, sizeof(peer_));
     peer_.sockaddr = reinterpret_cast<sockaddr*>(&sockaddr_);
@@ -122,12 +124,24 @@ class NgxStream final : public rate_guard::Stream {
       closed("cannot set the TLS server name");
       return;
     }
+    if (ngx_ssl_set_session(c_, tls_sessions_.find(tls_session_key_)) != NGX_OK) {
+      closed("cannot offer the previous TLS session");
+      return;
+    }
+    // OpenSSL hands over the server's new session (with TLS 1.3 after the
+    // handshake, while reading): kept for the next connection.
+    c_->ssl->save_session = save_session;
     const ngx_int_t rc = ngx_ssl_handshake(c_);
     if (rc == NGX_AGAIN) {
       c_->ssl->handler = on_handshake;
       return;
     }
     handshake_done();
+  }
+
+  static void save_session(ngx_connection_t* c) {
+    auto* self = static_cast<NgxStream*>(c->data);
+    exception_barrier(c->log, [self, c] { self->tls_sessions_.keep(self->tls_session_key_, ngx_ssl_get_session(c)); });
   }
 
   static void on_handshake(ngx_connection_t* c) {
@@ -143,15 +157,20 @@ class NgxStream final : public rate_guard::Stream {
     if (tls_.verify) {
       const long result = SSL_get_verify_result(c_->ssl->connection);
       if (result != X509_V_OK) {
+        tls_sessions_.keep(tls_session_key_, nullptr);  // never offered to the next connection
         closed("TLS certificate verify error: (" + std::to_string(result) + ":" +
                X509_verify_cert_error_string(result) + ")");
         return;
       }
       if (!certificate_names(tls_name_)) {
+        tls_sessions_.keep(tls_session_key_, nullptr);
         closed("TLS certificate does not match \"" + tls_name_ + "\"");
         return;
       }
     }
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0, "rate_guard: TLS to Redis at %V: %s, %s session", &name_,
+                  SSL_get_version(c_->ssl->connection),
+                  SSL_session_reused(c_->ssl->connection) ? "a resumed" : "a new");
     c_->read->handler = on_read;
     c_->write->handler = on_write;
     became_connected();
@@ -307,7 +326,9 @@ class NgxStream final : public rate_guard::Stream {
 
   Events& events_;
   NgxRedisTls tls_;
-  std::string tls_name_;  // SNI and the name checked in the certificate
+  NgxTlsSessions& tls_sessions_;
+  std::string tls_name_;         // SNI and the name checked in the certificate
+  std::string tls_session_key_;  // the address and the name: whose session is offered
   std::string reason_;    // the last line nginx would have logged about the connection
   ngx_peer_connection_t peer_;
   ngx_log_t connect_log_;
@@ -369,6 +390,34 @@ class NgxTimer final : public rate_guard::Timer {
 
 }  // namespace
 
+NgxTlsSessions::~NgxTlsSessions() {
+  for (auto& [address, session] : sessions_) {
+    ngx_ssl_free_session(session);
+  }
+}
+
+ngx_ssl_session_t* NgxTlsSessions::find(const std::string& address) const {
+  const auto it = sessions_.find(address);
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+void NgxTlsSessions::keep(const std::string& address, ngx_ssl_session_t* session) {
+  const auto it = sessions_.find(address);
+  if (it != sessions_.end()) {
+    ngx_ssl_free_session(it->second);
+    sessions_.erase(it);
+  }
+  if (session == nullptr) {
+    return;
+  }
+  try {
+    sessions_.emplace(address, session);
+  } catch (...) {
+    ngx_ssl_free_session(session);  // not kept: the next connection makes a new one
+    throw;
+  }
+}
+
 uint64_t NgxEventLoop::now_ms() {
   return ngx_current_msec;
 }
@@ -379,7 +428,7 @@ std::unique_ptr<rate_guard::Stream> NgxEventLoop::connect(const rate_guard::Stre
     *error = "TLS is not configured";
     return nullptr;
   }
-  auto stream = std::make_unique<NgxStream>(events, address.tls ? tls_ : NgxRedisTls{});
+  auto stream = std::make_unique<NgxStream>(events, address.tls ? tls_ : NgxRedisTls{}, tls_sessions_);
   if (!stream->connect(address, error)) {
     return nullptr;
   }
@@ -438,6 +487,10 @@ char* make_redis_tls(ngx_conf_t* cf, const rate_guard::RedisTls& tls, NgxRedisTl
   }
   cln->handler = ngx_ssl_cleanup_ctx;
   cln->data = ssl;
+  // Sessions are offered again on reconnection (NgxTlsSessions).
+  if (ngx_ssl_client_session_cache(cf, ssl, 1) != NGX_OK) {
+    return fail("cannot keep TLS sessions for Redis");
+  }
   auto str = [cf](const std::string& text) {
     ngx_str_t s{text.size(), static_cast<u_char*>(ngx_pnalloc(cf->pool, text.size() + 1))};
     if (s.data != nullptr) {

@@ -3,6 +3,9 @@
 // OpenSSL for TLS), timers are nginx timers, logs go to the cycle's error log.
 #pragma once
 
+#include <map>
+#include <string>
+
 #include "redis/event_loop.h"
 #include "config/redis_config.h"
 #include "ngx.hpp"
@@ -18,6 +21,23 @@ struct NgxRedisTls {
 // one fails the configuration, with the directive's file and line).
 char* make_redis_tls(ngx_conf_t* cf, const rate_guard::RedisTls& tls, NgxRedisTls* out);
 
+// The last TLS session of each Redis address, offered again when the
+// connection is made anew (a resumed handshake is shorter for both sides).
+class NgxTlsSessions {
+ public:
+  NgxTlsSessions() = default;
+  NgxTlsSessions(const NgxTlsSessions&) = delete;
+  NgxTlsSessions& operator=(const NgxTlsSessions&) = delete;
+  ~NgxTlsSessions();
+
+  ngx_ssl_session_t* find(const std::string& address) const;
+  // Takes `session` (nullptr forgets the address's).
+  void keep(const std::string& address, ngx_ssl_session_t* session);
+
+ private:
+  std::map<std::string, ngx_ssl_session_t*, std::less<>> sessions_;
+};
+
 class NgxEventLoop final : public rate_guard::EventLoop {
  public:
   explicit NgxEventLoop(NgxRedisTls tls = {}) : tls_(tls) {}
@@ -29,6 +49,7 @@ class NgxEventLoop final : public rate_guard::EventLoop {
 
  private:
   NgxRedisTls tls_;
+  NgxTlsSessions tls_sessions_;
 };
 
 ngx_uint_t ngx_log_level_of(rate_guard::LogLevel level);

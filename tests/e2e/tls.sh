@@ -9,6 +9,8 @@
 #   - tls_verify=off: accepted;
 #   - a server that requires client certificates: refused without one,
 #     exact with one;
+#   - connections killed by the server: the workers reconnect and resume
+#     their TLS sessions;
 #   - the TLS Redis killed and restarted under load: every request answered,
 #     exact again after;
 #   - nginx -t: tls_* without tls=on, a certificate without its key, a
@@ -107,6 +109,23 @@ mtls="127.0.0.1:$mtls_port password=secret tls=on tls_trusted_certificate=$certs
 # required") or, when the reset wins the race, "Connection reset by peer".
 expect no_client_cert "$mtls" "$failed" "rate_guard: connection to Redis .* lost: .*(certificate required|reset by peer)"
 expect client_cert "$mtls tls_certificate=$certs/client.pem tls_certificate_key=$certs/client.key" "$exact"
+# Connections dropped by the server (CLIENT KILL): the workers reconnect,
+# offering their TLS sessions, which the server resumes.
+port=$(free_port)
+serve resume "$port" "$trusted tls_name=redis.test"
+statuses resume "$port" before-kill > /dev/null
+redis-cli --tls --cacert "$certs/ca.pem" -h 127.0.0.1 -p "$redis_port" --no-auth-warning -a secret \
+  CLIENT KILL TYPE normal > /dev/null
+sleep 1.5  # reconnection backs off up to 1 s
+got=$(statuses resume "$port" after-kill)
+[[ $got == "$exact" ]] || fail "resume: not exact after the connections were killed: $got"
+if grep -q "TLS to Redis at 127.0.0.1:$redis_port: TLSv1.[23], a resumed session" "$e2e_work/resume/error.log"; then
+  echo "ok: resume: the reconnections resumed their TLS sessions"
+else
+  fail "resume: no resumed TLS session: $(grep 'TLS to Redis' "$e2e_work/resume/error.log" | tail -3)"
+fi
+no_crash resume
+
 # The TLS Redis killed and restarted under load: every request answered
 # (by the fail policy meanwhile), exact again once it is back, no reload.
 port=$(free_port)
@@ -123,7 +142,9 @@ echo "restart: $answered of 700 answered while Redis was killed and restarted; t
 [[ $got == "$exact" ]] || fail "restart: not exact again after the restart: $got"
 no_crash restart
 
-if grep -h "rate_guard" "$e2e_work"/{other_ca,wrong_name,no_client_cert}/error.log | grep -v '\[error\]' | grep -q .; then
+# (and the info line of each handshake made)
+if grep -h "rate_guard" "$e2e_work"/{other_ca,wrong_name,no_client_cert}/error.log | grep -v '\[error\]' |
+  grep -v '\[info\] .*rate_guard: TLS to Redis at' | grep -q .; then
   fail "a line about Redis other than the throttled rate_guard errors"
 fi
 
