@@ -239,6 +239,11 @@ class NgxStream final : public rate_guard::Stream {
       if (gone) {
         return;
       }
+      // Drained (a short read, or OpenSSL wanting more): another call would
+      // only be told so by one more recv(); the next event brings the rest.
+      if (!c_->read->ready) {
+        break;
+      }
     }
     gone_ = nullptr;
     if (ngx_handle_read_event(c_->read, 0) != NGX_OK) {
@@ -487,6 +492,8 @@ char* make_redis_tls(ngx_conf_t* cf, const rate_guard::RedisTls& tls, NgxRedisTl
   }
   cln->handler = ngx_ssl_cleanup_ctx;
   cln->data = ssl;
+  // A reply's records in one read(), not a header and a body each.
+  SSL_CTX_set_read_ahead(ssl->ctx, 1);
   // Sessions are offered again on reconnection (NgxTlsSessions).
   if (ngx_ssl_client_session_cache(cf, ssl, 1) != NGX_OK) {
     return fail("cannot keep TLS sessions for Redis");
