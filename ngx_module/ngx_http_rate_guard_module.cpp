@@ -18,6 +18,7 @@
 #include "limiter/metrics.h"
 #include "ngx.hpp"
 #include "ngx_event_loop.hpp"
+#include "redis/cluster_slots_reply.h"
 #include "redis/redis_checker.h"
 #include "util/log_escape.h"
 #include "util/log_throttle.h"
@@ -165,7 +166,9 @@ ngx_str_t copy_str(ngx_pool_t* pool, std::string_view text) {
 
 // Hostnames are resolved here, when the configuration loads, so that a worker
 // never blocks on DNS.
-char* resolve_host(ngx_conf_t* cf, std::string& host, uint16_t port) {
+// Replaces `host` by the first address it resolves to; a name (not an
+// address) is kept in `name`, for TLS.
+char* resolve_host(ngx_conf_t* cf, std::string& host, uint16_t port, std::string& name) {
   ngx_url_t u;
   ngx_memzero(&u, sizeof(ngx_url_t));
   std::string address = host.find(':') != std::string::npos
@@ -179,6 +182,9 @@ char* resolve_host(ngx_conf_t* cf, std::string& host, uint16_t port) {
   }
   u_char text[NGX_SOCKADDR_STRLEN];
   size_t len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text, sizeof(text), 0);
+  if (!rate_guard::is_ip_address(host)) {
+    name = host;
+  }
   host.assign(reinterpret_cast<char*>(text), len);
   return NGX_CONF_OK;
 }
@@ -186,7 +192,7 @@ char* resolve_host(ngx_conf_t* cf, std::string& host, uint16_t port) {
 char* resolve_redis_hosts(ngx_conf_t* cf, rate_guard::RedisConfig& config) {
   for (auto* endpoints : {&config.sentinels, &config.cluster_nodes}) {
     for (rate_guard::RedisEndpoint& endpoint : *endpoints) {
-      if (char* rv = resolve_host(cf, endpoint.host, endpoint.port); rv != NGX_CONF_OK) {
+      if (char* rv = resolve_host(cf, endpoint.host, endpoint.port, endpoint.name); rv != NGX_CONF_OK) {
         return rv;
       }
     }
@@ -194,7 +200,7 @@ char* resolve_redis_hosts(ngx_conf_t* cf, rate_guard::RedisConfig& config) {
   if (config.host.empty()) {
     return NGX_CONF_OK;
   }
-  return resolve_host(cf, config.host, config.port);
+  return resolve_host(cf, config.host, config.port, config.host_name);
 }
 
 ngx_http_complex_value_t* compile_complex_value(ngx_conf_t* cf, std::string_view text) {

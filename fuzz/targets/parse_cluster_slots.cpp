@@ -20,7 +20,7 @@ RATE_GUARD_FUZZ_TARGET(parse_cluster_slots) {
   fuzz::Input in{data, size};
   fuzz::ReplyTree tree;
   redisReply* reply = in.byte() & 1 ? tree.build(in, 0) : nullptr;
-  const RedisEndpoint answered_by{"192.0.2.1", 7000};
+  const RedisEndpoint answered_by{"192.0.2.1", 7000, {}};
   std::vector<SlotRange> ranges;
   std::string error;
   const bool ok = parse_cluster_slots(reply, answered_by, &ranges, &error);

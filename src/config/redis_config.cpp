@@ -149,7 +149,7 @@ Result<bool> parse_endpoint_list(std::string_view arg, size_t offset, uint16_t d
     if (item.back() == ']' || item.find(':') == std::string_view::npos) {
       parsed.port = default_port;  // no port given
     }
-    endpoints->push_back({parsed.host, parsed.port});
+    endpoints->push_back({parsed.host, parsed.port, {}});
     if (comma == std::string_view::npos) {
       return Result<bool>::success(true);
     }

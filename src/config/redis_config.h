@@ -15,6 +15,9 @@ namespace rate_guard {
 struct RedisEndpoint {
   std::string host;
   uint16_t port = 0;
+  // The host name the configuration gave, when `host` is the address it was
+  // resolved to (empty otherwise): the name TLS checks unless tls_name= says.
+  std::string name;
   bool operator==(const RedisEndpoint& other) const { return host == other.host && port == other.port; }
 };
 
@@ -48,6 +51,7 @@ struct RedisConfig {
 
   std::string host;        // empty for a unix socket
   uint16_t port = 6379;
+  std::string host_name;   // as RedisEndpoint::name
   std::string unix_path;   // set for "unix:/path"
   std::string username;
   std::string password;

@@ -104,7 +104,7 @@ void RedisChecker::start() {
 // connection loss it may have moved.
 void RedisChecker::reconnect_single(CheckConnection& connection) {
   if (!sentinel_) {
-    connection.open({{config_.host, config_.port}, config_.unix_path});
+    connection.open({{config_.host, config_.port, config_.host_name}, config_.unix_path});
     return;
   }
   connection.find_address();

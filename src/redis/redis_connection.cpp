@@ -17,7 +17,7 @@ bool RedisConnection::open(const RedisAddress& address, LostFn lost, std::string
   address_ = address;
   made_ = false;
   const StreamAddress where{address_.endpoint.host, address_.endpoint.port, address_.unix_path, tls_.on,
-                            tls_.name};
+                            tls_.name.empty() ? address_.endpoint.name : tls_.name};
   stream_ = loop_.connect(where, *this, error);
   if (!stream_) {
     return false;

@@ -43,7 +43,7 @@ class RedisClusterTest : public ::testing::Test {
   RedisConfig cluster_config() const {
     RedisConfig config;
     for (int port : cluster_->master_ports()) {
-      config.cluster_nodes.push_back({"127.0.0.1", static_cast<uint16_t>(port)});
+      config.cluster_nodes.push_back({"127.0.0.1", static_cast<uint16_t>(port), {}});
     }
     config.timeout_ms = 300;
     config.connect_timeout_ms = 300;
@@ -238,7 +238,7 @@ TEST_F(RedisClusterTest, OneClientsZonesAreOneRoundTripOtherClientsOnePerSlot) {
 
 TEST_F(RedisClusterTest, AConfiguredNodeThatIsDownIsSkipped) {
   RedisConfig config = cluster_config();
-  config.cluster_nodes.insert(config.cluster_nodes.begin(), {"127.0.0.1", 1});  // nothing listens there
+  config.cluster_nodes.insert(config.cluster_nodes.begin(), {"127.0.0.1", 1, {}});  // nothing listens there
   RedisChecker checker(config, loop_);
   checker.start();
   ASSERT_TRUE(loop_.run_until([&] { return checker.connected(); }, 3000));
@@ -248,7 +248,7 @@ TEST_F(RedisClusterTest, AConfiguredNodeThatIsDownIsSkipped) {
 
 TEST_F(RedisClusterTest, NoNodeAnsweringMeansChecksAreDecidedAtOnce) {
   RedisConfig config = cluster_config();
-  config.cluster_nodes = {{"127.0.0.1", 1}};
+  config.cluster_nodes = {{"127.0.0.1", 1, {}}};
   RedisChecker checker(config, loop_);
   checker.start();
   loop_.run_for(200);
@@ -262,7 +262,7 @@ TEST_F(RedisClusterTest, NoNodeAnsweringMeansChecksAreDecidedAtOnce) {
 TEST_F(RedisClusterTest, ARedisWithoutClusterIsAClearError) {
   testing::RedisServer standalone;
   RedisConfig config = cluster_config();
-  config.cluster_nodes = {{"127.0.0.1", static_cast<uint16_t>(standalone.port())}};
+  config.cluster_nodes = {{"127.0.0.1", static_cast<uint16_t>(standalone.port()), {}}};
   RedisChecker checker(config, loop_);
   checker.start();
   loop_.run_for(200);

@@ -117,7 +117,7 @@ class SentinelTest : public ::testing::Test {
   RedisConfig sentinel_config() const {
     RedisConfig config;
     for (RedisServer* sentinel : sentinels_) {
-      config.sentinels.push_back({"127.0.0.1", static_cast<uint16_t>(sentinel->port())});
+      config.sentinels.push_back({"127.0.0.1", static_cast<uint16_t>(sentinel->port()), {}});
     }
     config.master_name = "mymaster";
     config.timeout_ms = 200;
@@ -171,7 +171,7 @@ TEST_F(SentinelTest, FindsTheMasterThroughTheSentinels) {
 
 TEST_F(SentinelTest, SkipsASentinelThatIsDown) {
   RedisConfig config = sentinel_config();
-  config.sentinels.insert(config.sentinels.begin(), {"127.0.0.1", 1});  // nothing listens there
+  config.sentinels.insert(config.sentinels.begin(), {"127.0.0.1", 1, {}});  // nothing listens there
   RedisChecker checker(config, loop_);
   checker.start();
   ASSERT_TRUE(loop_.run_until([&] { return checker.connected(); }, 3000));

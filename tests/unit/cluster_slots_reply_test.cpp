@@ -33,7 +33,7 @@ std::string range(int first, int last, const std::string& master, const std::str
          std::to_string(last) + "\r\n" + master + replica;
 }
 
-const RedisEndpoint kAsked{"192.0.2.9", 7009};
+const RedisEndpoint kAsked{"192.0.2.9", 7009, {}};
 
 TEST(ParseClusterSlots, MastersOfEveryRangeReplicasIgnored) {
   Parsed parsed("*2\r\n" + range(0, 8191, node("10.0.0.1", 7000), node("10.0.0.4", 7003)) +
@@ -44,10 +44,10 @@ TEST(ParseClusterSlots, MastersOfEveryRangeReplicasIgnored) {
   ASSERT_EQ(ranges.size(), 2u);
   EXPECT_EQ(ranges[0].first, 0);
   EXPECT_EQ(ranges[0].last, 8191);
-  EXPECT_EQ(ranges[0].master, (RedisEndpoint{"10.0.0.1", 7000}));
+  EXPECT_EQ(ranges[0].master, (RedisEndpoint{"10.0.0.1", 7000, {}}));
   EXPECT_EQ(ranges[1].first, 8192);
   EXPECT_EQ(ranges[1].last, 16383);
-  EXPECT_EQ(ranges[1].master, (RedisEndpoint{"::1", 7001}));
+  EXPECT_EQ(ranges[1].master, (RedisEndpoint{"::1", 7001, {}}));
 }
 
 // Redis 7 announces "" or "?" when the node does not know its own address:
@@ -58,7 +58,7 @@ TEST(ParseClusterSlots, AnUnknownEndpointIsTheNodeThatAnswered) {
     std::vector<SlotRange> ranges;
     std::string error;
     ASSERT_TRUE(parse_cluster_slots(parsed.reply, kAsked, &ranges, &error)) << error;
-    EXPECT_EQ(ranges[0].master, (RedisEndpoint{"192.0.2.9", 7005}));
+    EXPECT_EQ(ranges[0].master, (RedisEndpoint{"192.0.2.9", 7005, {}}));
   }
 }
 
