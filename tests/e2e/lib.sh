@@ -273,6 +273,12 @@ no_crash() {
   fi
 }
 
+# worker_pids NAME: the PIDs of nginx NAME's workers (its master's
+# children), on one line.
+worker_pids() {
+  pgrep -P "$(cat "$e2e_work/$1/nginx.pid")" | sort -n | paste -sd' ' -
+}
+
 # serve NAME PORT REDIS_ARGS: nginx NAME with the module in $module, limiting
 # /t at 5 per minute (sliding_log) through `rate_guard_redis REDIS_ARGS
 # timeout=500ms connect_timeout=500ms`; X-Status tells who decided.
@@ -362,6 +368,30 @@ start_cluster_node() {
     --repl-diskless-sync-delay 0 --repl-ping-replica-period 1 || return 1
   cluster_pid[$1]=$bg_pid
   cluster_ports+=("$1")
+}
+
+# add_cluster_master: one more node, joined as a master that serves no slot
+# (`redis-cli --cluster add-node`); returns once the cluster is stable, with
+# its port in $added_port.
+add_cluster_master() {
+  local -a picked
+  mapfile -t picked < <(free_ports 2)
+  start_cluster_node "${picked[0]}" "${picked[1]}" || return 1
+  added_port=${picked[0]}
+  if ! redis_cli --cluster add-node "127.0.0.1:$added_port" "127.0.0.1:$(cluster_masters | head -1)" \
+      > "$e2e_work/cluster-add-node.log" 2>&1; then
+    echo "redis-cli --cluster add-node failed: $(tail -5 "$e2e_work/cluster-add-node.log")" >&2
+    return 1
+  fi
+  wait_cluster_stable || return 1
+  # Stable once every node knows it (it has no slot, so cluster_map is silent).
+  local deadline=$((SECONDS + 30)) port
+  for port in "${cluster_ports[@]}"; do
+    until redis_cli -p "$port" cluster nodes | grep -q "127\.0\.0\.1:$added_port@.*master.* connected"; do
+      ((SECONDS < deadline)) || { echo "127.0.0.1:$port does not see 127.0.0.1:$added_port as a master" >&2; return 1; }
+      sleep 0.05
+    done
+  done
 }
 
 # cluster_running PORT: that node's redis-server has not been stopped.
