@@ -14,15 +14,26 @@
 #                             ($work/LOG if relative), its PID recorded and in
 #                             $bg_pid
 #   track PID                 record a PID started otherwise (stopped on exit)
+#   untrack PID               no longer stopped on exit (it was reaped: its
+#                             number may be reused)
 #   at_exit COMMAND           run COMMAND (eval) on exit, before the PIDs are stopped
 #   stop PID [SIGNAL]         the signal (default TERM) to that PID, and reap it
 #                             (no longer recorded: its number may be reused);
 #                             its exit status in $stop_status
 #   wait_port PORT [SECONDS]  until something accepts on 127.0.0.1:PORT (5 s)
 #   wait_redis PORT [SECONDS] until a redis-server there answers PING (5 s)
-#   start_redis PORT [ARG...] a redis-server on 127.0.0.1:PORT, no persistence,
+#   start_redis PORT [CONF] [ARG...]
+#                             a redis-server on 127.0.0.1:PORT, no persistence,
 #                             dir and log in $work/redis-PORT, waited for,
 #                             its PID recorded and in $bg_pid
+#   redis_tls CA CERT KEY     from then on, start_redis starts TLS-only servers
+#                             (--port 0 --tls-port PORT) with CERT and KEY that
+#                             trust CA and ask clients for no certificate (an
+#                             ARG may say otherwise), and speak TLS to their
+#                             masters (replicas, sentinels) and on the cluster
+#                             bus; and redis_cli speaks TLS to them
+#   redis_cli ARG...          redis-cli; after redis_tls, over TLS, trusting CA
+#                             and showing CERT (to servers that ask for one)
 #   NGINX_BINARY              the nginx binary: $NGINX_BINARY, else
 #                             $TEST_NGINX_BINARY (Test::Nginx's name), else
 #                             /usr/sbin/nginx
@@ -32,6 +43,8 @@
 NGINX_BINARY=${NGINX_BINARY:-${TEST_NGINX_BINARY:-/usr/sbin/nginx}}
 lib_pids=()
 lib_at_exit=()
+redis_tls_server=()  # start_redis's TLS options, after redis_tls
+redis_tls_client=()  # redis_cli's
 bg_pid=
 stop_status=
 
@@ -77,6 +90,13 @@ track() {
   lib_pids+=("$1")
 }
 
+untrack() {
+  local i
+  for i in "${!lib_pids[@]}"; do
+    [[ ${lib_pids[i]} != "$1" ]] || unset 'lib_pids[i]'
+  done
+}
+
 start_bg() {
   local log=$1
   shift
@@ -88,13 +108,10 @@ start_bg() {
 
 # shellcheck disable=SC2034  # stop_status is the caller's
 stop() {
-  local i
   kill -s "${2:-TERM}" "$1" 2>/dev/null || true
   stop_status=0
   wait "$1" 2>/dev/null || stop_status=$?
-  for i in "${!lib_pids[@]}"; do
-    [[ ${lib_pids[i]} != "$1" ]] || unset 'lib_pids[i]'
-  done
+  untrack "$1"
 }
 
 wait_port() {
@@ -105,21 +122,35 @@ wait_port() {
   done
 }
 
+redis_tls() {
+  redis_tls_server=(--tls-cert-file "$2" --tls-key-file "$3" --tls-ca-cert-file "$1" --tls-auth-clients no
+                    --tls-replication yes --tls-cluster yes)
+  redis_tls_client=(--tls --cacert "$1" --cert "$2" --key "$3")
+}
+
+redis_cli() {
+  redis-cli "${redis_tls_client[@]}" "$@"
+}
+
 wait_redis() {
   local deadline=$((SECONDS + ${2:-5}))
-  until redis-cli -h 127.0.0.1 -p "$1" ping > /dev/null 2>&1; do
+  until redis_cli -h 127.0.0.1 -p "$1" ping > /dev/null 2>&1; do
     ((SECONDS < deadline)) || { echo "no redis-server answers on 127.0.0.1:$1" >&2; return 1; }
     sleep 0.05
   done
 }
 
 start_redis() {
-  local port=$1
+  local port=$1 conf=() listen=(--port "$1")
   shift
   local dir="$work/redis-$port"
   mkdir -p "$dir"
-  redis-server "$@" --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
-    --logfile "$dir/redis.log" &
+  # A configuration file comes first; the caller's options after the TLS
+  # ones, so that they can change them.
+  [[ $# -eq 0 || $1 == --* ]] || { conf=("$1"); shift; }
+  [[ ${#redis_tls_server[@]} -eq 0 ]] || listen=(--port 0 --tls-port "$port")
+  redis-server "${conf[@]}" "${redis_tls_server[@]}" "$@" --bind 127.0.0.1 "${listen[@]}" --save '' \
+    --appendonly no --dir "$dir" --logfile "$dir/redis.log" &
   bg_pid=$!
   track "$bg_pid"
   wait_redis "$port" || { echo "redis on port $port did not start: $(tail -5 "$dir/redis.log")" >&2; return 1; }

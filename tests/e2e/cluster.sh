@@ -22,11 +22,6 @@ during=50000  # requests of each load: enough to outlast a failover (about 3 s)
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-# die MESSAGE: a failure after which the scenario cannot go on.
-die() {
-  fail "$*"
-  exit 1
-}
 
 started=$(now)
 start_cluster 3 1
@@ -39,18 +34,6 @@ done
 
 start_nginx_pair "$module" "rate_guard_redis cluster=$seeds timeout=100ms connect_timeout=100ms;" "$limit"
 
-# slot_of KEY: the slot of the client key's Redis key (the same in every zone).
-slot_of() { key_slot "rate_guard:exact:{$1}"; }
-owner_of() { slot_owner "$(slot_of "$1")"; }
-# key_on PREFIX MASTER: the first of PREFIX1, PREFIX2, ... whose slot MASTER serves.
-key_on() {
-  local i
-  for i in $(seq 500); do
-    [[ $(owner_of "$1$i") == "$2" ]] && { echo "$1$i"; return 0; }
-  done
-  echo "no key $1* on 127.0.0.1:$2" >&2
-  return 1
-}
 # key_in_slot PREFIX SLOT: a client key PREFIXn hashed to SLOT (CRC16 mod 16384).
 key_in_slot() {
   python3 -c '
@@ -60,19 +43,6 @@ while binascii.crc_hqx(f"{prefix}{i}".encode(), 0) % 16384 != slot:
     i += 1
 print(f"{prefix}{i}")' "$1" "$2"
 }
-# stored_on PORT ZONE KEY: that node holds the zone's key of that client.
-stored_on() { [[ $(redis-cli -p "$1" exists "rate_guard:$2:{$3}") == 1 ]]; }
-# fail_policy ZONE: requests decided by rate_guard_fail, summed over both servers.
-fail_policy() {
-  local total=0 port n
-  for port in "${ports[@]}"; do
-    n=$(curl -s "http://127.0.0.1:$port/metrics" |
-        awk -v name="rate_guard_requests_fail_policy_total{zone=\"$1\"}" '$1 == name { print $2 }')
-    total=$((total + ${n:-0}))
-  done
-  echo "$total"
-}
-
 # load KEY FILE: $during requests, 16 at a time, on a limit never reached, in
 # the background; its PID in $load_pid. Returns once the first answers are in
 # (curl's output to a file comes in blocks of about a thousand), not while
@@ -83,78 +53,8 @@ load() {
   load_pid=$!
   until [[ -s $2 ]] || ((SECONDS >= deadline)); do sleep 0.01; done
 }
-# load_until_stopped KEY FILE: bursts of 5000 requests like load, one after
-# the other, until $e2e_work/stop-load exists (so the load covers the whole
-# failover however fast the fail policy answers); PID in $load_pid.
-load_until_stopped() {
-  rm -f "$e2e_work/stop-load"
-  : > "$2"
-  (while [[ ! -e $e2e_work/stop-load ]]; do burst 5000 16 "X-Client: $1" $(pair_urls wide) >> "$2"; done) &
-  load_pid=$!
-}
 # load_running: whether the load is still going.
 load_running() { kill -0 "$load_pid" 2>/dev/null && echo "still running" || echo "already over"; }
-# all_answered FILE LABEL FAIL_POLICY_BEFORE [SENT]: every request of the
-# load (SENT, default $during) got 200.
-all_answered() {
-  local answered ok sent=${4:-$during}
-  answered=$(grep -cv '^000$' "$1" || true)
-  ok=$(grep -c '^200$' "$1" || true)
-  echo "$2: $sent sent, $answered answered, $ok with 200," \
-       "$(($(fail_policy wide) - $3)) decided by the fail policy (rate_guard_fail open)"
-  if [[ $answered -ne $sent || $ok -ne $sent ]]; then
-    fail "$2: every request must be answered with 200"
-    sort "$1" | uniq -c >&2
-  fi
-}
-
-node_id() { redis-cli -p "$1" cluster myid; }
-# begin_migration SLOT FROM TO: IMPORTING on the destination first, then
-# MIGRATING on the source (which from then answers ASK for keys it lacks).
-begin_migration() {
-  local reply
-  reply=$(redis-cli -p "$3" cluster setslot "$1" importing "$(node_id "$2")")
-  [[ $reply == OK ]] || die "CLUSTER SETSLOT $1 IMPORTING on 127.0.0.1:$3: $reply"
-  reply=$(redis-cli -p "$2" cluster setslot "$1" migrating "$(node_id "$3")")
-  [[ $reply == OK ]] || die "CLUSTER SETSLOT $1 MIGRATING on 127.0.0.1:$2: $reply"
-}
-# migrate_keys SLOT FROM TO: MIGRATE the slot's keys, 100 at a time (CLUSTER
-# GETKEYSINSLOT); prints how many moved.
-migrate_keys() {
-  local moved=0 reply
-  local -a keys
-  while :; do
-    mapfile -t keys < <(redis-cli -p "$2" cluster getkeysinslot "$1" 100)
-    [[ ${#keys[@]} -gt 0 && -n ${keys[0]} ]] || break
-    reply=$(redis-cli -p "$2" migrate 127.0.0.1 "$3" "" 0 5000 keys "${keys[@]}")
-    if [[ $reply != OK && $reply != NOKEY ]]; then
-      echo "MIGRATE from 127.0.0.1:$2 to 127.0.0.1:$3: $reply" >&2
-      return 1
-    fi
-    moved=$((moved + ${#keys[@]}))
-  done
-  echo "$moved"
-}
-# finish_migration SLOT FROM TO: what is left migrated, then SETSLOT NODE on
-# the destination, the source and the other masters; until every node sees
-# the slot on TO (the source then answers MOVED).
-finish_migration() {
-  local id port reply deadline=$((SECONDS + 30))
-  migrate_keys "$1" "$2" "$3" > /dev/null || die "the keys of slot $1 could not be migrated"
-  id=$(node_id "$3")
-  for port in "$3" "$2" $(cluster_masters | grep -vxE "$2|$3" || true); do
-    reply=$(redis-cli -p "$port" cluster setslot "$1" node "$id")
-    [[ $reply == OK ]] || die "CLUSTER SETSLOT $1 NODE on 127.0.0.1:$port: $reply"
-  done
-  for port in "${cluster_ports[@]}"; do
-    cluster_running "$port" || continue
-    until [[ $(slot_owner "$1" "$port") == "$3" ]]; do
-      ((SECONDS < deadline)) || die "127.0.0.1:$port does not see slot $1 on 127.0.0.1:$3"
-      sleep 0.05
-    done
-  done
-  wait_cluster_stable
-}
 
 echo "== (a) the limit is exact, on every master"
 for master in $(cluster_masters); do
@@ -176,12 +76,7 @@ load_until_stopped during "$e2e_work/during"
 sleep 0.5
 killed=$(now)
 stop_cluster_node "$victim" KILL
-for _ in $(seq 600); do
-  role=$(redis-cli -p "$replica" role)
-  [[ ${role%%$'\n'*} == master ]] && break
-  sleep 0.05
-done
-[[ ${role%%$'\n'*} == master ]] || fail "the replica 127.0.0.1:$replica was not promoted"
+wait_role "$replica" master 30 || fail "the replica 127.0.0.1:$replica was not promoted"
 echo "master 127.0.0.1:$victim killed; replica 127.0.0.1:$replica promoted $(since "$killed") s later (the load $(load_running))"
 wait_cluster_stable || die "the cluster did not settle after the failover"
 echo "cluster stable again $(since "$killed") s after the kill; masters now $(cluster_seeds)"
@@ -200,8 +95,7 @@ for n in 1 2; do
     fail "nginx$n did not log the new slot map with 127.0.0.1:$replica"
 done
 # The load ran on from before the kill until both decide through Redis again.
-touch "$e2e_work/stop-load"
-wait "$load_pid"
+stop_load
 echo "the load ran $(since "$load_started") s"
 all_answered "$e2e_work/during" "during the failover" "$before" "$(wc -l < "$e2e_work/during")"
 (($(wc -l < "$e2e_work/during") % 5000 == 0)) || fail "a burst of the load lost answers"
@@ -233,7 +127,7 @@ echo "slot $slot: $moved keys migrated from 127.0.0.1:$from to 127.0.0.1:$to; AS
      "(the load $(load_running)); 127.0.0.1:$to got ${asking:-0} ASKING"
 wait "$load_pid"
 echo "the load took $(since "$load_started") s"
-all_answered "$e2e_work/moving" "during the migration" "$before"
+all_answered "$e2e_work/moving" "during the migration" "$before" "$during"
 [[ $(owner_of "$moving") == "$to" ]] || fail "slot $slot is not on 127.0.0.1:$to"
 exact_round "$moving" "after the migration, client '$moving' (60 passed before)" $((limit - 60))
 stored_on "$to" exact "$moving" || fail "rate_guard:exact:{$moving} is not on the new master 127.0.0.1:$to"

@@ -12,33 +12,7 @@ source "$(dirname "$0")/lib.sh"
 module=$(realpath "$1")
 limit=100
 
-master_port=$(free_port)
-replica_port=$(free_port)
-start_redis "$master_port"
-start_redis "$replica_port" --replicaof 127.0.0.1 "$master_port"
-for _ in $(seq 100); do
-  redis-cli -p "$replica_port" info replication | grep -q master_link_status:up && break
-  sleep 0.1
-done
-sentinels=()
-for _ in 1 2 3; do
-  port=$(free_port)
-  start_sentinel "$port" "$master_port"
-  sentinels+=("127.0.0.1:$port")
-done
-sentinel_list=$(IFS=,; echo "${sentinels[*]}")
-# Each sentinel must have fresh INFO from the replica before it can promote it
-# (else SENTINEL FAILOVER answers NOGOODSLAVE).
-can_promote() {
-  redis-cli -p "$1" sentinel replicas mymaster | tr -d '\r' | awk '
-    prev == "flags" { flags = $0 } prev == "master-link-status" { link = $0 }
-    prev == "info-refresh" { refresh = $0 } { prev = $0 }
-    END { exit !(flags == "slave" && link == "ok" && refresh != "" && refresh < 5000) }'
-}
-for s in "${sentinels[@]}"; do
-  for _ in $(seq 300); do can_promote "${s#127.0.0.1:}" && break; sleep 0.1; done
-  can_promote "${s#127.0.0.1:}" || fail "sentinel $s cannot promote the replica"
-done
+start_sentinels
 first_sentinel=${sentinels[0]#127.0.0.1:}
 
 start_nginx_pair "$module" \
@@ -59,18 +33,10 @@ ok=$(grep -c '^200$' "$e2e_work/during" || true)
 echo "during the failover: $during sent, $answered answered, $ok with 200 (fail open while the master moves)"
 [[ $answered -eq $during && $ok -eq $during ]] || { fail "every request must be answered with 200"; sort "$e2e_work/during" | uniq -c >&2; }
 
-for _ in $(seq 100); do
-  [[ $(redis-cli -p "$replica_port" role | head -1) == master ]] && break
-  sleep 0.1
-done
-[[ $(redis-cli -p "$replica_port" role | head -1) == master ]] || fail "the replica was not promoted"
+wait_role "$replica_port" master 10 || fail "the replica was not promoted"
 # Both instances follow the sentinels' +switch-master to the new master.
 for n in 1 2; do
-  for _ in $(seq 100); do
-    grep -q "switched to 127.0.0.1:$replica_port" "$e2e_work/nginx$n/error.log" && break
-    sleep 0.1
-  done
-  grep -q "switched to 127.0.0.1:$replica_port" "$e2e_work/nginx$n/error.log" || fail "nginx$n did not follow the failover"
+  wait_log "nginx$n" "switched to 127.0.0.1:$replica_port" 10 || fail "nginx$n did not follow the failover"
 done
 # ... and are connected to it again: consecutive checks decided by Redis
 # (PASSED, not ERROR) from both workers of each instance.

@@ -21,81 +21,19 @@ set -uo pipefail
 module=$(realpath "$1")
 source "$(dirname "$0")/lib.sh"
 
-certs="$e2e_work/certs"
-mkdir -p "$certs"
-# make_ca NAME; make_cert NAME CA SUBJECT_ALT_NAMES
-make_ca() {
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$1" \
-    -keyout "$certs/$1.key" -out "$certs/$1.pem" 2> /dev/null
-}
-make_cert() {
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=$1" -keyout "$certs/$1.key" -out "$certs/$1.csr" 2> /dev/null &&
-    openssl x509 -req -in "$certs/$1.csr" -CA "$certs/$2.pem" -CAkey "$certs/$2.key" -CAcreateserial -days 2 \
-      -extfile <(printf 'subjectAltName=%s\n' "$3") -out "$certs/$1.pem" 2> /dev/null
-}
-make_ca ca && make_ca other_ca && make_cert server ca "DNS:redis.test,IP:127.0.0.1" &&
-  make_cert client ca "DNS:client.test" || { echo "FAIL: openssl could not make the certificates" >&2; exit 1; }
+make_certs
+redis_tls "$certs/ca.pem" "$certs/server.pem" "$certs/server.key"
 
 # start_tls_redis PORT AUTH_CLIENTS: TLS only, password "secret".
 start_tls_redis() {
-  local dir="$e2e_work/redis-$1"
-  mkdir -p "$dir"
-  redis-server --bind 127.0.0.1 --port 0 --tls-port "$1" --tls-cert-file "$certs/server.pem" \
-    --tls-key-file "$certs/server.key" --tls-ca-cert-file "$certs/ca.pem" --tls-auth-clients "$2" \
-    --requirepass secret --save '' --appendonly no --dir "$dir" --logfile "$dir/redis.log" &
-  redis_pid=$!
-  track "$redis_pid"
-  wait_port "$1"
+  start_redis "$1" --tls-auth-clients "$2" --requirepass secret
+  redis_pid=$bg_pid
 }
 redis_port=$(free_port)
 mtls_port=$(free_port)
 start_tls_redis "$mtls_port" yes
 start_tls_redis "$redis_port" no
 tls_redis_pid=$redis_pid
-
-# serve NAME PORT REDIS_ARGS: nginx limiting /t at 5 per minute (sliding_log)
-# through a rate_guard_redis with REDIS_ARGS; X-Status tells who decided.
-serve() {
-  start_nginx "$1" "$module" "
-    rate_guard_redis $3 timeout=500ms connect_timeout=500ms;
-    rate_guard_zone \$http_x_client zone=tls rate=5r/m algorithm=sliding_log;
-    server {
-        listen 127.0.0.1:$2;
-        location = /t { rate_guard zone=tls; add_header X-Status \$rate_guard_status always; empty_gif; }
-    }"
-  wait_http "$2"
-}
-
-# statuses NAME PORT CLIENT: 8 requests; prints "code:status" for each.
-statuses() {
-  local i out=()
-  for i in $(seq 8); do
-    out+=("$(curl -s -o /dev/null -D - -H "X-Client: $3" "http://127.0.0.1:$2/t" |
-      awk 'NR == 1 { code = $2 } tolower($1) == "x-status:" { sub(/\r/, "", $2); status = $2 } END { print code ":" status }')")
-  done
-  echo "${out[*]}"
-}
-
-exact="200:PASSED 200:PASSED 200:PASSED 200:PASSED 200:PASSED 429:REJECTED 429:REJECTED 429:REJECTED"
-failed="200:ERROR 200:ERROR 200:ERROR 200:ERROR 200:ERROR 200:ERROR 200:ERROR 200:ERROR"
-
-# expect NAME REDIS_ARGS EXPECTED [LOG_PATTERN]
-expect() {
-  local port got
-  port=$(free_port)
-  serve "$1" "$port" "$2"
-  sleep 0.3  # the first connection: refused ones have failed by now
-  got=$(statuses "$1" "$port" "client-of-$1")
-  if [[ $got == "$3" ]]; then
-    echo "ok: $1: $got"
-  else
-    fail "$1: got $got, expected $3"
-  fi
-  if [[ -n ${4:-} ]] && ! grep -qE "$4" "$e2e_work/$1/error.log"; then
-    fail "$1: no line matching /$4/ in its error log: $(grep rate_guard "$e2e_work/$1/error.log" | tail -2)"
-  fi
-  no_crash "$1"
-}
 
 trusted="127.0.0.1:$redis_port password=secret tls=on tls_trusted_certificate=$certs/ca.pem"
 expect trusted "$trusted tls_name=redis.test" "$exact"
