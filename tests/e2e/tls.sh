@@ -9,6 +9,7 @@
 #   - tls_verify=off: accepted;
 #   - a server that requires client certificates: refused without one,
 #     exact with one;
+#   - a host name in the address is the name checked, an address an address;
 #   - connections killed by the server: the workers reconnect and resume
 #     their TLS sessions;
 #   - the TLS Redis killed and restarted under load: every request answered,
@@ -47,6 +48,16 @@ mtls="127.0.0.1:$mtls_port password=secret tls=on tls_trusted_certificate=$certs
 # required") or, when the reset wins the race, "Connection reset by peer".
 expect no_client_cert "$mtls" "$failed" "rate_guard: connection to Redis .* lost: .*(certificate required|reset by peer)"
 expect client_cert "$mtls tls_certificate=$certs/client.pem tls_certificate_key=$certs/client.key" "$exact"
+# A host name in the address is the name checked (and sent as SNI), although
+# it is resolved when the configuration loads: a server whose certificate
+# names only "localhost" is trusted at localhost:PORT, not at 127.0.0.1:PORT.
+make_cert localhost_only ca "DNS:localhost" || die "openssl could not make the localhost certificate"
+named_port=$(free_port)
+start_redis "$named_port" --tls-cert-file "$certs/localhost_only.pem" --tls-key-file "$certs/localhost_only.key" \
+  --tls-auth-clients no --requirepass secret
+expect by_name "localhost:$named_port password=secret tls=on tls_trusted_certificate=$certs/ca.pem" "$exact"
+expect by_address "127.0.0.1:$named_port password=secret tls=on tls_trusted_certificate=$certs/ca.pem" "$failed" \
+  'TLS certificate does not match "127.0.0.1"'
 # Connections dropped by the server (CLIENT KILL): the workers reconnect,
 # offering their TLS sessions, which the server resumes.
 port=$(free_port)
