@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -64,7 +65,7 @@ class LibeventLoop final : public EventLoop {
     if (event == nullptr) {
       return nullptr;
     }
-    auto stream = std::make_unique<LibeventStream>(event, events, address.tls, std::move(tls_name));
+    auto stream = std::make_unique<LibeventStream>(event, events, address.tls, std::move(tls_name), traffic);
     if (!stream->connect(reinterpret_cast<sockaddr*>(&storage), length, error)) {
       return nullptr;
     }
@@ -109,14 +110,24 @@ class LibeventLoop final : public EventLoop {
 
   std::vector<std::pair<LogLevel, std::string>> logs;
 
+  // What the streams carried, all together: a test can tell that bytes went
+  // in many pieces each way.
+  struct Traffic {
+    uint64_t bytes_written = 0;
+    uint64_t bytes_read = 0;
+    uint64_t reads = 0;        // read events (each brought bytes)
+    uint64_t most_unsent = 0;  // the most left queued by a write: the socket (or TLS) took less
+  };
+  Traffic traffic;
+
  private:
   // Destroying it inside one of its own events is allowed: libevent keeps the
   // bufferevent until its callback returns, and `gone_` tells the callback.
   class LibeventStream final : public Stream {
    public:
     // `event`: not connected yet; the stream frees it.
-    LibeventStream(bufferevent* event, Events& events, bool tls, std::string tls_name)
-        : events_(events), event_(event), tls_(tls), tls_name_(std::move(tls_name)) {
+    LibeventStream(bufferevent* event, Events& events, bool tls, std::string tls_name, Traffic& traffic)
+        : events_(events), event_(event), tls_(tls), tls_name_(std::move(tls_name)), traffic_(traffic) {
       bufferevent_setcb(event_, on_read, nullptr, on_event, this);
       bufferevent_enable(event_, EV_READ | EV_WRITE);
     }
@@ -133,7 +144,11 @@ class LibeventLoop final : public EventLoop {
       }
       return true;
     }
-    void write(const char* data, size_t size) override { bufferevent_write(event_, data, size); }
+    void write(const char* data, size_t size) override {
+      bufferevent_write(event_, data, size);
+      traffic_.bytes_written += size;
+      traffic_.most_unsent = std::max<uint64_t>(traffic_.most_unsent, evbuffer_get_length(bufferevent_get_output(event_)));
+    }
 
    private:
     static void on_read(bufferevent* event, void* data) {
@@ -141,6 +156,8 @@ class LibeventLoop final : public EventLoop {
       bool gone = false;
       self->gone_ = &gone;
       evbuffer* input = bufferevent_get_input(event);
+      self->traffic_.reads++;
+      self->traffic_.bytes_read += evbuffer_get_length(input);
       char chunk[16384];
       for (;;) {
         const int n = evbuffer_remove(input, chunk, sizeof(chunk));
@@ -182,6 +199,7 @@ class LibeventLoop final : public EventLoop {
     bool tls_;
     std::string tls_name_;  // the name the certificate is checked for
     bool connected_ = false;
+    Traffic& traffic_;
     bool* gone_ = nullptr;
   };
 
