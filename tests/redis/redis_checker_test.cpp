@@ -10,99 +10,20 @@
 #include <string>
 #include <vector>
 
-#include "libevent_loop.h"
 #include "redis/redis_key.h"
-#include "redis_server.h"
+#include "redis_checker_fixture.h"
 
 namespace rate_guard {
+namespace checker_test {
 namespace {
 
-using testing::LibeventLoop;
-using testing::RedisServer;
-
-struct Outcomes {
-  std::vector<CheckOutcome> received;
-  static void collect(void* data, const CheckOutcome& outcome) {
-    static_cast<Outcomes*>(data)->received.push_back(outcome);
-  }
-  size_t allowed() const {
-    size_t n = 0;
-    for (const auto& o : received) n += o.error == CheckError::none && o.decision.allowed;
-    return n;
-  }
-  size_t rejected() const {
-    size_t n = 0;
-    for (const auto& o : received) n += o.error == CheckError::none && !o.decision.allowed;
-    return n;
-  }
-  size_t errors(CheckError error) const {
-    size_t n = 0;
-    for (const auto& o : received) n += o.error == error;
-    return n;
-  }
-};
-
-redisReply* command(redisContext* c, const char* text) {
-  return static_cast<redisReply*>(redisCommand(c, text));
-}
-
-class RedisCheckerTest : public ::testing::Test {
+// Over TCP, to a server of its own.
+class RedisCheckerTest : public RedisCheckerFixture {
  protected:
-  void SetUp() override {
-    if (!server().running()) {
-      server().start();
-    }
-    admin_.reset(server().connect());
-    ASSERT_NE(admin_, nullptr);
-    freeReplyObject(command(admin_.get(), "FLUSHALL"));
-    zone_.name = "z" + std::to_string(counter_++);
-    zone_.limit = 10;
-    zone_.window_ms = 60000;
-    zone_.algorithm = Algorithm::sliding_log;
-    zone_.burst = 10;
-    config_.host = "127.0.0.1";
-    config_.port = static_cast<uint16_t>(server().port());
-    config_.timeout_ms = 100;
-    config_.connect_timeout_ms = 100;
-  }
-
-  static RedisServer& server() {
-    static RedisServer instance;  // started on first use, stopped by PID at exit
+  RedisServer& server() override {
+    static RedisServer instance;
     return instance;
   }
-
-  std::unique_ptr<RedisChecker> make_checker() {
-    auto checker = std::make_unique<RedisChecker>(config_, loop_);
-    checker->start();
-    EXPECT_TRUE(loop_.run_until([&] { return checker->connected(); }));
-    return checker;
-  }
-
-  // Sends one check for `key` and returns at once; the outcome lands in outcomes_.
-  RedisChecker::PendingCheck* send(RedisChecker& checker, std::string_view key, uint64_t cost = 1) {
-    ZoneRequest request{&zone_, key, cost, {zone_.limit, zone_.window_ms, zone_.burst}};
-    CheckOutcome immediate;
-    RedisChecker::PendingCheck* pending =
-        checker.check(&request, 1, Outcomes::collect, &outcomes_, &immediate);
-    if (pending == nullptr) {
-      outcomes_.received.push_back(immediate);
-    }
-    return pending;
-  }
-
-  void wait_for(size_t outcomes, uint64_t timeout_ms = 2000) {
-    loop_.run_until([&] { return outcomes_.received.size() >= outcomes; }, timeout_ms);
-  }
-
-  struct ContextFree {
-    void operator()(redisContext* c) const { redisFree(c); }
-  };
-  static inline int counter_ = 0;
-  LibeventLoop loop_;
-  RedisConfig config_;
-  ZoneConfig zone_;
-  Outcomes outcomes_;
-  std::unique_ptr<redisContext, ContextFree> admin_;
 };
 
 TEST_F(RedisCheckerTest, AllowsUpToTheLimitThenRejects) {
@@ -365,4 +286,5 @@ TEST(DecodeCheckReply, RejectsRepliesOfTheWrongShape) {
 }
 
 }  // namespace
+}  // namespace checker_test
 }  // namespace rate_guard

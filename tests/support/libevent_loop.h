@@ -1,5 +1,6 @@
-// rate_guard::EventLoop on libevent, its streams bufferevents: the Redis
-// client runs in the tests as it runs in nginx, on a real loop.
+// rate_guard::EventLoop on libevent, its streams bufferevents (over TLS,
+// libevent_openssl's): the Redis client runs in the tests as it runs in
+// nginx, on a real loop.
 #pragma once
 
 #include <event2/buffer.h>
@@ -7,13 +8,16 @@
 #include <event2/event.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "libevent_tls.h"
 #include "redis/event_loop.h"
 
 namespace rate_guard::testing {
@@ -31,6 +35,11 @@ class LibeventLoop final : public EventLoop {
         duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count());
   }
 
+  // Streams asked for with TLS speak it as `tls` says (as nginx's loop is
+  // given the context made from the configuration). Throws
+  // std::runtime_error when a file it names cannot be loaded.
+  void use_tls(const RedisTls& tls) { tls_ = std::make_unique<LibeventTls>(tls); }
+
   std::unique_ptr<Stream> connect(const StreamAddress& address, Stream::Events& events,
                                   std::string* error) override {
     sockaddr_storage storage;
@@ -38,7 +47,25 @@ class LibeventLoop final : public EventLoop {
     if (!stream_sockaddr(address, &storage, &length, error)) {
       return nullptr;
     }
-    auto stream = std::make_unique<LibeventStream>(base_, events);
+    bufferevent* event = nullptr;
+    std::string tls_name;
+    if (address.tls) {
+      if (!tls_) {
+        *error = "TLS is not configured";
+        return nullptr;
+      }
+      tls_name = std::string(address.tls_name.empty() ? address.host : address.tls_name);
+      event = tls_->new_bufferevent(base_, tls_name, error);
+    } else {
+      event = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
+      if (event == nullptr) {
+        *error = "cannot make a bufferevent";
+      }
+    }
+    if (event == nullptr) {
+      return nullptr;
+    }
+    auto stream = std::make_unique<LibeventStream>(event, events, address.tls, std::move(tls_name), traffic);
     if (!stream->connect(reinterpret_cast<sockaddr*>(&storage), length, error)) {
       return nullptr;
     }
@@ -83,13 +110,24 @@ class LibeventLoop final : public EventLoop {
 
   std::vector<std::pair<LogLevel, std::string>> logs;
 
+  // What the streams carried, all together: a test can tell that bytes went
+  // in many pieces each way.
+  struct Traffic {
+    uint64_t bytes_written = 0;
+    uint64_t bytes_read = 0;
+    uint64_t reads = 0;        // read events (each brought bytes)
+    uint64_t most_unsent = 0;  // the most left queued by a write: the socket (or TLS) took less
+  };
+  Traffic traffic;
+
  private:
   // Destroying it inside one of its own events is allowed: libevent keeps the
   // bufferevent until its callback returns, and `gone_` tells the callback.
   class LibeventStream final : public Stream {
    public:
-    LibeventStream(event_base* base, Events& events)
-        : events_(events), event_(bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) {
+    // `event`: not connected yet; the stream frees it.
+    LibeventStream(bufferevent* event, Events& events, bool tls, std::string tls_name, Traffic& traffic)
+        : events_(events), event_(event), tls_(tls), tls_name_(std::move(tls_name)), traffic_(traffic) {
       bufferevent_setcb(event_, on_read, nullptr, on_event, this);
       bufferevent_enable(event_, EV_READ | EV_WRITE);
     }
@@ -106,7 +144,11 @@ class LibeventLoop final : public EventLoop {
       }
       return true;
     }
-    void write(const char* data, size_t size) override { bufferevent_write(event_, data, size); }
+    void write(const char* data, size_t size) override {
+      bufferevent_write(event_, data, size);
+      traffic_.bytes_written += size;
+      traffic_.most_unsent = std::max<uint64_t>(traffic_.most_unsent, evbuffer_get_length(bufferevent_get_output(event_)));
+    }
 
    private:
     static void on_read(bufferevent* event, void* data) {
@@ -114,6 +156,8 @@ class LibeventLoop final : public EventLoop {
       bool gone = false;
       self->gone_ = &gone;
       evbuffer* input = bufferevent_get_input(event);
+      self->traffic_.reads++;
+      self->traffic_.bytes_read += evbuffer_get_length(input);
       char chunk[16384];
       for (;;) {
         const int n = evbuffer_remove(input, chunk, sizeof(chunk));
@@ -127,22 +171,35 @@ class LibeventLoop final : public EventLoop {
       }
       self->gone_ = nullptr;
     }
-    static void on_event(bufferevent*, short what, void* data) {
+    // With TLS, "connected" comes after the handshake and the certificate's checks.
+    static void on_event(bufferevent* event, short what, void* data) {
       auto* self = static_cast<LibeventStream*>(data);
       if ((what & BEV_EVENT_CONNECTED) != 0) {
+        self->connected_ = true;
         self->events_.stream_connected();
         return;
       }
       if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) != 0) {
         const int err = EVUTIL_SOCKET_ERROR();
-        self->events_.stream_closed((what & BEV_EVENT_EOF) != 0 ? "connection closed"
-                                    : err != 0                   ? std::strerror(err)
-                                                                 : "connection error");
+        std::string reason;
+        if ((what & BEV_EVENT_EOF) != 0) {
+          reason = "connection closed";
+        } else if (self->tls_) {
+          reason = LibeventTls::failure(event, self->tls_name_, self->connected_);
+        }
+        if (reason.empty()) {
+          reason = err != 0 ? std::strerror(err) : "connection error";
+        }
+        self->events_.stream_closed(reason);
       }
     }
 
     Events& events_;
     bufferevent* event_;
+    bool tls_;
+    std::string tls_name_;  // the name the certificate is checked for
+    bool connected_ = false;
+    Traffic& traffic_;
     bool* gone_ = nullptr;
   };
 
@@ -167,6 +224,7 @@ class LibeventLoop final : public EventLoop {
   };
 
   event_base* base_;
+  std::unique_ptr<LibeventTls> tls_;
 };
 
 }  // namespace rate_guard::testing

@@ -34,10 +34,10 @@ constexpr auto kPoll = std::chrono::milliseconds(5);
 // A port picked free may be taken by someone else before redis-server binds it.
 constexpr int kPortAttempts = 5;
 
+}  // namespace
 
-std::string make_temp_dir() {
-  std::string pattern =
-      (std::filesystem::temp_directory_path() / "rate_guard_redis.XXXXXX").string();
+std::string make_temp_dir(const std::string& prefix) {
+  std::string pattern = (std::filesystem::temp_directory_path() / (prefix + ".XXXXXX")).string();
   std::vector<char> buffer(pattern.begin(), pattern.end());
   buffer.push_back('\0');
   if (::mkdtemp(buffer.data()) == nullptr) {
@@ -45,8 +45,6 @@ std::string make_temp_dir() {
   }
   return buffer.data();
 }
-
-}  // namespace
 
 // A loopback port that nobody listens on right now: bind to port 0, read the
 // port the kernel chose, and release it.
@@ -72,7 +70,7 @@ int pick_free_port() {
 
 RedisServer::RedisServer() : RedisServer(Options{}) {}
 
-RedisServer::RedisServer(Options options) : options_(std::move(options)), dir_(make_temp_dir()) {
+RedisServer::RedisServer(Options options) : options_(std::move(options)), dir_(make_temp_dir("rate_guard_redis")) {
   unix_path_ = dir_ + "/redis.sock";
   log_path_ = dir_ + "/redis.log";
   std::string last_error;
@@ -117,17 +115,26 @@ void RedisServer::start() {
 
 void RedisServer::launch() {
   const std::string port = std::to_string(port_);
+  // Where it listens: the loopback port, plain or TLS only, and the socket.
+  std::vector<std::string> listen = {"--bind", "127.0.0.1"};
+  if (options_.tls) {
+    const Tls& tls = *options_.tls;
+    listen.insert(listen.end(), {"--port", "0", "--tls-port", port,
+                                 "--tls-cert-file", tls.certificate, "--tls-key-file", tls.key,
+                                 "--tls-ca-cert-file", tls.ca,
+                                 "--tls-auth-clients", tls.require_client_certificate ? "yes" : "no"});
+  } else {
+    listen.insert(listen.end(), {"--port", port});
+  }
+  listen.insert(listen.end(), {"--unixsocket", unix_path_, "--unixsocketperm", "700"});
   // --save "" and --appendonly no: nothing is ever written but the log.
-  std::vector<std::string> args = {"redis-server",
-                                   "--bind", "127.0.0.1",
-                                   "--port", port,
-                                   "--unixsocket", unix_path_,
-                                   "--unixsocketperm", "700",
-                                   "--save", "",
-                                   "--appendonly", "no",
-                                   "--daemonize", "no",
-                                   "--dir", dir_,
-                                   "--logfile", log_path_};
+  std::vector<std::string> args = {"redis-server"};
+  args.insert(args.end(), listen.begin(), listen.end());
+  args.insert(args.end(), {"--save", "",
+                           "--appendonly", "no",
+                           "--daemonize", "no",
+                           "--dir", dir_,
+                           "--logfile", log_path_});
   if (options_.sentinel || !options_.config_lines.empty()) {
     // A sentinel rewrites its config file: it must be a file of its own.
     const std::string config = dir_ + "/redis.conf";
@@ -138,9 +145,9 @@ void RedisServer::launch() {
     out.close();
     args.insert(args.begin() + 1, config);
     if (options_.sentinel) {
-      args = {"redis-server", config, "--sentinel", "--bind", "127.0.0.1", "--port", port,
-              "--unixsocket", unix_path_, "--unixsocketperm", "700",
-              "--daemonize", "no", "--dir", dir_, "--logfile", log_path_};
+      args = {"redis-server", config, "--sentinel"};
+      args.insert(args.end(), listen.begin(), listen.end());
+      args.insert(args.end(), {"--daemonize", "no", "--dir", dir_, "--logfile", log_path_});
     }
   }
   std::vector<char*> argv;
@@ -200,7 +207,8 @@ bool RedisServer::running() const {
 
 redisContext* RedisServer::connect() const {
   const timeval timeout{2, 0};
-  redisContext* context = redisConnectWithTimeout("127.0.0.1", port_, timeout);
+  redisContext* context = options_.tls ? redisConnectUnixWithTimeout(unix_path_.c_str(), timeout)
+                                       : redisConnectWithTimeout("127.0.0.1", port_, timeout);
   if (context == nullptr) {
     return nullptr;
   }
