@@ -65,13 +65,17 @@ if with_sliding_window then
   -- estimate at least as long as if this script had recorded it. In a
   -- two-counter state "i:current:previous", the previous window ended at
   -- i * window, the current one ends at (i + 1) * window (or now, if
-  -- sooner). Anything else reads as empty.
+  -- sooner). Anything else reads as empty. Whether there was anything to
+  -- convert: the converted state is then written even if the request is
+  -- rejected, so that the wait announced from it holds (read again later,
+  -- the old layout would charge its counts later still).
   local function convert(counts, state, index, span, window, limit)
     local i, c, p = match(state, '^(%d+):(%d+):(%d+)$')
     if i then
       i = i + 0
       charge(counts, index, span, (i + 1) * window - 1, c + 0, limit)
       charge(counts, index, span, i * window - 1, p + 0, limit)
+      return true
     elseif #state == SIZE then
       local old = {unpack_state(FORMAT, state)}
       if old[1] == TAG then
@@ -79,8 +83,10 @@ if with_sliding_window then
         for x = newest - SUB_WINDOWS, newest do
           charge(counts, index, span, (x + 1) * old_span - 1, old[x % SLOTS + FIRST], limit)
         end
+        return true
       end
     end
+    return false
   end
 
   -- reset_ms when the oldest counts must leave before `excess` more fits:
@@ -101,7 +107,7 @@ if with_sliding_window then
     local window = window_ms * 1000
     local span = ceil(window / SUB_WINDOWS)
     local index = floor(now / span)
-    local counts, same = false, false
+    local counts, same, converted = false, false, false
     if state and #state == SIZE then
       counts = {unpack_state(FORMAT, state)}
       local newest = counts[3]
@@ -122,7 +128,7 @@ if with_sliding_window then
     if not counts then
       counts = {unpack_state(FORMAT, empty)}
       if state then
-        convert(counts, state, index, span, window, limit)
+        converted = convert(counts, state, index, span, window, limit)
       end
     end
 
@@ -135,7 +141,13 @@ if with_sliding_window then
     end
     local remaining = limit - estimate - cost
     if remaining < 0 then
-      return false, limit, max(0, limit - estimate), wait(counts, index, span, -remaining)
+      local reset_ms = wait(counts, index, span, -remaining)
+      if converted then
+        return false, limit, max(0, limit - estimate), reset_ms,
+               pack(FORMAT, TAG, span, index, unpack(counts, FIRST, LAST)),
+               format('%d', ceil(((index + SLOTS) * span - now) / 1000))
+      end
+      return false, limit, max(0, limit - estimate), reset_ms
     end
     local slot = index % SLOTS + FIRST
     counts[slot] = counts[slot] + cost

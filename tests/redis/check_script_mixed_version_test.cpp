@@ -58,14 +58,16 @@ TEST_F(MixedVersions, NewReleaseChargesOldCountsAtTheirLatestMoment) {
   // sliding_log would have let one through here already (the two of 500 ms
   // left at 1500 ms).
   EXPECT_EQ(check(kT0 + 1500 * kMs, zone), Rejected(3, 0, 500));
-  // At 2 s the key still holds the old state: its current count is now
-  // charged at the last µs of window 1 (sub-window 31); the previous 2 have
-  // left.
-  EXPECT_EQ(check(kT0 + 2 * kSecond, zone), Allowed(3, 1, 0));
-  const SlidingWindowState state = unpack_sliding_window(get("client"));
+  // The rejection wrote the converted state (without the request), so the
+  // wait it announced holds: at 2 s the previous 2 have left.
+  SlidingWindowState state = unpack_sliding_window(get("client"));
   ASSERT_TRUE(state.valid);
+  EXPECT_EQ(state.newest, kT0 / 62500 + 24);
+  EXPECT_EQ(state.counts, (std::vector<uint32_t>{0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1}));
+  EXPECT_EQ(check(kT0 + 2 * kSecond, zone), Allowed(3, 1, 0));
+  state = unpack_sliding_window(get("client"));
   EXPECT_EQ(state.newest, kT0 / 62500 + 32);
-  EXPECT_EQ(state.counts, (std::vector<uint32_t>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1}));
+  EXPECT_EQ(state.counts, (std::vector<uint32_t>{0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1}));
 }
 
 TEST_F(MixedVersions, NewReleaseNeverAdmitsOverTheOldCountsItConverted) {
@@ -78,6 +80,20 @@ TEST_F(MixedVersions, NewReleaseNeverAdmitsOverTheOldCountsItConverted) {
   EXPECT_EQ(check(kT0 + kSecond, zone), Rejected(5, 0, 1000));
   EXPECT_EQ(check(kT0 + 2 * kSecond - 1, zone), Rejected(5, 0, 1));
   EXPECT_EQ(check(kT0 + 2 * kSecond, zone), Allowed(5, 4, 0));
+}
+
+// Read again later, an old state would charge its current count later still
+// (at the end of its window): the first conversion is kept, so that a client
+// that waits what the rejection announced passes.
+TEST_F(MixedVersions, WaitingWhatARejectionOfAnOldStateAnnouncedIsEnough) {
+  const Zone zone = sliding_window(/*limit=*/5, /*window_ms=*/1000);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(check(kT0 + 100 * kMs, zone, previous_).allowed);
+  }
+  // Charged at 200 ms (sub-window 3, leaves at 20 * 62.5 ms = 1250 ms).
+  const Verdict rejected = check(kT0 + 200 * kMs, zone);
+  EXPECT_EQ(rejected, Rejected(5, 0, 1050));
+  EXPECT_TRUE(check(kT0 + 200 * kMs + rejected.reset_ms * kMs, zone).allowed);
 }
 
 // Another algorithm's state, or a state of another window (a reload), is
