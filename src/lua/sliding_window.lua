@@ -37,15 +37,12 @@ if with_sliding_window then
   -- In the table a state unpacks to: 1 the tag, 2 the span, 3 the newest
   -- index, FIRST .. LAST the ring, then struct.unpack's next position.
   local FIRST, LAST = 4, SLOTS + 3
+  -- Little-endian: the tag (1 byte), two doubles, SLOTS uint32 (written
+  -- out: string.rep per call costs more), SIZE = 1 + 16 + 4 * SLOTS bytes.
   local TAG = 'W'
-  local FORMAT = '<c1dd' .. string.rep('I4', SLOTS)
-  local SIZE = struct.size(FORMAT)
+  local FORMAT = '<c1ddI4I4I4I4I4I4I4I4I4I4I4I4I4I4I4I4I4'
+  local SIZE = 85
   local pack, unpack_state = struct.pack, struct.unpack
-  local empty = {}
-  for slot = 1, SLOTS do
-    empty[slot] = 0
-  end
-  empty = pack(FORMAT, TAG, 0, 0, unpack(empty))
 
   -- Adds n requests made at time `at` (at most now) to the ring of sub-window
   -- `index`, where the estimate still counts them; a slot never holds more
@@ -126,7 +123,10 @@ if with_sliding_window then
       end
     end
     if not counts then
-      counts = {unpack_state(FORMAT, empty)}
+      counts = {TAG, span, index}
+      for slot = FIRST, LAST do
+        counts[slot] = 0
+      end
       if state then
         converted = convert(counts, state, index, span, window, limit)
       end

@@ -45,7 +45,7 @@ ask() {
 header() { tr -d '\r' < "$e2e_work/headers" | sed -n "s/^$1: //Ip"; }
 # expect WHAT GOT WANTED
 expect() { [[ $2 == "$3" ]] || fail "$1: got $2, expected $3"; }
-state() { redis-cli -p "$redis_port" --raw GET "rate_guard:mixed:$1" | head -c 40 | tr -c '[:print:]' '.'; }
+state() { redis-cli -p "$redis_port" --raw GET "rate_guard:mixed:$1" | tr -d '\n' | head -c 40 | tr -c '[:print:]' '.'; }
 old_layout() { [[ $(state "$1") =~ ^[0-9]+:[0-9]+:[0-9]+$ ]]; }
 
 # 1. The old server counts 5; the new one reads them and rejects.
@@ -61,11 +61,12 @@ sleep "$retry"
 expect "new server, Retry-After later" "$(ask new a)" 200
 [[ $(state a) == W* ]] || fail "the new server wrote $(state a), expected its own layout (tag W)"
 
-# 2. The new server counts 5 and rejects the 6th; the old one reads the new
-# layout as empty, passes, and starts the key over in its own layout.
+# 2. The new server counts 5; the old one reads the new layout as empty,
+# passes, and starts the key over in its own layout. (No 6th request to the
+# new server: its rejection would stay in that server's blocked-key cache,
+# which cannot know that an old server has since reset the key.)
 for i in 1 2 3 4 5; do expect "new server, request $i of 5" "$(ask new b)" 200; done
 [[ $(state b) == W* ]] || fail "the new server wrote $(state b)"
-expect "new server, request 6" "$(ask new b)" 429
 expect "old server after the new one's 5 (reads the new layout as empty)" "$(ask old b)" 200
 expect "the old server's remaining" "$(header X-RateLimit-Remaining)" 4
 old_layout b || fail "the old server wrote $(state b)"
@@ -83,8 +84,12 @@ passed=$(printf '%s\n' "${codes[@]}" | grep -c '^200$' || true)
 echo "alternating old/new, 40 requests within about a second: $passed passed (5 per 3 s on either alone)"
 expect "answers other than 200 or 429" "$others" 0
 
+# No error of the module's (a script error, a reply it could not read): the
+# rejections' own lines ("limiting requests") and wait_http's probe of / aside.
 for name in new old; do
   no_crash "$name"
-  if grep -h '\[error\]' "$e2e_work/$name/error.log"; then fail "$name server logged errors"; fi
+  if grep -hE '\[(error|warn)\]' "$e2e_work/$name/error.log" | grep -vE 'limiting requests|index.html'; then
+    fail "$name server logged errors"
+  fi
 done
 exit $e2e_status
