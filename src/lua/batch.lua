@@ -39,7 +39,9 @@ written = {}
 -- nil, and a key may hold another algorithm's string: both read as empty
 -- (the algorithms' patterns do not match), and SET replaces them. Allowed,
 -- they return the new state, and its TTL in ms as text, or false when the key
--- already holds this window's state and the TTL that goes with it.
+-- already holds this window's state and the TTL that goes with it. Rejected,
+-- they return nothing more, except sliding_window when it converted a state
+-- of another layout: that state (without the request) and its TTL.
 
 -- Redis truncates numbers in replies to integers; all of these are whole.
 local reply, n = {}, 0
@@ -88,6 +90,13 @@ for _ = 1, requests do
       pending[p + 5], pending[p + 6], pending[p + 7] = y, v, s
     else
       all = false
+      if x then
+        -- A rejection that still rewrites the key: sliding_window's state
+        -- converted from another layout, without this request (see
+        -- convert() in sliding_window.lua). x: the state, y: its TTL in ms.
+        call('SET', key, x, 'PX', y)
+        written[key] = x
+      end
     end
     at = at + ARGS_PER_ZONE
   end

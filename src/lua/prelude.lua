@@ -22,9 +22,10 @@
 -- each call, and costs with the number of outer locals it uses), tonumber or
 -- a %d format 1.5k to 2.5k, a match 2.4k. So:
 -- - TIME once per call; the state of sliding_window, fixed_window and
---   token_bucket is one string ("index:current:previous", "index:count",
---   "tat:rem"), read for the whole batch by one MGET and written by one SET;
---   no TYPE: a key of another type is handled where it shows up.
+--   token_bucket is one string (sub-window counts packed by struct,
+--   "index:count", "tat:rem"), read for the whole batch by one MGET and
+--   written by one SET; no TYPE: a key of another type is handled where it
+--   shows up.
 -- - SET ... KEEPTTL when the key already holds this window's state (its TTL,
 --   the end of the window or of the next one, is already right): PX makes
 --   Redis rewrite the command for propagation.

@@ -1,123 +1,159 @@
 
 -- =========================================================== sliding_window
 
--- The counts of the current and the previous aligned windows, as
--- "index:current:previous". The previous count is weighted by its overlap
--- with the sliding window, as if its requests had been spread evenly:
--- estimate = previous * (window - elapsed) / window + current.
+-- SUB_WINDOWS counts per key, one per sub-window of span = ceil(window /
+-- SUB_WINDOWS) µs, aligned (sub-window x is [x * span, (x + 1) * span)). At a
+-- time t of sub-window i, the estimate is the sum of the counts of the
+-- SUB_WINDOWS + 1 sub-windows i - SUB_WINDOWS .. i: the oldest, only partly
+-- inside (t - window, t], is counted whole. A request of cost c passes iff
+-- estimate + c <= limit.
+--
+-- Never over: take any interval (s, s + window] and the last request admitted
+-- in it, at t, in sub-window i. Sub-window i - SUB_WINDOWS starts at
+-- (i - SUB_WINDOWS) * span <= t - SUB_WINDOWS * span <= t - window < s, so
+-- every request admitted in (s, t] was in the estimate when t was admitted:
+-- together they are at most limit. Under: a request holds its quota until its
+-- sub-window leaves the estimate, at most span (+ SUB_WINDOWS µs of rounding)
+-- longer than the window, so a client steadily at the limit gets at least
+-- window / (window + span), about SUB_WINDOWS / (SUB_WINDOWS + 1), of it.
+-- No product here reaches 2^53 (times below 2^53, counts below 2^35): plain
+-- arithmetic throughout.
+--
+-- The state, packed by Redis's struct library: a tag, the span, the index of
+-- the newest sub-window, then SLOTS counts in a ring (sub-window x in slot
+-- x % SLOTS). The tag is no digit, so the patterns of the earlier layouts
+-- ("index:current:previous", and fixed_window's and token_bucket's
+-- "a:b") never match it: a module of the two-counter estimate reads it as
+-- empty (and overwrites it). The other way, this script converts a
+-- two-counter state, each count charged as made at the latest moment it can
+-- have been (see convert below).
 --
 -- sliding_window(state, limit, window_ms, cost): one zone, as the other
 -- algorithms' (see batch.lua), made only when the batch has a zone of it.
 local sliding_window
 if with_sliding_window then
-  -- Whether a request of cost c passes at time t >= now, nothing else being
-  -- recorded, `current` and `previous` being the counts of window `index`.
-  -- In the next window the current count becomes the previous one, after it
-  -- both are 0. The estimate, plus c, must stay within limit; multiplied by
-  -- window: previous * (window - elapsed) <= room * window.
-  local function passes(t, current, previous, c, limit, window, index, big)
-    local i = floor(t / window)
-    if i == index + 1 then
-      current, previous = 0, current
-    elseif i > index + 1 then
-      current, previous = 0, 0
+  local SUB_WINDOWS = 16
+  local SLOTS = SUB_WINDOWS + 1
+  -- In the table a state unpacks to: 1 the tag, 2 the span, 3 the newest
+  -- index, FIRST .. LAST the ring, then struct.unpack's next position.
+  local FIRST, LAST = 4, SLOTS + 3
+  -- Little-endian: the tag (1 byte), two doubles, SLOTS uint32 (written
+  -- out: string.rep per call costs more), SIZE = 1 + 16 + 4 * SLOTS bytes.
+  local TAG = 'W'
+  local FORMAT = '<c1ddI4I4I4I4I4I4I4I4I4I4I4I4I4I4I4I4I4'
+  local SIZE = 85
+  local pack, unpack_state = struct.pack, struct.unpack
+
+  -- Adds n requests made at time `at` (at most now) to the ring of sub-window
+  -- `index`, where the estimate still counts them; a slot never holds more
+  -- than `limit` (a count of limit already rejects every request while it is
+  -- counted, so capping it changes no decision, and keeps I4 from wrapping).
+  local function charge(counts, index, span, at, n, limit)
+    local x = floor(min(at, now) / span)
+    if n > 0 and x > index - SLOTS then
+      local slot = x % SLOTS + FIRST
+      counts[slot] = min(limit, counts[slot] + n)
     end
-    local room = limit - current - c
-    if room < 0 then
-      return false
-    end
-    local overlap = window - (t - i * window)
-    if big then
-      return compare(previous, overlap, 0, room, window, 0) <= 0
-    end
-    return previous * overlap <= room * window
   end
 
-  -- The smallest whole number of ms after which passes() holds, as first()
-  -- does, from a guess in double arithmetic. The estimate falls linearly
-  -- through this window; if it cannot fall low enough here, it does in the
-  -- next one.
-  local function wait(current, previous, c, limit, window, index, big)
-    local next_start = (index + 1) * window
-    local room, at = limit - current - c, now
-    if room >= 0 and previous > 0 then
-      at = next_start - room * window / previous
-    end
-    if room < 0 or at >= next_start then
-      at = next_start
-      if current > 0 then
-        at = at + max(0, window - (limit - c) * window / current)
+  -- Counts of another layout, or of another span (the zone's window changed
+  -- in a reload), into an empty ring of sub-window `index`: each charged as
+  -- made at the latest moment it can have been, so that it stays in the
+  -- estimate at least as long as if this script had recorded it. In a
+  -- two-counter state "i:current:previous", the previous window ended at
+  -- i * window, the current one ends at (i + 1) * window (or now, if
+  -- sooner). Anything else reads as empty. Whether there was anything to
+  -- convert: the converted state is then written even if the request is
+  -- rejected, so that the wait announced from it holds (read again later,
+  -- the old layout would charge its counts later still).
+  local function convert(counts, state, index, span, window, limit)
+    local i, c, p = match(state, '^(%d+):(%d+):(%d+)$')
+    if i then
+      i = i + 0
+      charge(counts, index, span, (i + 1) * window - 1, c + 0, limit)
+      charge(counts, index, span, i * window - 1, p + 0, limit)
+      return true
+    elseif #state == SIZE then
+      local old = {unpack_state(FORMAT, state)}
+      if old[1] == TAG then
+        local old_span, newest = old[2], old[3]
+        for x = newest - SUB_WINDOWS, newest do
+          charge(counts, index, span, (x + 1) * old_span - 1, old[x % SLOTS + FIRST], limit)
+        end
+        return true
       end
     end
-    local ms = max(0, ceil((at - now) / 1000))
-    local steps = 0
-    while ms > 0 and steps < MAX_STEPS and passes(now + (ms - 1) * 1000, current, previous, c, limit, window, index, big) do
-      ms = ms - 1
-      steps = steps + 1
+    return false
+  end
+
+  -- reset_ms when the oldest counts must leave before `excess` more fits:
+  -- sub-window x leaves the estimate at (x + SLOTS) * span.
+  local function wait(counts, index, span, excess)
+    local gone, x = 0, index - SUB_WINDOWS
+    while true do
+      gone = gone + counts[x % SLOTS + FIRST]
+      if gone >= excess or x == index then
+        break
+      end
+      x = x + 1
     end
-    while steps < MAX_STEPS and not passes(now + ms * 1000, current, previous, c, limit, window, index, big) do
-      ms = ms + 1
-      steps = steps + 1
-    end
-    return ms
+    return ceil(((x + SLOTS) * span - now) / 1000)
   end
 
   sliding_window = function(state, limit, window_ms, cost)
     local window = window_ms * 1000
-    local index = floor(now / window)
-    local current, previous, same = 0, 0, false
-    if state then
-      local i, c, p = match(state, '^(%d+):(%d+):(%d+)$')
-      if i then
-        i = i + 0
-        if i == index then
-          current, previous, same = c + 0, p + 0, true
-        elseif i == index - 1 then
-          previous = c + 0
+    local span = ceil(window / SUB_WINDOWS)
+    local index = floor(now / span)
+    local counts, same, converted = false, false, false
+    if state and #state == SIZE then
+      counts = {unpack_state(FORMAT, state)}
+      local newest = counts[3]
+      if counts[1] ~= TAG or counts[2] ~= span then
+        counts = false
+      elseif newest >= index then
+        -- (later only if Redis's clock stepped back: keep counting them all)
+        index, same = newest, true
+      elseif newest > index - SLOTS then
+        for x = newest + 1, index do
+          counts[x % SLOTS + FIRST] = 0
         end
-      end
-    end
-    -- Every product is at most max(limit, current, previous) * window.
-    local big = max(limit, current, previous) * window >= EXACT
-    if big and not compare then
-      exact_arithmetic()
-    end
-
-    -- ceil(previous * (window - elapsed) / window): remaining is rounded down.
-    local overlap = window - (now - index * window)
-    local weighted
-    if big then
-      weighted = first(previous * overlap / window, function(w)
-        return compare(w, window, 0, previous, overlap, 0) >= 0
-      end)
-    else
-      weighted = ceil(previous * overlap / window)
-    end
-
-    if cost > limit then
-      return false, limit, max(0, limit - current - weighted), window_ms
-    end
-    -- passes(now, ...), written out
-    local room = limit - current - cost
-    local fits = room >= 0
-    if fits then
-      if big then
-        fits = compare(previous, overlap, 0, room, window, 0) <= 0
       else
-        fits = previous * overlap <= room * window
+        counts = false
+        state = false
       end
     end
-    if not fits then
-      return false, limit, max(0, limit - current - weighted),
-             wait(current, previous, cost, limit, window, index, big)
+    if not counts then
+      counts = {TAG, span, index}
+      for slot = FIRST, LAST do
+        counts[slot] = 0
+      end
+      if state then
+        converted = convert(counts, state, index, span, window, limit)
+      end
     end
-    local remaining = room - weighted
-    local reset_ms = 0
-    if remaining <= 0 then
-      reset_ms = wait(current + cost, previous, 1, limit, window, index, big)
+
+    local estimate = 0
+    for slot = FIRST, LAST do
+      estimate = estimate + counts[slot]
     end
-    -- The current count is used, as the previous one, until the next window ends.
-    return true, limit, remaining, reset_ms, format('%d:%d:%d', index, current + cost, previous),
-           not same and format('%d', ceil(((index + 2) * window - now) / 1000))
+    if cost > limit then
+      return false, limit, max(0, limit - estimate), window_ms
+    end
+    local remaining = limit - estimate - cost
+    if remaining < 0 then
+      local reset_ms = wait(counts, index, span, -remaining)
+      if converted then
+        return false, limit, max(0, limit - estimate), reset_ms,
+               pack(FORMAT, TAG, span, index, unpack(counts, FIRST, LAST)),
+               format('%d', ceil(((index + SLOTS) * span - now) / 1000))
+      end
+      return false, limit, max(0, limit - estimate), reset_ms
+    end
+    local slot = index % SLOTS + FIRST
+    counts[slot] = counts[slot] + cost
+    -- The state matters until its newest sub-window leaves the estimate.
+    return true, limit, remaining, remaining > 0 and 0 or wait(counts, index, span, 1),
+           pack(FORMAT, TAG, span, index, unpack(counts, FIRST, LAST)),
+           not same and format('%d', ceil(((index + SLOTS) * span - now) / 1000))
   end
 end

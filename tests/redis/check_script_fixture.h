@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <ostream>
 #include <random>
@@ -157,15 +158,23 @@ class CheckScriptTest : public ::testing::Test {
     return reply;
   }
 
+  // Loads another script (the previous release's, to run beside this one on
+  // the same keys): its SHA1, for the `sha` argument of the calls below.
+  std::string load(std::string_view script) {
+    Reply loaded = command({"SCRIPT", "LOAD", script});
+    EXPECT_EQ(loaded->type, REDIS_REPLY_STRING) << std::string_view(loaded->str, loaded->len);
+    return loaded->type == REDIS_REPLY_STRING ? std::string(loaded->str, loaded->len) : "";
+  }
+
   // The EVALSHA arguments of one call checking `requests`, in order (the
-  // layout of lua/check_script.h).
-  std::vector<std::string> evalsha_args(uint64_t now_us,
-                                        const std::vector<Request>& requests) const {
+  // layout of lua/check_script.h), of this script or of the one `sha` names.
+  std::vector<std::string> evalsha_args(uint64_t now_us, const std::vector<Request>& requests,
+                                        const std::string& sha = "") const {
     size_t keys = 0;
     for (const Request& request : requests) {
       keys += request.size();
     }
-    std::vector<std::string> args = {"EVALSHA", sha_, std::to_string(keys)};
+    std::vector<std::string> args = {"EVALSHA", sha.empty() ? sha_ : sha, std::to_string(keys)};
     for (const Request& request : requests) {
       for (const Zone& zone : request) {
         args.push_back(zone.key);
@@ -214,8 +223,9 @@ class CheckScriptTest : public ::testing::Test {
 
   // Every request of `requests` in one call at `now_us`: the verdicts of each.
   std::vector<std::vector<Verdict>> check_batch(uint64_t now_us,
-                                                const std::vector<Request>& requests) {
-    std::vector<std::string> args = evalsha_args(now_us, requests);
+                                                const std::vector<Request>& requests,
+                                                const std::string& sha = "") {
+    std::vector<std::string> args = evalsha_args(now_us, requests, sha);
     Reply reply = command(std::vector<std::string_view>(args.begin(), args.end()));
     size_t zones = 0;
     for (const Request& request : requests) {
@@ -236,13 +246,13 @@ class CheckScriptTest : public ::testing::Test {
   }
 
   // One request through every zone of `zones`, at `now_us`.
-  std::vector<Verdict> check_all(uint64_t now_us, const Request& zones) {
-    std::vector<std::vector<Verdict>> verdicts = check_batch(now_us, {zones});
+  std::vector<Verdict> check_all(uint64_t now_us, const Request& zones, const std::string& sha = "") {
+    std::vector<std::vector<Verdict>> verdicts = check_batch(now_us, {zones}, sha);
     return verdicts.empty() ? std::vector<Verdict>{} : verdicts[0];
   }
 
-  Verdict check(uint64_t now_us, const Zone& zone) {
-    std::vector<Verdict> verdicts = check_all(now_us, {zone});
+  Verdict check(uint64_t now_us, const Zone& zone, const std::string& sha = "") {
+    std::vector<Verdict> verdicts = check_all(now_us, {zone}, sha);
     return verdicts.empty() ? Verdict{} : verdicts[0];
   }
 
@@ -316,6 +326,40 @@ class CheckScriptTest : public ::testing::Test {
       return std::string(reply->str, reply->len);
     }
     return reply->type == REDIS_REPLY_NIL ? "(nil)" : "(error)";
+  }
+
+  // A sliding_window state (src/lua/sliding_window.lua), unpacked: the tag,
+  // the span of a sub-window in µs, the newest sub-window's index, and the
+  // counts of the sub-windows newest - 16 .. newest, oldest first, in
+  // `counts`. `valid` is false when the value is not of that layout.
+  struct SlidingWindowState {
+    bool valid = false;
+    char tag = 0;
+    uint64_t span = 0;
+    uint64_t newest = 0;
+    std::vector<uint32_t> counts;
+  };
+  static constexpr size_t kSubWindows = 16;
+  static SlidingWindowState unpack_sliding_window(const std::string& value) {
+    SlidingWindowState state;
+    const size_t slots = kSubWindows + 1;
+    if (value.size() != 1 + 8 + 8 + 4 * slots) {
+      return state;
+    }
+    double span = 0, newest = 0;
+    static_assert(sizeof(double) == 8, "IEEE doubles, as struct packs them");
+    std::memcpy(&span, value.data() + 1, 8);  // little-endian ('<'), as this machine
+    std::memcpy(&newest, value.data() + 9, 8);
+    state.valid = true;
+    state.tag = value[0];
+    state.span = static_cast<uint64_t>(span);
+    state.newest = static_cast<uint64_t>(newest);
+    for (uint64_t x = state.newest - kSubWindows; x <= state.newest; ++x) {
+      uint32_t count = 0;
+      std::memcpy(&count, value.data() + 17 + 4 * (x % slots), 4);
+      state.counts.push_back(count);
+    }
+    return state;
   }
 
   std::string type(std::string_view key) {

@@ -1,6 +1,8 @@
 // The check script: sliding_window and token_bucket against exact models.
 #include "check_script_fixture.h"
 
+#include <map>
+
 namespace rate_guard {
 namespace {
 
@@ -34,57 +36,68 @@ uint64_t first_ms(Wide now, Wide last, Passes passes) {
   return narrow(low);
 }
 
+// 16 sub-windows of span = ceil(window / 16); the estimate at sub-window i
+// counts sub-windows i - 16 .. i whole (see src/lua/sliding_window.lua).
 struct SlidingWindowModel {
+  static constexpr Wide kSubWindows = 16;
+  SlidingWindowModel(Wide limit_, Wide window_) : limit(limit_), window(window_) {}
   Wide limit, window;  // window in µs
-  Wide index = -2, current = 0, previous = 0;
+  Wide span = ceil_div(window, kSubWindows);
+  Wide newest = -1;
+  std::map<Wide, Wide> counts;  // by sub-window
 
-  // Whether cost c passes at t >= now, the counts of window `at` being cur, prev.
-  bool passes(Wide t, Wide at, Wide cur, Wide prev, Wide c) const {
-    const Wide i = t / window;
-    if (i == at + 1) {
-      prev = cur;
-      cur = 0;
-    } else if (i > at + 1) {
-      cur = prev = 0;
+  Wide estimate(Wide i) const {
+    Wide sum = 0;
+    for (const auto& [x, n] : counts) {
+      sum += x >= i - kSubWindows && x <= i ? n : 0;
     }
-    const Wide room = limit - cur - c;
-    return room >= 0 && prev * (window - (t - i * window)) <= room * window;
+    return sum;
   }
-  uint64_t wait(Wide now, Wide at, Wide cur, Wide prev, Wide c) const {
-    return first_ms(now, ceil_div((at + 2) * window - now, 1000),
-                    [&](Wide t) { return passes(t, at, cur, prev, c); });
+  // The ms until the oldest counts of i's estimate that add up to `excess`
+  // have left: sub-window x leaves at (x + 17) * span.
+  uint64_t wait(Wide now, Wide i, Wide excess) const {
+    Wide gone = 0, x = i - kSubWindows;
+    for (; x < i; ++x) {
+      gone += counts.count(x) ? counts.at(x) : 0;
+      if (gone >= excess) {
+        break;
+      }
+    }
+    return narrow(ceil_div((x + kSubWindows + 1) * span - now, 1000));
   }
   // One request; recorded if allowed, with the key's TTL in `ttl_ms`, or 0
-  // when the key keeps its TTL: a write in the window the key already holds
-  // (its TTL, the end of the next window, is the same).
+  // when the key keeps its TTL (a write in the sub-window it already holds).
   Verdict check(Wide now, Wide c, uint64_t* ttl_ms) {
-    const Wide at = now / window;
-    Wide cur = 0, prev = 0;
-    if (index == at) {
-      cur = current;
-      prev = previous;
-    } else if (index == at - 1) {
-      prev = current;
-    }
-    const Wide weighted = ceil_div(prev * (window - (now - at * window)), window);
-    const uint64_t left = narrow(std::max<Wide>(0, limit - cur - weighted));
+    const Wide i = now / span;
+    const Wide e = estimate(i);
+    const uint64_t left = narrow(std::max<Wide>(0, limit - e));
     if (c > limit) {
       return Rejected(narrow(limit), left, narrow(window / 1000));
     }
-    if (!passes(now, at, cur, prev, c)) {
-      return Rejected(narrow(limit), left, wait(now, at, cur, prev, c));
+    const Wide remaining = limit - e - c;
+    if (remaining < 0) {
+      return Rejected(narrow(limit), left, wait(now, i, -remaining));
     }
-    const Wide remaining = limit - cur - c - weighted;
-    const uint64_t reset = remaining > 0 ? 0 : wait(now, at, cur + c, prev, 1);
-    *ttl_ms = index == at ? 0 : narrow(ceil_div((at + 2) * window - now, 1000));
-    index = at;
-    current = cur + c;
-    previous = prev;
+    counts[i] += c;
+    const uint64_t reset = remaining > 0 ? 0 : wait(now, i, 1);
+    *ttl_ms = newest == i ? 0 : narrow(ceil_div((i + kSubWindows + 1) * span - now, 1000));
+    newest = i;
     return Allowed(narrow(limit), narrow(remaining), reset);
   }
+  // As the script packs it: 'W', the span and the newest index as
+  // little-endian doubles, 17 little-endian uint32 counts by x % 17.
   std::string state() const {
-    return std::to_string(narrow(index)) + ":" + std::to_string(narrow(current)) + ":" +
-           std::to_string(narrow(previous));
+    std::string packed(1 + 8 + 8 + 4 * (kSubWindows + 1), '\0');
+    packed[0] = 'W';
+    const double span_double = static_cast<double>(narrow(span));
+    const double newest_double = static_cast<double>(narrow(newest));
+    std::memcpy(&packed[1], &span_double, 8);
+    std::memcpy(&packed[9], &newest_double, 8);
+    for (Wide x = newest - kSubWindows; x <= newest; ++x) {
+      const uint32_t n = counts.count(x) ? static_cast<uint32_t>(counts.at(x)) : 0;
+      std::memcpy(&packed[17 + 4 * static_cast<size_t>(x % (kSubWindows + 1))], &n, 4);
+    }
+    return packed;
   }
 };
 
@@ -158,7 +171,8 @@ TEST_F(CheckScriptTest, SlidingWindowAndTokenBucketAreExactAtEveryMagnitude) {
                                                            limit / window)));
     Zone zone = bucket ? token_bucket(limit, window_ms, burst, "exact")
                        : sliding_window(limit, window_ms, "exact");
-    // The script's limb arithmetic takes over from 2^51 (see EXACT in src/lua/prelude.lua).
+    // token_bucket's limb arithmetic takes over from 2^51 (see EXACT in
+    // src/lua/prelude.lua); sliding_window has no product that large.
     if (static_cast<double>(std::max(limit, burst)) * static_cast<double>(window) >=
         2251799813685248.0) {
       exact_paths++;
@@ -171,7 +185,9 @@ TEST_F(CheckScriptTest, SlidingWindowAndTokenBucketAreExactAtEveryMagnitude) {
     // The requests: times and costs.
     std::vector<uint64_t> times, costs;
     uint64_t now = kT0 + pick(window);
-    for (int i = 0; i < 30 && now < 4'000'000'000'000'000ull; ++i) {
+    // sliding_window's times stay below 2^53 µs (Redis's clock is near 2^50).
+    const uint64_t last = bucket ? 4'000'000'000'000'000ull : (1ull << 53) - 2 * window;
+    for (int i = 0; i < 30 && now < last; ++i) {
       times.push_back(now);
       const uint64_t top = bucket ? burst : limit;
       const uint64_t choices[] = {1, 1, 2, top, top + 1, 1 + pick(top), std::max<uint64_t>(1, top / 3)};

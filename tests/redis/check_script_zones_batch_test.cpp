@@ -86,6 +86,19 @@ TEST_P(CheckScriptEveryAlgorithmTest, StoresNumbersAsIntegersNotFloatText) {
     for (size_t i = 0; i < all->elements; ++i) {
       values.emplace_back(all->element[i]->str, all->element[i]->len);
     }
+  } else if (GetParam() == Algorithm::sliding_window) {
+    // Packed (see unpack_sliding_window): the span and the index are doubles
+    // of whole numbers, the counts 32-bit integers (2 here).
+    const std::string state = get("client");
+    const SlidingWindowState unpacked = unpack_sliding_window(state);
+    ASSERT_TRUE(unpacked.valid);
+    double span = 0, newest = 0;
+    std::memcpy(&span, state.data() + 1, 8);
+    std::memcpy(&newest, state.data() + 9, 8);
+    EXPECT_EQ(span, 3750000.0);  // a minute / 16
+    EXPECT_EQ(newest, static_cast<double>((kT0 + 123456) / 3750000));
+    EXPECT_EQ(unpacked.counts.back(), 2u);
+    return;
   } else {
     // One string of whole numbers separated by colons.
     EXPECT_EQ(type("client"), "string");
