@@ -54,24 +54,24 @@ sub redis_keys {
 my %keys = map { $_->[0] => $_->[1] } redis_keys();
 Test::More::ok(scalar(keys %keys) >= 10, "Redis holds the keys of this suite (" . scalar(keys %keys) . ")");
 for my $key (sort keys %keys) {
-    my ($zone) = $key =~ /^rate_guard:(t030_\w+):/s;
+    my ($zone) = $key =~ /^rate_guard:(t030_\w+\@sw2):/s;
     my $client = substr($key, length("rate_guard:$zone:"));
     (my $shown = substr($key, 0, 60)) =~ s/([^\x21-\x7e])/sprintf('\x%02X', ord $1)/ge;
     Test::More::ok(length($client) <= 71, "Redis key $shown...: client part of at most 71 bytes");
     Test::More::ok($keys{$key} > 0 && $keys{$key} <= 2 * 60_000,
                    "Redis key $shown...: PTTL $keys{$key} ms, at most two windows");
 }
-Test::More::ok(!(grep { /^rate_guard:t030_1:/ } keys %keys), "an empty key is never stored");
-Test::More::ok(exists $keys{"rate_guard:t030_3:$K64"}, "a 64-byte key is stored as it is");
-Test::More::ok(exists $keys{"rate_guard:t030_4:sha256:" . sha256_hex($K65)},
+Test::More::ok(!(grep { /^rate_guard:t030_1\@sw2:/ } keys %keys), "an empty key is never stored");
+Test::More::ok(exists $keys{"rate_guard:t030_3\@sw2:$K64"}, "a 64-byte key is stored as it is");
+Test::More::ok(exists $keys{"rate_guard:t030_4\@sw2:sha256:" . sha256_hex($K65)},
                "a 65-byte key is stored as sha256:<hex of its SHA-256>");
-Test::More::ok(exists $keys{"rate_guard:t030_5:sha256:" . sha256_hex($K8000)}
-               && exists $keys{"rate_guard:t030_5:sha256:" . sha256_hex($K8000b)},
+Test::More::ok(exists $keys{"rate_guard:t030_5\@sw2:sha256:" . sha256_hex($K8000)}
+               && exists $keys{"rate_guard:t030_5\@sw2:sha256:" . sha256_hex($K8000b)},
                "two 8000-byte keys differing in their last byte: two digests");
 Test::More::ok(!(grep { /kkkkkkkkkkkkkkkk/ } keys %keys), "no 8000-byte key reaches Redis raw");
-Test::More::ok(exists $keys{"rate_guard:t030_7:$BIN"}, "binary bytes are kept as they are (binary-safe arguments)");
-Test::More::ok(exists $keys{"rate_guard:t030_9:/k/\r\nevil"}, "CR/LF are kept as they are");
-Test::More::ok(exists $keys{"rate_guard:t030_10:\x7f\x00\x00\x01n"}, "NUL bytes are kept as they are");
+Test::More::ok(exists $keys{"rate_guard:t030_7\@sw2:$BIN"}, "binary bytes are kept as they are (binary-safe arguments)");
+Test::More::ok(exists $keys{"rate_guard:t030_9\@sw2:/k/\r\nevil"}, "CR/LF are kept as they are");
+Test::More::ok(exists $keys{"rate_guard:t030_10\@sw2:\x7f\x00\x00\x01n"}, "NUL bytes are kept as they are");
 
 __DATA__
 

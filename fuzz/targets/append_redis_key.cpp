@@ -27,12 +27,13 @@ RATE_GUARD_FUZZ_TARGET(append_redis_key) {
 
   const std::string start("EVALSHA\0already-there", 21);  // appended to, never replaced
   std::string out = start;
-  append_redis_key(out, prefix, zone, key);
+  const std::string_view mark = (data[1] & 0x80) != 0 ? zone_key_mark(Algorithm::sliding_window) : "";
+  append_redis_key(out, prefix, zone, mark, key);
 
   FUZZ_CHECK(out.compare(0, start.size(), start) == 0);
   std::string_view added = std::string_view(out).substr(start.size());
-  FUZZ_CHECK(added.size() <= prefix.size() + zone.size() + 1 + 71);
-  std::string head = std::string(prefix) + std::string(zone) + ":";
+  FUZZ_CHECK(added.size() <= prefix.size() + zone.size() + mark.size() + 1 + 71);
+  std::string head = std::string(prefix) + std::string(zone) + std::string(mark) + ":";
   FUZZ_CHECK(added.substr(0, head.size()) == head);
   std::string_view tail = added.substr(head.size());
   if (key.size() <= 64) {

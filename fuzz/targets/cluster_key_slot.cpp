@@ -34,8 +34,8 @@ RATE_GUARD_FUZZ_TARGET(cluster_key_slot) {
   }
   std::string first;
   std::string second;
-  append_redis_key(first, "rate_guard:", zone, client, KeyLayout::hash_tagged);
-  append_redis_key(second, "rl:", "other_zone", client, KeyLayout::hash_tagged);
+  append_redis_key(first, "rate_guard:", zone, "@sw2", client, KeyLayout::hash_tagged);
+  append_redis_key(second, "rl:", "other_zone", "", client, KeyLayout::hash_tagged);
   FUZZ_CHECK(cluster_key_slot(first) == cluster_key_slot(second));
   return 0;
 }

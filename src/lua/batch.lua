@@ -41,7 +41,7 @@ written = {}
 -- they return the new state, and its TTL in ms as text, or false when the key
 -- already holds this window's state and the TTL that goes with it. Rejected,
 -- they return nothing more, except sliding_window when it converted a state
--- of another layout: that state (without the request) and its TTL.
+-- of another window (a reload): that state (without the request) and its TTL.
 
 -- Redis truncates numbers in replies to integers; all of these are whole.
 local reply, n = {}, 0
@@ -92,7 +92,7 @@ for _ = 1, requests do
       all = false
       if x then
         -- A rejection that still rewrites the key: sliding_window's state
-        -- converted from another layout, without this request (see
+        -- converted from another window, without this request (see
         -- convert() in sliding_window.lua). x: the state, y: its TTL in ms.
         call('SET', key, x, 'PX', y)
         written[key] = x

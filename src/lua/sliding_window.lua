@@ -21,12 +21,13 @@
 --
 -- The state, packed by Redis's struct library: a tag, the span, the index of
 -- the newest sub-window, then SLOTS counts in a ring (sub-window x in slot
--- x % SLOTS). The tag is no digit, so the patterns of the earlier layouts
--- ("index:current:previous", and fixed_window's and token_bucket's
--- "a:b") never match it: a module of the two-counter estimate reads it as
--- empty (and overwrites it). The other way, this script converts a
--- two-counter state, each count charged as made at the latest moment it can
--- have been (see convert below).
+-- x % SLOTS). It lives at a key of its own ("<zone>@sw2", see redis_key.h),
+-- which the previous release, whose two-counter "index:current:previous"
+-- sat at "<zone>", never reads: in a fleet being upgraded each version counts
+-- its own servers' requests. Were the two ever to meet at one key, neither
+-- would misread the other: the tag is no digit, so no pattern of the
+-- earlier layouts (that one, and fixed_window's and token_bucket's "a:b")
+-- matches it, and this script reads them all as empty.
 --
 -- sliding_window(state, limit, window_ms, cost): one zone, as the other
 -- algorithms' (see batch.lua), made only when the batch has a zone of it.
@@ -56,24 +57,16 @@ if with_sliding_window then
     end
   end
 
-  -- Counts of another layout, or of another span (the zone's window changed
-  -- in a reload), into an empty ring of sub-window `index`: each charged as
-  -- made at the latest moment it can have been, so that it stays in the
-  -- estimate at least as long as if this script had recorded it. In a
-  -- two-counter state "i:current:previous", the previous window ended at
-  -- i * window, the current one ends at (i + 1) * window (or now, if
-  -- sooner). Anything else reads as empty. Whether there was anything to
-  -- convert: the converted state is then written even if the request is
-  -- rejected, so that the wait announced from it holds (read again later,
-  -- the old layout would charge its counts later still).
-  local function convert(counts, state, index, span, window, limit)
-    local i, c, p = match(state, '^(%d+):(%d+):(%d+)$')
-    if i then
-      i = i + 0
-      charge(counts, index, span, (i + 1) * window - 1, c + 0, limit)
-      charge(counts, index, span, i * window - 1, p + 0, limit)
-      return true
-    elseif #state == SIZE then
+  -- Counts of another span (the zone's window changed in a reload) into an
+  -- empty ring of sub-window `index`: each charged as made at the latest
+  -- moment it can have been, so that it stays in the estimate at least as
+  -- long as if it had been recorded with this span. Anything else reads as
+  -- empty. Whether there was anything to convert: the converted state is
+  -- then written even if the request is rejected, so that the wait
+  -- announced from it holds (read again later, the old span's newest
+  -- sub-window would be charged later still).
+  local function convert(counts, state, index, span, limit)
+    if #state == SIZE then
       local old = {unpack_state(FORMAT, state)}
       if old[1] == TAG then
         local old_span, newest = old[2], old[3]
@@ -128,7 +121,7 @@ if with_sliding_window then
         counts[slot] = 0
       end
       if state then
-        converted = convert(counts, state, index, span, window, limit)
+        converted = convert(counts, state, index, span, limit)
       end
     end
 

@@ -173,7 +173,7 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
   zone_slots_.clear();
   for (size_t i = 0; i < count; i++) {
     const size_t begin = keys_.size();
-    append_redis_key(keys_, config_.prefix, zones[i].zone->name, zones[i].key, layout);
+    append_redis_key(keys_, config_.prefix, *zones[i].zone, zones[i].key, layout);
     key_ends_.push_back(keys_.size());
     zone_slots_.push_back(
         cluster() ? cluster_key_slot(std::string_view(keys_).substr(begin, keys_.size() - begin)) : 0);

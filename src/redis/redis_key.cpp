@@ -11,7 +11,16 @@ constexpr std::string_view kDigestTag = "sha256:";
 
 }  // namespace
 
-void append_redis_key(std::string& out, std::string_view prefix, std::string_view zone,
+std::string_view zone_key_mark(Algorithm algorithm) {
+  return algorithm == Algorithm::sliding_window ? "@sw2" : "";
+}
+
+void append_redis_key(std::string& out, std::string_view prefix, const ZoneConfig& zone,
+                      std::string_view client_key, KeyLayout layout) {
+  append_redis_key(out, prefix, zone.name, zone_key_mark(zone.algorithm), client_key, layout);
+}
+
+void append_redis_key(std::string& out, std::string_view prefix, std::string_view zone, std::string_view mark,
                       std::string_view client_key, KeyLayout layout) {
   const bool tagged = layout == KeyLayout::hash_tagged;
   // In a hash tag a '}' would end the tag early (a leading one would empty
@@ -19,9 +28,10 @@ void append_redis_key(std::string& out, std::string_view prefix, std::string_vie
   const bool digest =
       client_key.size() > kMaxRawKeyBytes || (tagged && client_key.find('}') != std::string_view::npos);
   const size_t key_bytes = digest ? kDigestTag.size() + 64 : client_key.size();
-  out.reserve(out.size() + prefix.size() + zone.size() + 1 + key_bytes + (tagged ? 2 : 0));
+  out.reserve(out.size() + prefix.size() + zone.size() + mark.size() + 1 + key_bytes + (tagged ? 2 : 0));
   out += prefix;
   out += zone;
+  out += mark;
   out += ':';
   if (tagged) {
     out += '{';

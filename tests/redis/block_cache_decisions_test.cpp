@@ -39,7 +39,7 @@ class BlockCacheDecisions : public ::testing::TestWithParam<Algorithm> {
   // One check of `zone` for `key`, with Redis's clock pinned at `now_us`.
   Decision check(const ZoneConfig& zone, const std::string& key, uint64_t cost, uint64_t now_us) {
     std::string redis_key;
-    append_redis_key(redis_key, "decisions:", zone.name, key);
+    append_redis_key(redis_key, "decisions:", zone, key);
     // A batch of one request (R = 1) of one zone (n = 1): see lua/check_script.h.
     const std::vector<std::string> args = {
         "EVALSHA", sha_, "1", redis_key, std::to_string(now_us), "1", "1",

@@ -70,7 +70,7 @@ TEST_F(RedisCheckerTest, KeysAreWrittenWithThePrefixAndZone) {
   send(*checker, "client-c");
   wait_for(1);
   std::string key;
-  append_redis_key(key, "rg-test:", zone_.name, "client-c");
+  append_redis_key(key, "rg-test:", zone_, "client-c");
   redisReply* exists = static_cast<redisReply*>(
       redisCommand(admin_.get(), "EXISTS %b", key.data(), key.size()));
   EXPECT_EQ(exists->integer, 1);
@@ -203,7 +203,7 @@ TEST_F(RedisCheckerTest, PasswordAndDatabaseAreSentOnConnect) {
   EXPECT_EQ(outcomes_.received[0].error, CheckError::none);
   freeReplyObject(command(admin_.get(), "AUTH s3cret"));
   std::string key;
-  append_redis_key(key, config_.prefix, zone_.name, "client-j");
+  append_redis_key(key, config_.prefix, zone_, "client-j");
   auto exists = [&] {
     auto* reply = static_cast<redisReply*>(redisCommand(admin_.get(), "EXISTS %b", key.data(), key.size()));
     const long long n = reply->integer;

@@ -86,7 +86,7 @@ class RedisClusterTest : public ::testing::Test {
 
   static std::string redis_key(const ZoneConfig& zone, const std::string& client) {
     std::string key;
-    append_redis_key(key, "rate_guard:", zone.name, client, KeyLayout::hash_tagged);
+    append_redis_key(key, "rate_guard:", zone, client, KeyLayout::hash_tagged);
     return key;
   }
 

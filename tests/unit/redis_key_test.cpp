@@ -12,32 +12,32 @@ namespace {
 
 TEST(RedisKey, PrefixZoneAndClientKey) {
   std::string key;
-  append_redis_key(key, "rate_guard:", "api", "203.0.113.7");
+  append_redis_key(key, "rate_guard:", "api", "", "203.0.113.7");
   EXPECT_EQ(key, "rate_guard:api:203.0.113.7");
 }
 
 TEST(RedisKey, AppendsToWhatIsAlreadyThere) {
   std::string key = "KEEP";
-  append_redis_key(key, "rl:", "login", "k");
+  append_redis_key(key, "rl:", "login", "", "k");
   EXPECT_EQ(key, "KEEPrl:login:k");
 }
 
 TEST(RedisKey, KeyOf64BytesIsKeptRaw) {
   std::string client_key(64, 'k');
   std::string key;
-  append_redis_key(key, "p:", "z", client_key);
+  append_redis_key(key, "p:", "z", "", client_key);
   EXPECT_EQ(key, "p:z:" + client_key);
 }
 
 TEST(RedisKey, KeyOf65BytesIsReplacedByItsDigest) {
   std::string key;
-  append_redis_key(key, "p:", "z", std::string(65, 'x'));
+  append_redis_key(key, "p:", "z", "", std::string(65, 'x'));
   EXPECT_EQ(key, "p:z:sha256:9537c5fdf120482f7d58d25e9ed583f52c02b4e304ea814db1633ad565aed7e9");
 }
 
 TEST(RedisKey, HugeKeyTakes71Bytes) {
   std::string key;
-  append_redis_key(key, "", "z", std::string(1 << 20, 'h'));
+  append_redis_key(key, "", "z", "", std::string(1 << 20, 'h'));
   EXPECT_EQ(key.size(), 2u + 71u);
   EXPECT_EQ(key.compare(0, 9, "z:sha256:"), 0);
 }
@@ -45,7 +45,7 @@ TEST(RedisKey, HugeKeyTakes71Bytes) {
 TEST(RedisKey, BinaryBytesAreKeptAsTheyAre) {
   std::string client_key("\x00\xff\r\n \"*3", 8);
   std::string key;
-  append_redis_key(key, "p:", "z", client_key);
+  append_redis_key(key, "p:", "z", "", client_key);
   EXPECT_EQ(key, std::string("p:z:\x00\xff\r\n \"*3", 12));
 }
 
@@ -55,8 +55,8 @@ TEST(RedisKey, LongKeysDifferingInTheLastByteGetDifferentKeys) {
   second.back() = 'b';
   std::string first_key;
   std::string second_key;
-  append_redis_key(first_key, "p:", "z", first);
-  append_redis_key(second_key, "p:", "z", second);
+  append_redis_key(first_key, "p:", "z", "", first);
+  append_redis_key(second_key, "p:", "z", "", second);
   EXPECT_NE(first_key, second_key);
 }
 
@@ -66,21 +66,50 @@ TEST(RedisKey, DigestOfBinaryKeyIsLowercaseHexOfSha256) {
     client_key += static_cast<char>(i);
   }
   std::string key;
-  append_redis_key(key, "", "z", client_key);
+  append_redis_key(key, "", "z", "", client_key);
   EXPECT_EQ(key, "z:sha256:40aff2e9d2d8922e47afd4648e6967497158785fbd1da870e7110266bf944880");
+}
+
+// A zone's algorithm marks its keys when an earlier release kept another
+// state layout under the plain name: sliding_window's 16 counters are at
+// "<zone>@sw2", never where the previous release's two counters are.
+TEST(RedisKey, SlidingWindowKeysCarryTheirLayoutMark) {
+  ZoneConfig zone;
+  zone.name = "api";
+  std::string key;
+  append_redis_key(key, "rate_guard:", zone, "203.0.113.7");
+  EXPECT_EQ(zone.algorithm, Algorithm::sliding_window);  // the default
+  EXPECT_EQ(key, "rate_guard:api@sw2:203.0.113.7");
+  key.clear();
+  append_redis_key(key, "rate_guard:", zone, "203.0.113.7", KeyLayout::hash_tagged);
+  EXPECT_EQ(key, "rate_guard:api@sw2:{203.0.113.7}");
+  for (Algorithm unchanged : {Algorithm::sliding_log, Algorithm::fixed_window, Algorithm::token_bucket}) {
+    zone.algorithm = unchanged;
+    key.clear();
+    append_redis_key(key, "rate_guard:", zone, "203.0.113.7");
+    EXPECT_EQ(key, "rate_guard:api:203.0.113.7") << algorithm_name(unchanged);
+  }
+}
+
+// No zone name holds '@' (is_valid_zone_name) or ':', so no key of a marked layout is
+// a key of a plain one: the zone part ends at the first ':' after the prefix.
+TEST(RedisKey, NoMarkedKeyIsAPlainOne) {
+  EXPECT_TRUE(is_valid_zone_name("api"));
+  EXPECT_FALSE(is_valid_zone_name("api@sw2"));
+  EXPECT_FALSE(is_valid_zone_name("api:x"));
 }
 
 // ------------------------------------------------- Redis Cluster: hash tags, slots
 
 TEST(RedisKey, HashTaggedLayoutPutsTheClientKeyInBraces) {
   std::string key;
-  append_redis_key(key, "rate_guard:", "api", "203.0.113.7", KeyLayout::hash_tagged);
+  append_redis_key(key, "rate_guard:", "api", "", "203.0.113.7", KeyLayout::hash_tagged);
   EXPECT_EQ(key, "rate_guard:api:{203.0.113.7}");
 }
 
 TEST(RedisKey, HashTaggedDigestStaysInsideTheBraces) {
   std::string key;
-  append_redis_key(key, "p:", "z", std::string(65, 'x'), KeyLayout::hash_tagged);
+  append_redis_key(key, "p:", "z", "", std::string(65, 'x'), KeyLayout::hash_tagged);
   EXPECT_EQ(key, "p:z:{sha256:9537c5fdf120482f7d58d25e9ed583f52c02b4e304ea814db1633ad565aed7e9}");
 }
 
@@ -88,14 +117,14 @@ TEST(RedisKey, HashTaggedDigestStaysInsideTheBraces) {
 // zone included, would then decide the slot): such a key goes as its digest.
 TEST(RedisKey, HashTaggedKeyWithAClosingBraceGoesAsItsDigest) {
   std::string key;
-  append_redis_key(key, "p:", "z", "}x", KeyLayout::hash_tagged);
+  append_redis_key(key, "p:", "z", "", "}x", KeyLayout::hash_tagged);
   EXPECT_EQ(key.compare(0, 12, "p:z:{sha256:"), 0) << key;
   EXPECT_EQ(key.back(), '}');
   std::string plain;
-  append_redis_key(plain, "p:", "z", "}x");
+  append_redis_key(plain, "p:", "z", "", "}x");
   EXPECT_EQ(plain, "p:z:}x");  // without Cluster nothing changes
   std::string other_zone;
-  append_redis_key(other_zone, "p:", "zone_two", "}x", KeyLayout::hash_tagged);
+  append_redis_key(other_zone, "p:", "zone_two", "", "}x", KeyLayout::hash_tagged);
   EXPECT_EQ(cluster_key_slot(key), cluster_key_slot(other_zone));
 }
 
@@ -104,8 +133,8 @@ TEST(RedisKey, OneClientsZonesShareASlotWhateverTheZone) {
        std::initializer_list<std::string_view>{"203.0.113.7", "k", "a}b", "}", "{x}", std::string_view("\0\xff", 2)}) {
     std::string first;
     std::string second;
-    append_redis_key(first, "rate_guard:", "per_second", client, KeyLayout::hash_tagged);
-    append_redis_key(second, "rate_guard:", "per_day_zone", client, KeyLayout::hash_tagged);
+    append_redis_key(first, "rate_guard:", "per_second", "@sw2", client, KeyLayout::hash_tagged);
+    append_redis_key(second, "rate_guard:", "per_day_zone", "", client, KeyLayout::hash_tagged);
     EXPECT_EQ(cluster_key_slot(first), cluster_key_slot(second)) << client;
   }
 }
