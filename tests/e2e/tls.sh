@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # TLS to Redis for real: Debian's redis-server on a TLS-only port, certificates
-# made here with openssl (a CA, a server certificate for "redis.test" and
-# 127.0.0.1, a client certificate, and a second CA that signed none of them),
+# made by scripts/make_test_certs with openssl (a CA, a server certificate for
+# "redis.test" and 127.0.0.1, a client certificate, and a second CA that
+# signed none of them),
 # and nginx with the module (two workers) in front:
 #   - a trusted server with a password: exactly 5 of 8 pass (as over TCP);
 #   - a certificate from another CA, or for another name: refused, the fail
@@ -20,19 +21,8 @@ module=$(realpath "$1")
 source "$(dirname "$0")/lib.sh"
 
 certs="$e2e_work/certs"
-mkdir -p "$certs"
-# make_ca NAME; make_cert NAME CA SUBJECT_ALT_NAMES
-make_ca() {
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$1" \
-    -keyout "$certs/$1.key" -out "$certs/$1.pem" 2> /dev/null
-}
-make_cert() {
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=$1" -keyout "$certs/$1.key" -out "$certs/$1.csr" 2> /dev/null &&
-    openssl x509 -req -in "$certs/$1.csr" -CA "$certs/$2.pem" -CAkey "$certs/$2.key" -CAcreateserial -days 2 \
-      -extfile <(printf 'subjectAltName=%s\n' "$3") -out "$certs/$1.pem" 2> /dev/null
-}
-make_ca ca && make_ca other_ca && make_cert server ca "DNS:redis.test,IP:127.0.0.1" &&
-  make_cert client ca "DNS:client.test" || { echo "FAIL: openssl could not make the certificates" >&2; exit 1; }
+"$(dirname "$0")/../../scripts/make_test_certs" "$certs" ||
+  { echo "FAIL: openssl could not make the certificates" >&2; exit 1; }
 
 # start_tls_redis PORT AUTH_CLIENTS: TLS only, password "secret".
 start_tls_redis() {
