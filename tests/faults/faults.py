@@ -660,12 +660,14 @@ def phase_table(res, rows, marks):
             res.max_fault_latency = max(res.max_fault_latency or 0.0, max(lat))
 
 
-def judge_log(res, env, window=None, expect=None, max_lines=None):
-    """The error log: no crash, no alert, rate_guard errors at most ~1/s per worker."""
+def judge_log(res, env, window=None, expect=None, max_lines=None, forbid=None):
+    """The error log: no crash, no alert, rate_guard errors at most ~1/s per worker.
+    expect: some rate_guard error says this; forbid: none does."""
     text = env.nginx.error_log()
     per_bucket = collections.Counter()
     per_pid = collections.Counter()
     samples = []
+    forbidden = []
     alarms = []
     notices = 0
     notice_bucket = collections.Counter()
@@ -684,6 +686,8 @@ def judge_log(res, env, window=None, expect=None, max_lines=None):
                 short = re.sub(r"\d+", "N", msg)[:150]
                 if short not in [re.sub(r"\d+", "N", s)[:150] for s in samples]:
                     samples.append(msg)
+                if forbid is not None and re.search(forbid, msg):
+                    forbidden.append(msg)
             elif level == "notice":
                 notices += 1
                 notice_bucket[(pid, stamp)] += 1
@@ -704,6 +708,9 @@ def judge_log(res, env, window=None, expect=None, max_lines=None):
     if expect is not None:
         res.check(any(re.search(expect, s) for s in samples),
                   "error.log: the error is reported (/%s/)" % expect)
+    if forbid is not None:
+        res.check(not forbidden, "error.log: no rate_guard error says /%s/ (%d do%s)"
+                  % (forbid, len(forbidden), (": " + forbidden[0][:200]) if forbidden else ""))
     for s in samples[:4]:
         res.info("logged: " + s[:220])
     if notices:
@@ -845,14 +852,17 @@ def judge_refusal_backoff(res, sampler, t_fs, t_fe):
 
 
 def redis_fault(name, what, fault, fail="open", expect_errors=True, expect_log=None, hang=False,
-                max_reconnects=None, redis_options="", prepare=None, refusal=False, tls_expect_log=None):
+                max_reconnects=None, redis_options="", prepare=None, refusal=False, tls_expect_log=None,
+                tls_forbid_log=None):
     """hang: Redis accepts connections and commands but does not answer.
     max_reconnects: per worker, over the fault and the recovery.
     refusal: new connections are refused during the fault: the reconnects are
     sampled and bounded per second, and checks are decided at once (as hang).
-    tls_expect_log: the error logged over TLS, when it is not expect_log."""
+    tls_expect_log: the error logged over TLS, when it is not expect_log;
+    tls_forbid_log: what no error may say over TLS."""
     def scenario(ctx):
         expect = tls_expect_log if ctx.tls and tls_expect_log else expect_log
+        forbid = tls_forbid_log if ctx.tls else None
         res = Result(name, what)
         with Env(ctx, name, fail=fail, redis_options=redis_options, prepare=prepare) as env:
             m0 = env.nginx.metrics()
@@ -905,7 +915,7 @@ def redis_fault(name, what, fault, fail="open", expect_errors=True, expect_log=N
                 res.check(rc <= 2 * max_reconnects,
                           "reconnection backs off (100 ms doubling to 1 s): %d reconnects by 2 workers in %.1f s "
                           "(at most %d expected)" % (rc, t_fe - t_fs + GRACE + 1.0, 2 * max_reconnects))
-            judge_log(res, env, expect=expect)
+            judge_log(res, env, expect=expect, forbid=forbid)
             if sampler:
                 judge_refusal_backoff(res, sampler, t_fs, t_fe)
             stop_and_check(res, env, w0=w0)
@@ -1149,7 +1159,8 @@ def r_loading():
     return refuse, restore
 
 
-def refusal(name, what, refusal_pair, expect_log, redis_options="", setup=None, tls_expect_log=None):
+def refusal(name, what, refusal_pair, expect_log, redis_options="", setup=None, tls_expect_log=None,
+            tls_forbid_log=None):
     refuse, restore = refusal_pair
 
     def prepare(env):
@@ -1162,7 +1173,7 @@ def refusal(name, what, refusal_pair, expect_log, redis_options="", setup=None, 
         wait_until(lambda: mono() - env.t_refused >= REFUSAL_S, REFUSAL_S + 1, 0.01)
         return restore(env)
     return redis_fault(name, what, fault, expect_log=expect_log, refusal=True, redis_options=redis_options,
-                       prepare=prepare, tls_expect_log=tls_expect_log)
+                       prepare=prepare, tls_expect_log=tls_expect_log, tls_forbid_log=tls_forbid_log)
 
 
 def f_noscript(env):
@@ -1538,7 +1549,9 @@ SCENARIOS = collections.OrderedDict([
     ("refuse_loading", refusal("refuse_loading", "nginx started while Redis loads its dataset (DEBUG RELOAD, ~4 s)",
                                r_loading(), r"LOADING")),
     ("refuse_denied", refusal("refuse_denied", "nginx started while a listener answers -DENIED and closes; 3 s",
-                              r_fake("say", DENIED), r"DENIED")),
+                              r_fake("say", DENIED), r"DENIED",
+                              # over TLS: what Redis said, not the send that met its close
+                              tls_forbid_log=r"Broken pipe|connection closed|reset by peer")),
     ("refuse_close", refusal("refuse_close", "nginx started while a listener accepts and closes at once; 3 s",
                              r_fake("close"), r"lost", tls_expect_log=r"lost: TLS handshake failed")),
     ("refuse_silent", refusal("refuse_silent", "nginx started while a listener accepts and never answers; 3 s",
