@@ -200,6 +200,12 @@ class NgxStream final : public rate_guard::Stream {
   // Delivers what has arrived; false when the connection ended meanwhile
   // (closed, or `this` destroyed by its owner).
   bool read() {
+    if (tls_.ssl != nullptr && c_->ssl == nullptr) {
+      // The socket is readable before the connect was even reported: with
+      // TLS, no byte is the server's answer until the handshake is done (the
+      // handshake, next, reads them and fails on them).
+      return true;
+    }
     bool gone = false;
     gone_ = &gone;
     for (;;) {

@@ -1064,17 +1064,18 @@ class FakeListener:
 # connection ever made (as after a start or a reload while Redis refuses), and
 # is lifted REFUSAL_S after nginx started: refuse(env) before, restore(env) after.
 
-def r_fake(mode, greeting=b""):
+def r_fake(mode, greeting=b"", plain=False):
+    """plain: the listener speaks plain TCP even in a --tls run."""
     def refuse(env):
         env.redis.kill()
-        env.fake = FakeListener(env.redis.port, mode, greeting, env.tls)
+        env.fake = FakeListener(env.redis.port, mode, greeting, None if plain else env.tls)
 
     def restore(env):
         env.fake.close()
         env.redis.start()
         return "Redis's port held by a listener that %s (%d connections), then Redis started" % (
             {"close": "closes at once", "say": "answers %r%s and closes" % (
-                greeting.strip(), " after a TLS handshake" if env.tls else ""),
+                greeting.strip(), " after a TLS handshake" if env.tls and not plain else " in plain TCP"),
              "hold": "never answers"}[mode], env.fake.accepted)
     return refuse, restore
 
@@ -1598,6 +1599,15 @@ TLS_PATHS = collections.OrderedDict([
     ("client_abort", "requests that end while their checks are in flight on a TLS connection"),
 ])
 
+# Faults that exist only over TLS (run with --tls, after those above).
+TLS_ONLY = collections.OrderedDict([
+    ("refuse_plaintext", refusal("refuse_plaintext", "nginx (tls=on) started while a plain-TCP listener writes "
+                                 "-DENIED at once and closes; 3 s",
+                                 r_fake("say", DENIED, plain=True), r"TLS handshake failed",
+                                 # bytes before the handshake are nobody's answer
+                                 tls_forbid_log=r"DENIED")),
+])
+
 
 def print_result(res, seconds):
     print("== %s: %s  [%s, %.1f s]" % (res.name, res.what, "PASS" if res.passed else "FAIL", seconds))
@@ -1622,6 +1632,8 @@ def main():
             print("%-22s %s" % (k, v.__doc__ if v.__doc__ else ""))
             if k in TLS_PATHS:
                 print("%-22s   --tls: %s" % ("", TLS_PATHS[k]))
+        for k, v in TLS_ONLY.items():
+            print("%-22s (--tls only) %s" % (k, v.__doc__))
         return 0
     if not args.module:
         p.print_usage(sys.stderr)
@@ -1630,7 +1642,7 @@ def main():
     if not os.path.isfile(module):
         print("faults: no module at %s" % module, file=sys.stderr)
         return 2
-    known = list(TLS_PATHS) if args.tls else list(SCENARIOS)
+    known = list(TLS_PATHS) + list(TLS_ONLY) if args.tls else list(SCENARIOS)
     names = args.scenarios or list(known)
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -1668,7 +1680,7 @@ def main():
     try:
         for name in names:
             t = mono()
-            scenario = SCENARIOS[name]
+            scenario = SCENARIOS.get(name) or TLS_ONLY[name]
             try:
                 res = scenario(ctx)
             except Exception as e:  # the scenario could not run to its end
