@@ -1075,7 +1075,7 @@ def r_fake(mode, greeting=b"", plain=False):
         env.redis.start()
         return "Redis's port held by a listener that %s (%d connections), then Redis started" % (
             {"close": "closes at once", "say": "answers %r%s and closes" % (
-                greeting.strip(), " after a TLS handshake" if env.tls and not plain else " in plain TCP"),
+                greeting.strip(), "" if not env.tls else " in plain TCP" if plain else " after a TLS handshake"),
              "hold": "never answers"}[mode], env.fake.accepted)
     return refuse, restore
 
@@ -1573,13 +1573,7 @@ SCENARIOS = collections.OrderedDict([
 ])
 
 # The scenarios that also run over TLS (--tls), and the path TLS changes in
-# each. The others add nothing over TLS: redis_kill_closed (the fail policy
-# is decided above the connection), redis_blackhole (the TCP connection is
-# never made, so no TLS starts), client_pause_write (the connection does what
-# it does with client_pause), the error replies (script_error, oom, readonly,
-# busy, noscript, refuse_acl_*, refuse_loading: an answer on a working
-# connection, as refuse_wrong_password), binary_upgrade (new workers connect
-# as after a reload), and slow_clients, pipelined, http2 (the client side).
+# each (why the others add nothing over TLS: README.md, "Over TLS").
 TLS_PATHS = collections.OrderedDict([
     ("redis_kill", "the TLS connection cut without close_notify; reconnection refused, then a full handshake"),
     ("client_pause", "a timeout while waiting for a TLS record; the new connection's handshake succeeds, "
