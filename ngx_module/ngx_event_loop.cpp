@@ -200,14 +200,14 @@ class NgxStream final : public rate_guard::Stream {
     gone_ = nullptr;
     flush();
     if (failed_) {
-      closed(failure_);
+      send_failed();
     }
   }
 
   static void on_read(ngx_event_t* event) {
     auto* c = static_cast<ngx_connection_t*>(event->data);
     auto* self = static_cast<NgxStream*>(c->data);
-    exception_barrier(c->log, [self] { self->read(); });
+    exception_barrier(c->log, [self] { (void)self->read(); });
   }
 
   static void on_write(ngx_event_t* event) {
@@ -216,7 +216,15 @@ class NgxStream final : public rate_guard::Stream {
     exception_barrier(c->log, [self] { self->writable(); });
   }
 
-  void read() {
+  // Delivers what has arrived; false when the connection ended meanwhile
+  // (closed, or `this` destroyed by its owner).
+  bool read() {
+    if (tls_.ssl != nullptr && c_->ssl == nullptr) {
+      // The socket is readable before the connect was even reported: with
+      // TLS, no byte is the server's answer until the handshake is done (the
+      // handshake, next, reads them and fails on them).
+      return true;
+    }
     bool gone = false;
     gone_ = &gone;
     for (;;) {
@@ -233,11 +241,11 @@ class NgxStream final : public rate_guard::Stream {
                : tls_error ? reason_
                : err != 0  ? std::strerror(err)
                            : "recv() failed");
-        return;
+        return false;
       }
       events_.stream_data(reinterpret_cast<const char*>(buffer_), static_cast<size_t>(n));
       if (gone) {
-        return;
+        return false;
       }
       // Drained (a short read, or OpenSSL wanting more): another call would
       // only be told so by one more recv(); the next event brings the rest.
@@ -248,13 +256,26 @@ class NgxStream final : public rate_guard::Stream {
     gone_ = nullptr;
     if (ngx_handle_read_event(c_->read, 0) != NGX_OK) {
       closed("cannot watch the connection");
+      return false;
+    }
+    return true;
+  }
+
+  // A send failed, often because the server closed the connection after
+  // saying why: a TLS Redis in protected mode writes -DENIED right after the
+  // handshake and closes before reading, so the first commands meet a reset.
+  // What it sent is read first; the send's error is the reason only when
+  // nothing read ended the connection.
+  void send_failed() {
+    if (read()) {
+      closed(failure_);
     }
   }
 
   // The connection is made (or failed), or the socket can take more.
   void writable() {
     if (failed_) {
-      closed(failure_);
+      send_failed();
       return;
     }
     if (!connected_) {
@@ -276,7 +297,7 @@ class NgxStream final : public rate_guard::Stream {
     }
     flush();
     if (failed_) {
-      closed(failure_);
+      send_failed();
     }
   }
 

@@ -21,25 +21,14 @@ die() {
   exit 1
 }
 
-# make_certs: made with openssl in $certs ($e2e_work/certs), each NAME.pem
-# with its NAME.key: a CA "ca"; "server", signed by it, for redis.test and
-# 127.0.0.1; "client", signed by it, for client.test; and a second CA,
-# "other_ca", that signed none of them.
+# make_certs: the test certificates (scripts/make_test_certs) in $certs
+# ($e2e_work/certs), each NAME.pem with its NAME.key: a CA "ca"; "server",
+# signed by it, for redis.test and 127.0.0.1; "localhost_only", for the name
+# localhost alone; "client", for client.test; and a second CA, "other_ca",
+# that signed none of them.
 certs="$e2e_work/certs"
 make_certs() {
-  mkdir -p "$certs"
-  make_ca ca && make_ca other_ca && make_cert server ca "DNS:redis.test,IP:127.0.0.1" &&
-    make_cert client ca "DNS:client.test" || die "openssl could not make the certificates"
-}
-# make_ca NAME; make_cert NAME CA SUBJECT_ALT_NAMES
-make_ca() {
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$1" \
-    -keyout "$certs/$1.key" -out "$certs/$1.pem" 2> /dev/null
-}
-make_cert() {
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=$1" -keyout "$certs/$1.key" -out "$certs/$1.csr" 2> /dev/null &&
-    openssl x509 -req -in "$certs/$1.csr" -CA "$certs/$2.pem" -CAkey "$certs/$2.key" -CAcreateserial -days 2 \
-      -extfile <(printf 'subjectAltName=%s\n' "$3") -out "$certs/$1.pem" 2> /dev/null
+  "$(dirname "${BASH_SOURCE[0]}")/../../scripts/make_test_certs" "$certs" || die "openssl could not make the certificates"
 }
 
 # start_sentinel PORT MASTER_PORT: a sentinel monitoring "mymaster", quorum 2.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # TLS to Redis for real: Debian's redis-server on a TLS-only port, certificates
-# made here with openssl (a CA, a server certificate for "redis.test" and
-# 127.0.0.1, a client certificate, and a second CA that signed none of them),
+# made by scripts/make_test_certs with openssl (a CA, a server certificate for
+# "redis.test" and 127.0.0.1, a client certificate, and a second CA that
+# signed none of them),
 # and nginx with the module (two workers) in front:
 #   - a trusted server with a password: exactly 5 of 8 pass (as over TCP);
 #   - a certificate from another CA, or for another name: refused, the fail
@@ -51,7 +52,6 @@ expect client_cert "$mtls tls_certificate=$certs/client.pem tls_certificate_key=
 # A host name in the address is the name checked (and sent as SNI), although
 # it is resolved when the configuration loads: a server whose certificate
 # names only "localhost" is trusted at localhost:PORT, not at 127.0.0.1:PORT.
-make_cert localhost_only ca "DNS:localhost" || die "openssl could not make the localhost certificate"
 named_port=$(free_port)
 start_redis "$named_port" --tls-cert-file "$certs/localhost_only.pem" --tls-key-file "$certs/localhost_only.key" \
   --tls-auth-clients no --requirepass secret

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Fault-injection proof of rate_guard: see README.md beside this file.
 
-Usage: faults.py [--keep] [--list] MODULE.so [scenario ...]
+Usage: faults.py [--keep] [--list] [--tls] MODULE.so [scenario ...]
 
 Every scenario starts its own redis-server and nginx (master + 2 workers) on
 free loopback ports in a private directory, drives load with loadclient.py /
 h2client.py (every request accounted for), injects its fault, checks, and
-stops everything it started by PID.  Exit status: 0 when every scenario
-passed, 1 otherwise, 2 on a usage error.
+stops everything it started by PID.  With --tls, Redis listens for TLS only
+and nginx speaks TLS to it (the scenarios of TLS_PATHS).  Exit status: 0 when
+every scenario passed, 1 otherwise, 2 on a usage error.
 """
 
 import argparse
@@ -20,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOADCLIENT = os.path.join(HERE, "loadclient.py")
 H2CLIENT = os.path.join(HERE, "h2client.py")
+MAKE_CERTS = os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts", "make_test_certs")
 NGINX = os.environ.get("NGINX_BINARY", "/usr/sbin/nginx")
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
 REDIS_CLI = os.environ.get("REDIS_CLI", "redis-cli")
@@ -139,22 +142,63 @@ def wait_until(predicate, timeout, step=0.02):
         time.sleep(step)
 
 
+# ---- TLS -----------------------------------------------------------------
+
+class Tls:
+    """The certificates of a --tls run (scripts/make_test_certs: a CA, and a
+    server certificate it signed for 127.0.0.1), and what each side is told."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "certs")
+        r = subprocess.run([MAKE_CERTS, self.dir], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise RuntimeError("scripts/make_test_certs failed: " + r.stderr.strip())
+        self.ca = os.path.join(self.dir, "ca.pem")
+        self.cert = os.path.join(self.dir, "server.pem")
+        self.key = os.path.join(self.dir, "server.key")
+
+    def redis_server_args(self, port):
+        """TLS only: no plain TCP port at all."""
+        return ["--port", "0", "--tls-port", str(port), "--tls-cert-file", self.cert, "--tls-key-file", self.key,
+                "--tls-ca-cert-file", self.ca, "--tls-auth-clients", "no"]
+
+    def redis_cli_args(self):
+        return ["--tls", "--cacert", self.ca]
+
+    def nginx_options(self):
+        """Verified against the CA, for the name 127.0.0.1 (the module's default: the host)."""
+        return " tls=on tls_trusted_certificate=" + self.ca
+
+    def client(self, sock):
+        """A Python socket, connected to Redis, in TLS (verified, as nginx does)."""
+        ctx = ssl.create_default_context(cafile=self.ca)
+        return ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+
+    def server_context(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+
 # ---- Redis ---------------------------------------------------------------
 
 class Redis:
-    def __init__(self, workdir):
+    def __init__(self, workdir, tls=None):
         self.dir = os.path.join(workdir, "redis")
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
+        self.tls = tls
         self.proc = None
         self.auth = []  # redis-cli's arguments to authenticate, while a scenario requires it
 
     def start(self):
         log = open(os.path.join(self.dir, "redis.log"), "a")
+        listen = self.tls.redis_server_args(self.port) if self.tls else ["--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--enable-debug-command", "yes", "--dir", self.dir,
-             "--daemonize", "no"],
+            [REDIS_SERVER] + listen + ["--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no", "--enable-debug-command", "yes", "--dir", self.dir,
+                                       "--daemonize", "no"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         STARTED.append(("redis", self.proc.pid))
@@ -167,13 +211,30 @@ class Redis:
         except Exception:
             return False
 
+    def cli_args(self):
+        return ([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)] + (self.tls.redis_cli_args() if self.tls else [])
+                + self.auth)
+
+    def connect(self):
+        """A connection of our own (TLS when Redis speaks it), for raw commands."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=3)
+        return self.tls.client(sock) if self.tls else sock
+
+    def answers_plain_tcp(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
     def cli(self, *args, timeout=3):
-        r = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)] + self.auth + list(args),
+        r = subprocess.run(self.cli_args() + list(args),
                            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         return r.stdout.strip()
 
     def cli_bg(self, *args):
-        p = subprocess.Popen([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)] + self.auth + list(args),
+        p = subprocess.Popen(self.cli_args() + list(args),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              text=True)
         STARTED.append(("redis-cli", p.pid))
@@ -599,12 +660,14 @@ def phase_table(res, rows, marks):
             res.max_fault_latency = max(res.max_fault_latency or 0.0, max(lat))
 
 
-def judge_log(res, env, window=None, expect=None, max_lines=None):
-    """The error log: no crash, no alert, rate_guard errors at most ~1/s per worker."""
+def judge_log(res, env, window=None, expect=None, max_lines=None, forbid=None):
+    """The error log: no crash, no alert, rate_guard errors at most ~1/s per worker.
+    expect: some rate_guard error says this; forbid: none does."""
     text = env.nginx.error_log()
     per_bucket = collections.Counter()
     per_pid = collections.Counter()
     samples = []
+    forbidden = []
     alarms = []
     notices = 0
     notice_bucket = collections.Counter()
@@ -623,6 +686,8 @@ def judge_log(res, env, window=None, expect=None, max_lines=None):
                 short = re.sub(r"\d+", "N", msg)[:150]
                 if short not in [re.sub(r"\d+", "N", s)[:150] for s in samples]:
                     samples.append(msg)
+                if forbid is not None and re.search(forbid, msg):
+                    forbidden.append(msg)
             elif level == "notice":
                 notices += 1
                 notice_bucket[(pid, stamp)] += 1
@@ -643,6 +708,9 @@ def judge_log(res, env, window=None, expect=None, max_lines=None):
     if expect is not None:
         res.check(any(re.search(expect, s) for s in samples),
                   "error.log: the error is reported (/%s/)" % expect)
+    if forbid is not None:
+        res.check(not forbidden, "error.log: no rate_guard error says /%s/ (%d do%s)"
+                  % (forbid, len(forbidden), (": " + forbidden[0][:200]) if forbidden else ""))
     for s in samples[:4]:
         res.info("logged: " + s[:220])
     if notices:
@@ -694,11 +762,15 @@ class Env:
     # longer timeout: after a first timeout, checks are decided at once.
     # redis_options: appended to rate_guard_redis; prepare(env): run once
     # Redis is up, before nginx starts.
+    # ctx.tls: Redis listens for TLS only, and nginx speaks TLS to it.
     def __init__(self, ctx, name, fail="open", http2=False, timeout_ms=TIMEOUT_MS, redis_options="",
                  prepare=None):
         self.dir = os.path.join(ctx.workdir, name)
         os.makedirs(self.dir, exist_ok=True)
-        self.redis = Redis(self.dir)
+        self.tls = ctx.tls
+        self.redis = Redis(self.dir, self.tls)
+        if self.tls:
+            redis_options += self.tls.nginx_options()
         self.nginx = Nginx(self.dir, ctx.module, self.redis.port, fail, http2, timeout_ms, redis_options)
         self.fail = fail
         self.bound = (timeout_ms + MARGIN_MS) / 1000.0
@@ -706,6 +778,8 @@ class Env:
 
     def __enter__(self):
         self.redis.start()
+        if self.tls and self.redis.answers_plain_tcp():
+            raise RuntimeError("Redis answers PING in plain TCP on port %d: not TLS-only" % self.redis.port)
         if self.prepare:
             self.prepare(self)
         self.t_nginx = mono()
@@ -778,12 +852,17 @@ def judge_refusal_backoff(res, sampler, t_fs, t_fe):
 
 
 def redis_fault(name, what, fault, fail="open", expect_errors=True, expect_log=None, hang=False,
-                max_reconnects=None, redis_options="", prepare=None, refusal=False):
+                max_reconnects=None, redis_options="", prepare=None, refusal=False, tls_expect_log=None,
+                tls_forbid_log=None):
     """hang: Redis accepts connections and commands but does not answer.
     max_reconnects: per worker, over the fault and the recovery.
     refusal: new connections are refused during the fault: the reconnects are
-    sampled and bounded per second, and checks are decided at once (as hang)."""
+    sampled and bounded per second, and checks are decided at once (as hang).
+    tls_expect_log: the error logged over TLS, when it is not expect_log;
+    tls_forbid_log: what no error may say over TLS."""
     def scenario(ctx):
+        expect = tls_expect_log if ctx.tls and tls_expect_log else expect_log
+        forbid = tls_forbid_log if ctx.tls else None
         res = Result(name, what)
         with Env(ctx, name, fail=fail, redis_options=redis_options, prepare=prepare) as env:
             m0 = env.nginx.metrics()
@@ -836,7 +915,7 @@ def redis_fault(name, what, fault, fail="open", expect_errors=True, expect_log=N
                 res.check(rc <= 2 * max_reconnects,
                           "reconnection backs off (100 ms doubling to 1 s): %d reconnects by 2 workers in %.1f s "
                           "(at most %d expected)" % (rc, t_fe - t_fs + GRACE + 1.0, 2 * max_reconnects))
-            judge_log(res, env, expect=expect_log)
+            judge_log(res, env, expect=expect, forbid=forbid)
             if sampler:
                 judge_refusal_backoff(res, sampler, t_fs, t_fe)
             stop_and_check(res, env, w0=w0)
@@ -935,9 +1014,12 @@ REFUSAL_S = 3.0  # how long Redis refuses new connections
 
 class FakeListener:
     """Redis's port held by something that is not Redis: it closes every
-    connection at once, writes `greeting` and closes, or never answers."""
+    connection at once, writes `greeting` and closes, or never answers.
+    With `tls`, the greeting comes after a TLS handshake, as a TLS Redis
+    writes its errors; closing and holding happen before any handshake."""
 
-    def __init__(self, port, mode, greeting=b""):
+    def __init__(self, port, mode, greeting=b"", tls=None):
+        self.tls_context = tls.server_context() if tls else None
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", port))
@@ -955,13 +1037,17 @@ class FakeListener:
             except socket.timeout:
                 continue
             self.accepted += 1
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Redis's: what it writes leaves at once
             if self.mode == "hold":
                 self.held.append(c)
                 continue
             if self.greeting:
                 try:
+                    if self.tls_context:
+                        c.settimeout(1.0)
+                        c = self.tls_context.wrap_socket(c, server_side=True)
                     c.sendall(self.greeting)
-                except OSError:
+                except OSError:  # ssl.SSLError too
                     pass
             c.close()
 
@@ -978,18 +1064,23 @@ class FakeListener:
 # connection ever made (as after a start or a reload while Redis refuses), and
 # is lifted REFUSAL_S after nginx started: refuse(env) before, restore(env) after.
 
-def r_fake(mode, greeting=b""):
+def r_fake(mode, greeting=b"", plain=False):
+    """plain: the listener speaks plain TCP even in a --tls run."""
     def refuse(env):
         env.redis.kill()
-        env.fake = FakeListener(env.redis.port, mode, greeting)
+        env.fake = FakeListener(env.redis.port, mode, greeting, None if plain else env.tls)
 
     def restore(env):
         env.fake.close()
         env.redis.start()
         return "Redis's port held by a listener that %s (%d connections), then Redis started" % (
-            {"close": "closes at once", "say": "answers %r and closes" % greeting.strip(),
+            {"close": "closes at once", "say": "answers %r%s and closes" % (
+                greeting.strip(), "" if not env.tls else " in plain TCP" if plain else " after a TLS handshake"),
              "hold": "never answers"}[mode], env.fake.accepted)
     return refuse, restore
+
+
+DENIED = b"-DENIED Redis is running in protected mode because protected mode is enabled\r\n"
 
 
 def r_requirepass():
@@ -1042,7 +1133,7 @@ def r_maxclients():
         return env.holder.recv(4096).decode(errors="replace").strip()
 
     def refuse(env):
-        env.holder = socket.create_connection(("127.0.0.1", env.redis.port), timeout=3)
+        env.holder = env.redis.connect()
         call(env, "CONFIG", "SET", "maxclients", "1")
 
     def restore(env):
@@ -1069,7 +1160,8 @@ def r_loading():
     return refuse, restore
 
 
-def refusal(name, what, refusal_pair, expect_log, redis_options="", setup=None):
+def refusal(name, what, refusal_pair, expect_log, redis_options="", setup=None, tls_expect_log=None,
+            tls_forbid_log=None):
     refuse, restore = refusal_pair
 
     def prepare(env):
@@ -1082,7 +1174,7 @@ def refusal(name, what, refusal_pair, expect_log, redis_options="", setup=None):
         wait_until(lambda: mono() - env.t_refused >= REFUSAL_S, REFUSAL_S + 1, 0.01)
         return restore(env)
     return redis_fault(name, what, fault, expect_log=expect_log, refusal=True, redis_options=redis_options,
-                       prepare=prepare)
+                       prepare=prepare, tls_expect_log=tls_expect_log, tls_forbid_log=tls_forbid_log)
 
 
 def f_noscript(env):
@@ -1452,14 +1544,17 @@ SCENARIOS = collections.OrderedDict([
     ("refuse_acl_script", refusal("refuse_acl_script", "nginx started while its ACL user may not SCRIPT; 3 s",
                                   r_acl("script"), r"NOPERM", redis_options=" username=rg password=pw")),
     ("refuse_maxclients", refusal("refuse_maxclients", "nginx started while Redis is at maxclients; 3 s",
-                                  r_maxclients(), r"max number of clients")),
+                                  r_maxclients(), r"max number of clients",
+                                  # over TLS Redis refuses before the handshake, and writes nothing
+                                  tls_expect_log=r"lost: TLS handshake failed")),
     ("refuse_loading", refusal("refuse_loading", "nginx started while Redis loads its dataset (DEBUG RELOAD, ~4 s)",
                                r_loading(), r"LOADING")),
     ("refuse_denied", refusal("refuse_denied", "nginx started while a listener answers -DENIED and closes; 3 s",
-                              r_fake("say", b"-DENIED Redis is running in protected mode because protected "
-                                            b"mode is enabled\r\n"), r"DENIED")),
+                              r_fake("say", DENIED), r"DENIED",
+                              # over TLS: what Redis said, not the send that met its close
+                              tls_forbid_log=r"Broken pipe|connection closed|reset by peer")),
     ("refuse_close", refusal("refuse_close", "nginx started while a listener accepts and closes at once; 3 s",
-                             r_fake("close"), r"lost")),
+                             r_fake("close"), r"lost", tls_expect_log=r"lost: TLS handshake failed")),
     ("refuse_silent", refusal("refuse_silent", "nginx started while a listener accepts and never answers; 3 s",
                               r_fake("hold"), r"ready within")),
     ("noscript", redis_fault("noscript", "SCRIPT FLUSH 7 times under load: NOSCRIPT, reload, retry: no request fails",
@@ -1475,6 +1570,36 @@ SCENARIOS = collections.OrderedDict([
     ("slow_clients", sc_slow_clients),
     ("pipelined", sc_pipelined),
     ("http2", sc_http2),
+])
+
+# The scenarios that also run over TLS (--tls), and the path TLS changes in
+# each (why the others add nothing over TLS: README.md, "Over TLS").
+TLS_PATHS = collections.OrderedDict([
+    ("redis_kill", "the TLS connection cut without close_notify; reconnection refused, then a full handshake"),
+    ("client_pause", "a timeout while waiting for a TLS record; the new connection's handshake succeeds, "
+                     "its probe is held until connect_timeout"),
+    ("debug_sleep", "Redis wholly stalled: a timeout during a TLS read, then the new connection's handshake "
+                    "stalls until connect_timeout"),
+    ("client_kill", "Redis ends TLS connections with checks in flight"),
+    ("refuse_noauth", "an error, then the close, both over TLS, before the connection is up"),
+    ("refuse_wrong_password", "AUTH refused over TLS: every attempt costs a handshake, at backoff pace"),
+    ("refuse_maxclients", "Redis refuses before the TLS handshake, writing nothing: the handshake fails"),
+    ("refuse_denied", "a listener that completes the handshake, writes -DENIED in TLS and closes"),
+    ("refuse_close", "a listener that accepts and closes: the handshake meets the end of the stream"),
+    ("refuse_silent", "a listener that never answers the ClientHello: connect_timeout covers the handshake"),
+    ("reload", "new workers make their first connection with a handshake: no check may be lost to it"),
+    ("reload_in_flight", "workers exit with TLS connections whose checks are in flight"),
+    ("stop_in_flight", "QUIT and TERM with TLS connections in flight: the TLS teardown at exit"),
+    ("client_abort", "requests that end while their checks are in flight on a TLS connection"),
+])
+
+# Faults that exist only over TLS (run with --tls, after those above).
+TLS_ONLY = collections.OrderedDict([
+    ("refuse_plaintext", refusal("refuse_plaintext", "nginx (tls=on) started while a plain-TCP listener writes "
+                                 "-DENIED at once and closes; 3 s",
+                                 r_fake("say", DENIED, plain=True), r"TLS handshake failed",
+                                 # bytes before the handshake are nobody's answer
+                                 tls_forbid_log=r"DENIED")),
 ])
 
 
@@ -1493,10 +1618,16 @@ def main():
     p.add_argument("scenarios", nargs="*")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--list", action="store_true", help="list the scenarios")
+    p.add_argument("--tls", action="store_true",
+                   help="Redis TLS-only, nginx with tls=on: the scenarios that TLS changes (all of them by default)")
     args = p.parse_intermixed_args()
     if args.list:
         for k, v in SCENARIOS.items():
-            print("%-20s %s" % (k, v.__doc__ if v.__doc__ else ""))
+            print("%-22s %s" % (k, v.__doc__ if v.__doc__ else ""))
+            if k in TLS_PATHS:
+                print("%-22s   --tls: %s" % ("", TLS_PATHS[k]))
+        for k, v in TLS_ONLY.items():
+            print("%-22s (--tls only) %s" % (k, v.__doc__))
         return 0
     if not args.module:
         p.print_usage(sys.stderr)
@@ -1505,12 +1636,14 @@ def main():
     if not os.path.isfile(module):
         print("faults: no module at %s" % module, file=sys.stderr)
         return 2
-    names = args.scenarios or list(SCENARIOS)
-    unknown = [n for n in names if n not in SCENARIOS]
+    known = list(TLS_PATHS) + list(TLS_ONLY) if args.tls else list(SCENARIOS)
+    names = args.scenarios or list(known)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        print("faults: unknown scenario(s) %s; known: %s" % (unknown, " ".join(SCENARIOS)), file=sys.stderr)
+        print("faults: unknown scenario(s)%s %s; known: %s" % (" over TLS" if args.tls else "", unknown,
+                                                             " ".join(known)), file=sys.stderr)
         return 2
-    for tool in (NGINX, REDIS_SERVER, REDIS_CLI):
+    for tool in (NGINX, REDIS_SERVER, REDIS_CLI) + (("openssl",) if args.tls else ()):
         if not shutil.which(tool):
             print("faults: %s not found" % tool, file=sys.stderr)
             return 2
@@ -1524,6 +1657,11 @@ def main():
     # a private copy: a rebuild during the run must not change or remove it
     ctx.module = os.path.join(ctx.workdir, os.path.basename(module))
     shutil.copy2(module, ctx.module)
+    try:
+        ctx.tls = Tls(ctx.workdir) if args.tls else None
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+        print("faults: no certificates for --tls: %s" % e, file=sys.stderr)
+        return 2
     become_subreaper()
 
     def on_alarm(signum, frame):
@@ -1536,10 +1674,11 @@ def main():
     try:
         for name in names:
             t = mono()
+            scenario = SCENARIOS.get(name) or TLS_ONLY[name]
             try:
-                res = SCENARIOS[name](ctx)
+                res = scenario(ctx)
             except Exception as e:  # the scenario could not run to its end
-                res = Result(name, SCENARIOS[name].__doc__ or "")
+                res = Result(name, scenario.__doc__ or "")
                 res.check(False, "scenario aborted: %s: %s" % (type(e).__name__, e))
                 if isinstance(e, TimeoutError):
                     results.append((res, mono() - t))
@@ -1562,9 +1701,9 @@ def main():
     print("unanswered: aborted/h2-reset = the client left on purpose; ka-race = sent on a keep-alive "
           "connection nginx had closed, never read by nginx (not in access.log); lost = a failure")
     failed = [r.name for r, _ in results if not r.passed]
-    print("\n%d scenarios, %d failed%s; %.0f s; timeout=%d ms, latency bound %d ms"
-          % (len(results), len(failed), (": " + " ".join(failed)) if failed else "", mono() - t_run,
-             TIMEOUT_MS, BOUND * 1000))
+    print("\n%d scenarios%s, %d failed%s; %.0f s; timeout=%d ms, latency bound %d ms"
+          % (len(results), " over TLS" if ctx.tls else "", len(failed), (": " + " ".join(failed)) if failed else "",
+             mono() - t_run, TIMEOUT_MS, BOUND * 1000))
     if failed or args.keep:
         print("work directory kept: %s" % ctx.workdir)
     else:
