@@ -13,7 +13,8 @@
 #
 # Each round sends, on keep-alive connections: 100 requests over 20 keys
 # (limit 3 per minute: passes, rejections answered by Redis, then from the
-# blocked-key cache), 20 requests of a zone with a cost over its limit,
+# blocked-key cache), 20 requests of cost 2 over 4 keys on a limit of 3 (the
+# first of each key passes, the others are rejected by Redis),
 # 5 metrics requests, and 10 clients that leave while their check waits on a
 # Redis made slow (DEBUG SLEEP) so the check is cancelled, and 10 requests that
 # time out in the module (timeout=100ms) on that slow Redis. In the middle
@@ -81,7 +82,7 @@ http {
     rate_guard_zone \$arg_k zone=load rate=3r/m;
     rate_guard_zone \$arg_k zone=load_log rate=3r/m algorithm=sliding_log;
     rate_guard_zone \$arg_k zone=load_tb rate=3r/m algorithm=token_bucket burst=2;
-    rate_guard_zone \$arg_k zone=load_cost rate=1r/m;
+    rate_guard_zone \$arg_k zone=load_cost rate=3r/m;
     server {
         listen 127.0.0.1:$nginx_port;
         location = /t {
