@@ -69,17 +69,12 @@ lib_cleanup() {
 }
 
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 "$(dirname "${BASH_SOURCE[0]}")/free_ports.py" 1
 }
 
-# Bound all at once, so no two are the same.
+# No two the same.
 free_ports() {
-  python3 -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print("\n".join(str(s.getsockname()[1]) for s in socks))' "$1"
+  python3 "$(dirname "${BASH_SOURCE[0]}")/free_ports.py" "$1"
 }
 
 at_exit() {

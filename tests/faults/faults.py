@@ -118,10 +118,8 @@ def rss_kb(pid):
     return -1
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts"))
+from free_ports import free_port  # noqa: E402  (below the ephemeral range: see there)
 
 
 def signal_pid(pid, sig):

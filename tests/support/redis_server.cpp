@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -46,26 +47,35 @@ std::string make_temp_dir(const std::string& prefix) {
   return buffer.data();
 }
 
-// A loopback port that nobody listens on right now: bind to port 0, read the
-// port the kernel chose, and release it.
+// A loopback port that nobody listens on right now, below the kernel's
+// ephemeral range, as scripts/free_ports.py chooses them: one the kernel
+// handed out for port 0 can be handed out again at once as the source port of
+// an outgoing connection, and the server that binds it then fails.
 int pick_free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) {
-    throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  int low = 32768;
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  if (!(range >> low) || low < 11000) {
+    low = 32768;
   }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    int error = errno;
+  static std::mt19937 random(std::random_device{}());
+  std::uniform_int_distribution<int> ports(10000, low - 1);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = ports(random);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+      throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+    }
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
     ::close(fd);
-    throw std::runtime_error(std::string("bind/getsockname: ") + std::strerror(error));
+    if (bound) {
+      return port;
+    }
   }
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  throw std::runtime_error("no free loopback port below " + std::to_string(low));
 }
 
 RedisServer::RedisServer() : RedisServer(Options{}) {}
