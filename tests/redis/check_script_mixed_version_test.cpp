@@ -1,6 +1,6 @@
 // A rolling upgrade: the previous release's check script (commit 435628b,
-// tests/redis/fixtures/) and this one on the same key of one Redis. In a
-// fleet they never share one (this release's sliding_window keys are
+// from `git archive`, see CMakeLists.txt) and this one on the same key of one
+// Redis. In a fleet they never share one (this release's sliding_window keys are
 // "<zone>@sw2": tests/e2e/mixed_version.sh runs both modules on one Redis);
 // should they meet, neither misreads the other's state: each reads the
 // other's layout as empty (no pattern of one matches the other) and writes

@@ -2,7 +2,7 @@
 // interval of length `window`: adversarial arrival patterns replayed into the
 // script at pinned Redis times, and every admission checked against all the
 // admissions of the `window` before it. The previous release's two-counter
-// estimate (tests/redis/fixtures/check_script_435628b.lua), given the same
+// estimate (kPreviousCheckScriptLua, commit 435628b's), given the same
 // patterns on the same Redis, fails the same check: the test can tell.
 #include "check_script_fixture.h"
 #include "previous_check_script_lua.h"
