@@ -5,6 +5,8 @@
 -- recorded. Each request is first evaluated in all its zones without writing
 -- anything, then recorded in every zone, and only if all of them allowed it,
 -- so a rejected request consumes no quota anywhere.
+-- A merged entry, n requests of one key and zone, is decided as the n one
+-- after the other: the first that fit pass, recorded at once.
 --
 -- Redis receives one script: the files of check.files, concatenated in that
 -- order. This one holds what they share; arguments.lua checks the arguments;
