@@ -291,6 +291,29 @@ class MergedEntries : public CheckScriptTest {
   size_t partly_passed_ = 0;        // merged entries some checks of which passed, not all
 };
 
+TEST_F(MergedEntries, AMergedEntryIsAnsweredWithHowManyOfItsRequestsPass) {
+  // 8 requests of cost 2, fixed_window 5 per second, 200 ms into the window:
+  // 2 pass, 1 remains; the last to pass has some left (reset 0), the others
+  // wait for the window's end.
+  Reply reply = command({"EVALSHA", sha_, "1", "client", std::to_string(kT0 + 200 * kMs), "1",  //
+                         "0", "8", "2", "5", "1000", "5", "2"});
+  EXPECT_EQ(render(reply.get()), "[2, 5, 1, 0, 800]");
+  EXPECT_EQ(get("client"), "1700006400:4");
+  // A plain entry after it sees the two: 1 remains, too little for 2.
+  EXPECT_EQ(check(kT0 + 200 * kMs, with_cost(fixed_window(5, 1000), 2)), Rejected(5, 1, 800));
+}
+
+TEST_F(MergedEntries, ABadMergedCountIsAnErrorAndNothingIsRecorded) {
+  for (const char* count : {"0", "-1", "1.5", "1073741825"}) {
+    Reply reply = command({"EVALSHA", sha_, "2", "other", "client", std::to_string(kT0), "2",  //
+                           "1", "2", "5", "1000", "5", "1",                                    //
+                           "0", count, "2", "5", "1000", "5", "1"});
+    ASSERT_EQ(reply->type, REDIS_REPLY_ERROR) << count;
+    EXPECT_EQ(std::string_view(reply->str, reply->len), "rate_guard: bad merged count for request 2") << count;
+  }
+  EXPECT_EQ(integer({"DBSIZE"}), 0);
+}
+
 class MergedEntriesEveryAlgorithm : public MergedEntries, public ::testing::WithParamInterface<Algorithm> {};
 
 TEST_P(MergedEntriesEveryAlgorithm, DecideExactlyWhatSeparateEntriesDecide) {
