@@ -132,6 +132,41 @@ TEST_F(CheckBatchTest, WithoutMergingEveryCheckIsAnEntry) {
   EXPECT_EQ(entries(), (std::vector<std::string>{"a", "a", "a"}));
 }
 
+// While a slot migrates a batch goes on zone by zone: a merged entry's checks
+// each become a part of their own, a plain request as before.
+TEST_F(CheckBatchTest, SplitIntoZonesGivesEveryLiveCheckOfAMergedEntryItsOwnPart) {
+  std::vector<PendingCheck*> checks = {add({{"a"}}), add({{"b", 2}, {"c"}}), add({{"a"}}), add({{"a"}})};
+  ASSERT_EQ(entries(), (std::vector<std::string>{"a x 3", "b+c"}));
+  for (PendingCheck* check : checks) {
+    check->live = true;
+  }
+  checks[2]->live = false;  // timed out: nothing of it is sent again
+  std::vector<std::string> parts;
+  split_into_zones(pool_, batch_, [&](CheckBatch* part) {
+    batch_ = part;
+    std::string text;
+    for (const std::string& arg : formatted()) {
+      text += arg + " ";
+    }
+    parts.push_back(text + "zone " + std::to_string(part->zone_index[0]));
+    pool_.release_batch(part);
+  });
+  batch_ = pool_.acquire_batch();  // for TearDown
+  EXPECT_EQ(parts, (std::vector<std::string>{
+                       "EVALSHA sha 1 a 0 1 1 2 10 60000 10 1 zone 0",
+                       "EVALSHA sha 1 b 0 1 1 2 10 60000 10 2 zone 0",
+                       "EVALSHA sha 1 c 0 1 1 2 10 60000 10 1 zone 1",
+                       "EVALSHA sha 1 a 0 1 1 2 10 60000 10 1 zone 0",
+                   }));
+  // Each live check now waits for its zones' parts (already answered here: released).
+  EXPECT_EQ(checks[0]->parts_left, 1u);
+  EXPECT_EQ(checks[1]->parts_left, 2u);
+  EXPECT_EQ(checks[3]->parts_left, 1u);
+  for (PendingCheck* check : checks) {
+    check->live = false;
+  }
+}
+
 // A reply of integers.
 struct FakeReply {
   explicit FakeReply(const std::vector<long long>& values) : fields(values.size()), pointers(values.size()) {
