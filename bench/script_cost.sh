@@ -18,6 +18,10 @@
 #   --batches "1 16"  requests per EVALSHA
 #   --algorithms "sliding_window sliding_log fixed_window token_bucket"
 #   --limit N --window-ms N   the zone (default 1000 per 60000 ms: all pass)
+#   --hot             every check of every call on one key per algorithm (a
+#                     hot key), not random keys
+#   --merged          each call's checks as one merged entry (0, n, the zone:
+#                     what the module sends for n checks of one key); with --hot
 #   --runs N          measurements per cell; the median is printed (default 3)
 #   --clients N --pipeline N  redis-benchmark's -c and -P (default 4 and 8)
 #   --callgrind       run redis-server under valgrind's callgrind and count the
@@ -50,6 +54,8 @@ runs=3
 clients=4
 pipeline=8
 callgrind=0
+hot=0
+merged=0
 while [ $# -gt 0 ]; do
   case $1 in
     --script) script_file=$2; shift 2 ;;
@@ -65,6 +71,8 @@ while [ $# -gt 0 ]; do
     --clients) clients=$2; shift 2 ;;
     --pipeline) pipeline=$2; shift 2 ;;
     --callgrind) callgrind=1; shift ;;
+    --hot) hot=1; shift ;;
+    --merged) merged=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -77,6 +85,10 @@ else
 fi
 if [ "$old" = 1 ]; then
   batches=1
+fi
+if [ "$merged" = 1 ] && { [ "$hot" = 0 ] || [ "$old" = 1 ]; }; then
+  echo "--merged needs --hot (and the current layout)" >&2
+  exit 2
 fi
 
 source "$(dirname "$0")/../scripts/lib.sh"
@@ -145,11 +157,22 @@ measure() {
   local algorithm=$1 batch=$2
   local c
   c=$(code "$algorithm")
-  local args=(EVALSHA "$sha" "$batch")
+  local key="rg:$algorithm:__rand_int__"
+  if [ "$hot" = 1 ]; then
+    key="rg:$algorithm:hot"
+  fi
+  local args=(EVALSHA "$sha")
   local i
-  for ((i = 0; i < batch; i++)); do args+=("rg:$algorithm:__rand_int__"); done
-  args+=(0)
-  if [ "$old" = 0 ]; then
+  if [ "$merged" = 1 ]; then
+    args+=(1 "$key" 0 1 0 "$batch" "$c" "$limit" "$window_ms" "$limit" 1)
+  else
+    args+=("$batch")
+    for ((i = 0; i < batch; i++)); do args+=("$key"); done
+    args+=(0)
+  fi
+  if [ "$merged" = 1 ]; then
+    :
+  elif [ "$old" = 0 ]; then
     args+=("$batch")
     for ((i = 0; i < batch; i++)); do args+=(1 "$c" "$limit" "$window_ms" "$limit" 1); done
   else
@@ -194,7 +217,13 @@ measure() {
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "script: $source_name$([ "$old" = 1 ] && echo ' (old layout)'), sha $sha"
-echo "redis: $(redis-server --version | awk '{ print $3 }'), $checks checks for $keys keys per cell, limit $limit per $window_ms ms, median of $runs, redis-benchmark -c $clients -P $pipeline"
+keys_text="$keys keys"
+if [ "$merged" = 1 ]; then
+  keys_text="one key, each call one merged entry"
+elif [ "$hot" = 1 ]; then
+  keys_text="one key"
+fi
+echo "redis: $(redis-server --version | awk '{ print $3 }'), $checks checks for $keys_text per cell, limit $limit per $window_ms ms, median of $runs, redis-benchmark -c $clients -P $pipeline"
 echo
 if [ "$callgrind" = 1 ]; then
   echo "| algorithm | batch | kinstr/check | cmds/check |"

@@ -7,7 +7,8 @@
 -- with Lua's own error, an error reply too. The zones of a batch mostly
 -- repeat one another's arguments: the same strings (Lua's are interned: ==
 -- compares pointers) are checked once. Sets `now` (0: Redis's TIME, read by
--- batch.lua), `requests`, and which algorithms the batch has a zone of.
+-- batch.lua), `requests` (the entries: a merged one counts once), and which
+-- algorithms the batch has a zone of.
 local key_count, arg_count = #KEYS, #ARGV
 now = ARGV[1]
 if now == '0' then
@@ -39,11 +40,22 @@ for r = 1, requests do
   else
     zones = zones + 0
   end
+  ARGV[at] = zones
+  at = at + 1
+  if zones == MERGED then
+    -- a merged entry: its request count, then one zone
+    local count = ARGV[at]
+    count = count + 0
+    if count % 1 ~= 0 or count < 1 or count > MAX_COUNT then
+      return redis.error_reply('rate_guard: bad merged count for request ' .. r)
+    end
+    ARGV[at] = count
+    at = at + 1
+    zones = 1
+  end
   if zones % 1 ~= 0 or zones < 1 or zones > key_count - keys then
     return redis.error_reply('rate_guard: bad zone count for request ' .. r)
   end
-  ARGV[at] = zones
-  at = at + 1
   for z = 1, zones do
     local a, l, w, b, c = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
     if a ~= a_text or l ~= l_text or w ~= w_text or b ~= b_text or c ~= c_text then

@@ -27,33 +27,49 @@ end
 written = {}
 
 -- Each zone of a request is decided by its algorithm's function, at `now`,
--- writing nothing. It returns allowed, limit, remaining and reset_ms (see
--- ZoneVerdict in decision.h), then, for an allowed request, what recording
--- it takes (see below). A zone's verdict is its own: when another zone
--- rejects the request, nothing is recorded, but a zone that allowed it still
--- reports what it would have had left. Whole ms are rounded up, the division
--- being exact (see EXACT).
+-- writing nothing, for n requests of it in turn (1 but in a merged entry),
+-- each seeing the ones before it. It returns how many of them pass (the
+-- first `admitted`, each fitting once the ones before it are counted), the
+-- limit, what remains once they are counted, the reset_ms of the last one
+-- passed, and the reset_ms of the ones rejected (see ZoneVerdict in
+-- decision.h); then, when some pass, what recording them all takes (see
+-- below). A zone's verdict is its own: when another zone rejects the
+-- request, nothing is recorded, but a zone that allowed it still reports
+-- what it would have had left. Whole ms are rounded up, the division being
+-- exact (see EXACT).
 --
 -- The string algorithms (all but sliding_log) take the key's state as MGET
 -- read it, or as this batch wrote it. MGET reads a key of another type as
 -- nil, and a key may hold another algorithm's string: both read as empty
--- (the algorithms' patterns do not match), and SET replaces them. Allowed,
--- they return the new state, and its TTL in ms as text, or false when the key
--- already holds this window's state and the TTL that goes with it. Rejected,
--- they return nothing more, except sliding_window when it converted a state
--- of another window (a reload): that state (without the request) and its TTL.
+-- (the algorithms' patterns do not match), and SET replaces them. Some
+-- passing, they return the new state, and its TTL in ms as text, or false
+-- when the key already holds this window's state and the TTL that goes with
+-- it. None passing, they return nothing more, except sliding_window when it
+-- converted a state of another window (a reload): that state (without the
+-- requests) and its TTL.
+--
+-- A merged entry is decided and recorded as its n requests one after the
+-- other would be: the same admissions, the same verdicts, the same state
+-- (tests/redis/check_script_merged_test.cpp replays batches both ways).
 
 -- Redis truncates numbers in replies to integers; all of these are whole.
 local reply, n = {}, 0
 -- What recording each zone of the current request takes, PENDING_SLOTS a
--- zone: the key, the algorithm, the cost, then the 4 values its function
--- returned past the verdict.
+-- zone: the key, the algorithm, the cost of all its admitted requests, then
+-- the 4 values its function returned past the verdict.
 local PENDING_SLOTS = 7
 local pending = {}
 at, keys = 3, 0
 for _ = 1, requests do
   local zones = ARGV[at]
-  at = at + 1
+  local merged = zones == MERGED
+  local count = 1
+  if merged then
+    zones, count = 1, ARGV[at + 1]
+    at = at + 2
+  else
+    at = at + 1
+  end
   -- Every zone first, then the request everywhere, or nowhere.
   local all = true
   for z = 0, zones - 1 do
@@ -61,32 +77,40 @@ for _ = 1, requests do
       ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
     local k = keys + 1 + z
     local key = KEYS[k]
-    local allowed, limit_shown, remaining, reset_ms, x, y, v, s
+    local admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, v, s
     if zone_algorithm == SLIDING_LOG then
-      allowed, limit_shown, remaining, reset_ms, x, y, v, s =
-        sliding_log(key, zone_limit, zone_window_ms, zone_cost)
+      admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, v, s =
+        sliding_log(key, zone_limit, zone_window_ms, zone_cost, count)
     else
       local state = written[key]
       if state == nil then
         state = stored[k]
       end
       if zone_algorithm == SLIDING_WINDOW then
-        allowed, limit_shown, remaining, reset_ms, x, y =
-          sliding_window(state, zone_limit, zone_window_ms, zone_cost)
+        admitted, limit_shown, remaining, reset_ms, retry_ms, x, y =
+          sliding_window(state, zone_limit, zone_window_ms, zone_cost, count)
       elseif zone_algorithm == FIXED_WINDOW then
-        allowed, limit_shown, remaining, reset_ms, x, y =
-          fixed_window(state, zone_limit, zone_window_ms, zone_cost)
+        admitted, limit_shown, remaining, reset_ms, retry_ms, x, y =
+          fixed_window(state, zone_limit, zone_window_ms, zone_cost, count)
       else
-        allowed, limit_shown, remaining, reset_ms, x, y =
-          token_bucket(state, zone_limit, zone_window_ms, zone_burst, zone_cost)
+        admitted, limit_shown, remaining, reset_ms, retry_ms, x, y =
+          token_bucket(state, zone_limit, zone_window_ms, zone_burst, zone_cost, count)
       end
     end
-    reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] =
-      allowed and ALLOWED or REJECTED, limit_shown, remaining, reset_ms
-    n = n + REPLY_FIELDS_PER_ZONE
-    if allowed then
+    if merged then
+      reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] =
+        admitted, limit_shown, remaining, reset_ms, retry_ms
+      n = n + REPLY_FIELDS_PER_MERGED
+    elseif admitted > 0 then
+      reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = ALLOWED, limit_shown, remaining, reset_ms
+      n = n + REPLY_FIELDS_PER_ZONE
+    else
+      reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = REJECTED, limit_shown, remaining, retry_ms
+      n = n + REPLY_FIELDS_PER_ZONE
+    end
+    if admitted > 0 then
       local p = PENDING_SLOTS * z
-      pending[p + 1], pending[p + 2], pending[p + 3], pending[p + 4] = key, zone_algorithm, zone_cost, x
+      pending[p + 1], pending[p + 2], pending[p + 3], pending[p + 4] = key, zone_algorithm, admitted * zone_cost, x
       pending[p + 5], pending[p + 6], pending[p + 7] = y, v, s
     else
       all = false
@@ -119,7 +143,7 @@ for _ = 1, requests do
         else
           call('ZREMRANGEBYSCORE', key, '-inf', pending[p + 6])
         end
-        local zone_cost = pending[p + 3]
+        local zone_cost = pending[p + 3]  -- of all the admitted requests
         if zone_cost == 1 then
           local score = format('%d', x)
           call('ZADD', key, score, score)

@@ -52,6 +52,10 @@ static_assert(declares(kCheckScriptLua, "ARGS_PER_ZONE", kCheckArgsPerZone),
               "src/lua/prelude.lua: ARGS_PER_ZONE must be kCheckArgsPerZone");
 static_assert(declares(kCheckScriptLua, "REPLY_FIELDS_PER_ZONE", kCheckReplyFieldsPerZone),
               "src/lua/prelude.lua: REPLY_FIELDS_PER_ZONE must be kCheckReplyFieldsPerZone");
+static_assert(declares(kCheckScriptLua, "MERGED", kCheckMergedHeader),
+              "src/lua/prelude.lua: MERGED must be kCheckMergedHeader");
+static_assert(declares(kCheckScriptLua, "REPLY_FIELDS_PER_MERGED", kCheckReplyFieldsPerMerged),
+              "src/lua/prelude.lua: REPLY_FIELDS_PER_MERGED must be kCheckReplyFieldsPerMerged");
 
 }  // namespace
 

@@ -4,11 +4,11 @@
 -- One counter per aligned window, kept with the window's index as
 -- "index:count".
 --
--- fixed_window(state, limit, window_ms, cost): one zone (see batch.lua),
--- made only when the batch has a zone of it.
+-- fixed_window(state, limit, window_ms, cost, n): one zone, n requests of it
+-- (see batch.lua), made only when the batch has a zone of it.
 local fixed_window
 if with_fixed_window then
-  fixed_window = function(state, limit, window_ms, cost)
+  fixed_window = function(state, limit, window_ms, cost, n)
     local window = window_ms * 1000
     local index = floor(now / window)
     local count, same = 0, false
@@ -22,13 +22,16 @@ if with_fixed_window then
     local to_end_ms = ceil(((index + 1) * window - now) / 1000)
 
     if cost > limit then
-      return false, limit, max(0, limit - count), window_ms
+      return 0, limit, max(0, limit - count), 0, window_ms
     end
-    local remaining = limit - count - cost
-    if remaining < 0 then
-      return false, limit, max(0, limit - count), to_end_ms
+    -- The n requests in turn: the first `admitted` fit, each seeing the ones before it.
+    local admitted = min(n, floor((limit - count) / cost))
+    if admitted <= 0 then
+      return 0, limit, max(0, limit - count), 0, to_end_ms
     end
-    return true, limit, remaining, remaining > 0 and 0 or to_end_ms,
-           format('%d:%d', index, count + cost), not same and format('%d', to_end_ms)
+    count = count + admitted * cost
+    local remaining = limit - count
+    return admitted, limit, remaining, remaining > 0 and 0 or to_end_ms, admitted < n and to_end_ms or 0,
+           format('%d:%d', index, count), not same and format('%d', to_end_ms)
   end
 end

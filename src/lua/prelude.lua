@@ -5,6 +5,8 @@
 -- recorded. Each request is first evaluated in all its zones without writing
 -- anything, then recorded in every zone, and only if all of them allowed it,
 -- so a rejected request consumes no quota anywhere.
+-- A merged entry, n requests of one key and zone, is decided as the n one
+-- after the other: the first that fit pass, recorded at once.
 --
 -- Redis receives one script: the files of check.files, concatenated in that
 -- order. This one holds what they share; arguments.lua checks the arguments;
@@ -58,6 +60,13 @@ local TOKEN_BUCKET = 3
 local ARGS_PER_ZONE = 5
 local REPLY_FIELDS_PER_ZONE = 4
 local ALLOWED, REJECTED = 1, 0
+-- A zone count of MERGED starts a merged entry: n requests of one zone, the
+-- same key and arguments (n, then the zone's arguments), answered by
+-- REPLY_FIELDS_PER_MERGED integers: how many of the n pass, limit, remaining,
+-- reset_ms of the last one passed, reset_ms of the ones rejected
+-- (kCheckMergedHeader, kCheckReplyFieldsPerMerged).
+local MERGED = 0
+local REPLY_FIELDS_PER_MERGED = 5
 
 -- The bounds of the zone arguments (counts up to 2^30, windows up to 2^40
 -- ms, past the parser's 1e9 and one year) keep every time below 2^53

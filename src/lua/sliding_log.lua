@@ -4,13 +4,24 @@
 -- A sorted set of request times, exact. Every entry has its own score,
 -- strictly increasing, so the member can simply be the score.
 --
--- sliding_log(key, limit, window_ms, cost): one zone (see batch.lua), made
--- only when the batch has a zone of it. Allowed, it returns then the first
--- new entry's time, the TTL in ms as text, `gone` as text, and whether the
--- key must be replaced.
+-- sliding_log(key, limit, window_ms, cost, n): one zone, n requests of it
+-- (see batch.lua), made only when the batch has a zone of it. Some passing,
+-- it returns then the first new entry's time, the TTL in ms as text, `gone`
+-- as text, and whether the key must be replaced.
 local sliding_log
 if with_sliding_log then
-  sliding_log = function(key, limit, window_ms, cost)
+  -- reset_ms when the k-th oldest entry of the window leaves it, the window
+  -- holding the set's last `count` entries, then new ones from `start` on.
+  local function leaves(key, k, count, start, window)
+    local time = start + (k - count - 1)
+    if k <= count then
+      local rank = format('%d', k - count - 1)
+      time = call('ZRANGE', key, rank, rank, 'WITHSCORES')[2] + 0
+    end
+    return ceil((time + window - now) / 1000)
+  end
+
+  sliding_log = function(key, limit, window_ms, cost, n)
     local window = window_ms * 1000
     -- ZCOUNT comes first: a key of another type (the zone's algorithm changed
     -- in a reload) answers WRONGTYPE there, reads as empty, and is replaced
@@ -29,32 +40,30 @@ if with_sliding_log then
     end
 
     if cost > limit then
-      return false, limit, max(0, limit - count), window_ms
+      return 0, limit, max(0, limit - count), 0, window_ms
     end
-    local remaining = limit - count - cost
-    -- Once this request is recorded, the window holds the set's last `count`
-    -- entries, then the new ones: reset_ms is when the n-th oldest has left,
-    -- for a request that fits once the (count + cost - limit) oldest have left.
-    local n = 0
-    if remaining < 0 then
-      n = count + cost - limit
-    elseif remaining == 0 then
-      n = 1
+    -- The n requests in turn: the first `admitted` fit, each seeing the ones
+    -- before it, whose entries follow one another from `start` on.
+    local admitted = max(0, min(n, floor((limit - count) / cost)))
+    local total = admitted * cost
+    local remaining = limit - count - total
+    -- Once the admitted are recorded, the window holds the set's last `count`
+    -- entries, then the `total` new ones. The last admitted: when nothing
+    -- remains, the next request of cost 1 fits once the oldest has left. The
+    -- rejected: once the (count + total + cost - limit) oldest have left.
+    local retry_ms = 0
+    if admitted < n then
+      retry_ms = leaves(key, count + total + cost - limit, count, start, window)
+    end
+    if admitted == 0 then
+      return 0, limit, max(0, remaining), 0, retry_ms
     end
     local reset_ms = 0
-    if n > 0 then
-      local time = start + (n - count - 1)
-      if n <= count then
-        local rank = format('%d', n - count - 1)
-        time = call('ZRANGE', key, rank, rank, 'WITHSCORES')[2] + 0
-      end
-      reset_ms = ceil((time + window - now) / 1000)
-    end
-    if remaining < 0 then
-      return false, limit, max(0, limit - count), reset_ms
+    if remaining == 0 then
+      reset_ms = leaves(key, 1, count, start, window)
     end
     -- The set matters until its newest entry leaves the window.
-    return true, limit, remaining, reset_ms, start,
-           format('%d', ceil((start + cost - 1 + window - now) / 1000)), format('%d', gone), stale
+    return admitted, limit, remaining, reset_ms, retry_ms, start,
+           format('%d', ceil((start + total - 1 + window - now) / 1000)), format('%d', gone), stale
   end
 end

@@ -29,8 +29,9 @@
 -- earlier layouts (that one, and fixed_window's and token_bucket's "a:b")
 -- matches it, and this script reads them all as empty.
 --
--- sliding_window(state, limit, window_ms, cost): one zone, as the other
--- algorithms' (see batch.lua), made only when the batch has a zone of it.
+-- sliding_window(state, limit, window_ms, cost, n): one zone, n requests of
+-- it, as the other algorithms' (see batch.lua), made only when the batch has
+-- a zone of it.
 local sliding_window
 if with_sliding_window then
   local SUB_WINDOWS = 16
@@ -93,7 +94,7 @@ if with_sliding_window then
     return ceil(((x + SLOTS) * span - now) / 1000)
   end
 
-  sliding_window = function(state, limit, window_ms, cost)
+  sliding_window = function(state, limit, window_ms, cost, n)
     local window = window_ms * 1000
     local span = ceil(window / SUB_WINDOWS)
     local index = floor(now / span)
@@ -130,22 +131,28 @@ if with_sliding_window then
       estimate = estimate + counts[slot]
     end
     if cost > limit then
-      return false, limit, max(0, limit - estimate), window_ms
+      return 0, limit, max(0, limit - estimate), 0, window_ms
     end
-    local remaining = limit - estimate - cost
-    if remaining < 0 then
-      local reset_ms = wait(counts, index, span, -remaining)
+    -- The n requests in turn: the first `admitted` fit, each seeing the ones before it.
+    local admitted = min(n, floor((limit - estimate) / cost))
+    if admitted <= 0 then
+      local retry_ms = wait(counts, index, span, estimate + cost - limit)
       if converted then
-        return false, limit, max(0, limit - estimate), reset_ms,
+        return 0, limit, max(0, limit - estimate), 0, retry_ms,
                pack(FORMAT, TAG, span, index, unpack(counts, FIRST, LAST)),
                format('%d', ceil(((index + SLOTS) * span - now) / 1000))
       end
-      return false, limit, max(0, limit - estimate), reset_ms
+      return 0, limit, max(0, limit - estimate), 0, retry_ms
     end
     local slot = index % SLOTS + FIRST
-    counts[slot] = counts[slot] + cost
+    counts[slot] = counts[slot] + admitted * cost
+    local remaining = limit - estimate - admitted * cost
+    local retry_ms = 0
+    if admitted < n then
+      retry_ms = wait(counts, index, span, cost - remaining)
+    end
     -- The state matters until its newest sub-window leaves the estimate.
-    return true, limit, remaining, remaining > 0 and 0 or wait(counts, index, span, 1),
+    return admitted, limit, remaining, remaining > 0 and 0 or wait(counts, index, span, 1), retry_ms,
            pack(FORMAT, TAG, span, index, unpack(counts, FIRST, LAST)),
            not same and format('%d', ceil(((index + SLOTS) * span - now) / 1000))
   end

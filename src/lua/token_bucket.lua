@@ -9,8 +9,8 @@
 -- (0 <= rem < limit), as "tat:rem". Counted in 1/limit microseconds, T is
 -- exactly `window`.
 --
--- token_bucket(state, limit, window_ms, burst, cost): one zone (see
--- batch.lua), made only when the batch has a zone of it.
+-- token_bucket(state, limit, window_ms, burst, cost, n): one zone, n
+-- requests of it (see batch.lua), made only when the batch has a zone of it.
 local token_bucket
 if with_token_bucket then
   -- Whether a request of cost c passes at time t >= now, nothing else being
@@ -42,7 +42,7 @@ if with_token_bucket then
     return ms
   end
 
-  token_bucket = function(state, limit, window_ms, burst, cost)
+  token_bucket = function(state, limit, window_ms, burst, cost, n)
     local window = window_ms * 1000
     local tat, rem = now, 0
     if state then
@@ -60,56 +60,63 @@ if with_token_bucket then
     -- (tat - now) * limit, the later TATs adding less than EXACT.
     local big = max(limit, burst, cost) * window >= EXACT or (tat - now) * limit >= EXACT
 
-    -- Whole tokens in the bucket now: burst - ceil((TAT - now) / T). And the
-    -- TAT once this request is recorded: cost*T = whole + part/limit us.
-    local spent, whole, part
+    -- Whole tokens in the bucket now: burst - ceil((TAT - now) / T).
+    local spent
     if big then
       if not compare then
         exact_arithmetic()
       end
-      spent = first(((tat - now) * limit + rem) / window, function(n)
-        return compare(n, window, 0, tat - now, limit, rem) >= 0
+      spent = first(((tat - now) * limit + rem) / window, function(k)
+        return compare(k, window, 0, tat - now, limit, rem) >= 0
       end)
-      whole = first(cost * window / limit - 1, function(n)
-        return compare(n + 1, limit, 0, cost, window, 0) > 0
-      end)
-      part = mulmod(cost, window, limit)
     else
       spent = ceil(((tat - now) * limit + rem) / window)
-      local cost_window = cost * window
-      whole = floor(cost_window / limit)
-      part = cost_window - whole * limit
     end
     local tokens = max(0, burst - spent)
 
     if cost > burst then
-      return false, burst, tokens, window_ms
+      return 0, burst, tokens, 0, window_ms
     end
-    -- passes(now, ...), written out: here tat >= now
-    local fits
+    -- A request fits, passes(now, ...), iff (TAT - now) + cost*T <= burst*T,
+    -- that is (burst - cost being whole) iff cost <= tokens; and each one
+    -- passed takes cost*T, exactly cost tokens, from the next. So the n
+    -- requests in turn: the first `admitted` fit.
+    local admitted = min(n, floor(tokens / cost))
+    if admitted <= 0 then
+      return 0, burst, tokens, 0, wait(tat, rem, cost, limit, window, burst, big)
+    end
+    -- The TAT once they are recorded: total*T = whole + part/limit us
+    -- (total <= burst: no product past the bound of `big`).
+    local total = admitted * cost
+    local whole, part
     if big then
-      fits = compare(tat - now, limit, rem, burst - cost, window, 0) <= 0
+      whole = first(total * window / limit - 1, function(k)
+        return compare(k + 1, limit, 0, total, window, 0) > 0
+      end)
+      part = mulmod(total, window, limit)
     else
-      fits = (tat - now) * limit + rem <= (burst - cost) * window
-    end
-    if not fits then
-      return false, burst, tokens, wait(tat, rem, cost, limit, window, burst, big)
+      local total_window = total * window
+      whole = floor(total_window / limit)
+      part = total_window - whole * limit
     end
     local new_tat, new_rem = tat + whole, rem + part
     if new_rem >= limit then
       new_tat, new_rem = new_tat + 1, new_rem - limit
     end
-    local remaining = tokens - cost
-    local reset_ms = 0
+    local remaining = tokens - total
+    local reset_ms, retry_ms = 0, 0
     if remaining <= 0 then
       reset_ms = wait(new_tat, new_rem, 1, limit, window, burst, big)
+    end
+    if admitted < n then
+      retry_ms = wait(new_tat, new_rem, cost, limit, window, burst, big)
     end
     -- The state matters until the TAT: then the bucket is full, as for a new key.
     -- (%d holds integers below 2^63; a TAT centuries ahead takes %.0f.)
     local ttl = ceil((new_tat - now + (new_rem > 0 and 1 or 0)) / 1000)
     if ttl < 1e15 then
-      return true, burst, remaining, reset_ms, format('%d:%d', new_tat, new_rem), format('%d', ttl)
+      return admitted, burst, remaining, reset_ms, retry_ms, format('%d:%d', new_tat, new_rem), format('%d', ttl)
     end
-    return true, burst, remaining, reset_ms, format('%.0f:%d', new_tat, new_rem), format('%.0f', ttl)
+    return admitted, burst, remaining, reset_ms, retry_ms, format('%.0f:%d', new_tat, new_rem), format('%.0f', ttl)
   end
 end

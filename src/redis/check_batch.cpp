@@ -32,16 +32,26 @@ std::string_view check_error_name(CheckError error) {
   return "unknown";
 }
 
-bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts) {
-  if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements < (first_zone + zones) * kCheckReplyFieldsPerZone) {
+namespace {
+
+// Whether `reply` holds `fields` non-negative integers from integer `first` on.
+bool integers_at(const redisReply* reply, size_t first, size_t fields) {
+  if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements < first + fields) {
     return false;
   }
-  redisReply* const* fields = reply->element + first_zone * kCheckReplyFieldsPerZone;
-  for (size_t i = 0; i < zones * kCheckReplyFieldsPerZone; i++) {
-    if (fields[i]->type != REDIS_REPLY_INTEGER || fields[i]->integer < 0) {
+  for (size_t i = first; i < first + fields; i++) {
+    if (reply->element[i]->type != REDIS_REPLY_INTEGER || reply->element[i]->integer < 0) {
       return false;
     }
   }
+  return true;
+}
+
+bool decode_fields(const redisReply* reply, size_t first_field, size_t zones, ZoneVerdict* verdicts) {
+  if (!integers_at(reply, first_field, zones * kCheckReplyFieldsPerZone)) {
+    return false;
+  }
+  redisReply* const* fields = reply->element + first_field;
   for (size_t zone = 0; zone < zones; zone++, fields += kCheckReplyFieldsPerZone) {
     verdicts[zone].allowed = fields[0]->integer != 0;
     verdicts[zone].limit = static_cast<uint64_t>(fields[1]->integer);
@@ -51,8 +61,58 @@ bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones
   return true;
 }
 
+}  // namespace
+
+bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts) {
+  return decode_fields(reply, first_zone * kCheckReplyFieldsPerZone, zones, verdicts);
+}
+
+// m passed of `count`, limit, remaining once the m are counted, the m-th's
+// reset, the rejected ones' reset: the i-th (from 0) passed reports what
+// remained after it, remaining + (m - 1 - i) * cost, and, before the m-th,
+// a reset of 0 (something remained).
+bool decode_merged_reply(const redisReply* reply, size_t first_field, size_t count, size_t rank, uint64_t cost,
+                         ZoneVerdict* verdict) {
+  if (!integers_at(reply, first_field, kCheckReplyFieldsPerMerged) || rank >= count) {
+    return false;
+  }
+  redisReply* const* fields = reply->element + first_field;
+  const uint64_t passed = static_cast<uint64_t>(fields[0]->integer);
+  if (passed > count) {
+    return false;
+  }
+  verdict->limit = static_cast<uint64_t>(fields[1]->integer);
+  verdict->remaining = static_cast<uint64_t>(fields[2]->integer);
+  verdict->allowed = rank < passed;
+  if (verdict->allowed) {
+    verdict->remaining += (passed - 1 - rank) * cost;
+    verdict->reset_ms = rank + 1 == passed ? static_cast<uint64_t>(fields[3]->integer) : 0;
+  } else {
+    verdict->reset_ms = static_cast<uint64_t>(fields[4]->integer);
+  }
+  return true;
+}
+
+bool locate_batch_reply(CheckBatch* batch, const redisReply* reply) {
+  size_t fields = 0;
+  for (CheckBatch::Entry& entry : batch->entries) {
+    entry.reply_at = fields;
+    fields += entry.count > 1 ? kCheckReplyFieldsPerMerged : entry.zones * kCheckReplyFieldsPerZone;
+  }
+  return reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == fields;
+}
+
+bool decode_member_reply(const CheckBatch& batch, const CheckBatch::Member& member, const redisReply* reply,
+                         ZoneVerdict* verdicts) {
+  const CheckBatch::Entry& entry = batch.entries[member.entry];
+  if (entry.count > 1) {
+    return member.zones == 1 && decode_merged_reply(reply, entry.reply_at, entry.count, member.rank, entry.cost, verdicts);
+  }
+  return member.zones == entry.zones && decode_fields(reply, entry.reply_at, entry.zones, verdicts);
+}
+
 bool CheckBatch::waited_for() const {
-  return std::any_of(entries.begin(), entries.end(), [](const Entry& entry) { return entry.check->live; });
+  return std::any_of(checks.begin(), checks.end(), [](const Member& member) { return member.check->live; });
 }
 
 void LiveChecks::add(PendingCheck* check) {
@@ -113,8 +173,8 @@ CheckBatch* CheckPool::acquire_batch() {
 }
 
 void CheckPool::release_batch(CheckBatch* batch) {
-  for (const CheckBatch::Entry& entry : batch->entries) {
-    PendingCheck* check = entry.check;
+  for (const CheckBatch::Member& member : batch->checks) {
+    PendingCheck* check = member.check;
     if (--check->batches > 0 || check->live) {
       continue;  // live: cannot happen once the last batch's reply was handled
     }
@@ -122,6 +182,7 @@ void CheckPool::release_batch(CheckBatch* batch) {
     check->data = nullptr;
     free_checks_.push_back(check);
   }
+  batch->checks.clear();
   batch->entries.clear();
   batch->zone_index.clear();
   batch->zones = 0;
@@ -129,6 +190,7 @@ void CheckPool::release_batch(CheckBatch* batch) {
   batch->key_ends.clear();
   batch->args.clear();
   batch->arg_ends.clear();
+  std::fill(batch->last_entry.begin(), batch->last_entry.end(), 0);
   std::free(batch->command);  // allocated by hiredis's formatter
   batch->command = nullptr;
   batch->command_len = 0;
@@ -138,15 +200,80 @@ void CheckPool::release_batch(CheckBatch* batch) {
   free_batches_.push_back(batch);
 }
 
+namespace {
+
+// The slots of CheckBatch::last_entry: twice the zones of a full batch, so
+// that keys seldom share one (sharing costs a merge, never a wrong one).
+constexpr size_t kLastEntrySlots = 512;
+
+uint32_t& last_entry_of(CheckBatch* batch, std::string_view key) {
+  if (batch->last_entry.empty()) {
+    batch->last_entry.assign(kLastEntrySlots, 0);
+  }
+  return batch->last_entry[std::hash<std::string_view>{}(key) & (kLastEntrySlots - 1)];
+}
+
+std::string_view key_of(const CheckBatch& batch, size_t index) {
+  const size_t begin = index == 0 ? 0 : batch.key_ends[index - 1];
+  return std::string_view(batch.keys).substr(begin, batch.key_ends[index] - begin);
+}
+
+// `check`'s one zone `zone` (its place in the check: `index`) joins the
+// merged entry of the last checks of its key, if that is one of the same
+// arguments.
+bool join_entry(CheckBatch* batch, PendingCheck* check, const BatchZone& zone, uint16_t index) {
+  const uint32_t last = last_entry_of(batch, zone.key);
+  if (last == 0) {
+    return false;
+  }
+  CheckBatch::Entry& entry = batch->entries[last - 1];
+  if (entry.zones != 1 || entry.algorithm != zone.algorithm || entry.limit != zone.limit ||
+      entry.window_ms != zone.window_ms || entry.burst != zone.burst || entry.cost != zone.cost ||
+      key_of(*batch, entry.first_key) != zone.key) {
+    return false;
+  }
+  batch->checks.push_back({check, 1, last - 1, entry.count, static_cast<uint32_t>(batch->zone_index.size())});
+  batch->zone_index.push_back(index);
+  entry.count++;
+  return true;
+}
+
+}  // namespace
+
 void add_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone* zones, const uint16_t* slots,
-                  size_t count, uint16_t slot) {
+                  size_t count, uint16_t slot, bool merge) {
   size_t in_slot = 0;
+  size_t only = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (slots[i] == slot) {
+      in_slot++;
+      only = i;
+    }
+  }
+  check->batches++;
+  check->parts_left++;
+  if (merge && in_slot == 1 && join_entry(batch, check, zones[only], static_cast<uint16_t>(only))) {
+    return;
+  }
+  const auto entry_index = static_cast<uint32_t>(batch->entries.size());
+  CheckBatch::Entry entry{static_cast<uint32_t>(batch->key_ends.size()),
+                          static_cast<uint32_t>(in_slot),
+                          static_cast<uint32_t>(batch->arg_ends.size()),
+                          1,
+                          zones[only].algorithm,
+                          zones[only].limit,
+                          zones[only].window_ms,
+                          zones[only].burst,
+                          zones[only].cost,
+                          0};
+  batch->checks.push_back({check, static_cast<uint32_t>(in_slot), entry_index, 0,
+                           static_cast<uint32_t>(batch->zone_index.size())});
   for (size_t i = 0; i < count; i++) {
     if (slots[i] == slot) {
       batch->keys.append(zones[i].key);
       batch->key_ends.push_back(batch->keys.size());
       batch->zone_index.push_back(static_cast<uint16_t>(i));
-      in_slot++;
+      last_entry_of(batch, zones[i].key) = entry_index + 1;
     }
   }
   append_number(batch->args, in_slot);
@@ -162,9 +289,7 @@ void add_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone* zones
     }
   }
   batch->zones += in_slot;
-  batch->entries.push_back({check, in_slot});
-  check->batches++;
-  check->parts_left++;
+  batch->entries.push_back(entry);
 }
 
 // While a slot migrates Redis runs a command of several keys only where all
@@ -173,72 +298,95 @@ void add_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone* zones
 // it is. A multi-zone check is then all-or-nothing per zone only, for the
 // moments its slot migrates.
 void split_into_zones(CheckPool& pool, CheckBatch* batch, const std::function<void(CheckBatch* part)>& send) {
-  size_t key_begin = 0;
-  size_t arg = 0;   // index in arg_ends: each check's zone count, then its zones' arguments
-  size_t zone = 0;  // index in the batch
-  for (const CheckBatch::Entry& entry : batch->entries) {
-    PendingCheck* check = entry.check;
-    size_t arg_begin = batch->arg_ends[arg];  // after the zone count
-    arg++;
-    for (size_t i = 0; i < entry.zones; i++, zone++) {
-      const size_t arg_end = batch->arg_ends[arg + kCheckArgsPerZone - 1];
-      if (check->live) {
-        CheckBatch* part = pool.acquire_batch();
-        part->slot = batch->slot;
-        part->redirects = batch->redirects;
-        part->retried = batch->retried;
-        part->keys.assign(batch->keys, key_begin, batch->key_ends[zone] - key_begin);
-        part->key_ends.push_back(part->keys.size());
-        part->zone_index.push_back(batch->zone_index[zone]);
-        part->args = "1";
-        part->arg_ends.push_back(1);
-        part->args.append(batch->args, arg_begin, arg_end - arg_begin);
-        for (size_t a = 0; a < kCheckArgsPerZone; a++) {
-          part->arg_ends.push_back(1 + batch->arg_ends[arg + a] - arg_begin);
-        }
-        part->zones = 1;
-        part->entries.push_back({check, 1});
-        check->batches++;
-        check->parts_left++;
-        send(part);
+  for (const CheckBatch::Member& member : batch->checks) {
+    PendingCheck* check = member.check;
+    if (!check->live) {
+      continue;
+    }
+    const CheckBatch::Entry& entry = batch->entries[member.entry];
+    for (uint32_t i = 0; i < member.zones; i++) {
+      const size_t key = entry.first_key + i;
+      const size_t arg = entry.first_arg + 1 + i * kCheckArgsPerZone;  // the zone's first argument
+      const size_t arg_begin = batch->arg_ends[arg - 1];
+      CheckBatch* part = pool.acquire_batch();
+      part->slot = batch->slot;
+      part->redirects = batch->redirects;
+      part->retried = batch->retried;
+      part->keys.assign(key_of(*batch, key));
+      part->key_ends.push_back(part->keys.size());
+      part->zone_index.push_back(batch->zone_index[member.zone_at + i]);
+      part->args = "1";
+      part->arg_ends.push_back(1);
+      part->args.append(batch->args, arg_begin, batch->arg_ends[arg + kCheckArgsPerZone - 1] - arg_begin);
+      for (size_t a = 0; a < kCheckArgsPerZone; a++) {
+        part->arg_ends.push_back(1 + batch->arg_ends[arg + a] - arg_begin);
       }
-      key_begin = batch->key_ends[zone];
-      arg_begin = arg_end;
-      arg += kCheckArgsPerZone;
+      part->zones = 1;
+      part->entries.push_back({0, 1, 0, 1, 0, 0, 0, 0, 0, 0});
+      part->checks.push_back({check, 1, 0, 0, 0});
+      check->batches++;
+      check->parts_left++;
+      send(part);
     }
-    if (check->live) {
-      check->parts_left--;  // this batch's part is replaced by the zones' own
-    }
+    check->parts_left--;  // this batch's part is replaced by the zones' own
   }
   pool.release_batch(batch);
 }
 
-bool BatchFormatter::format(CheckBatch* batch, const std::string& script_sha) {
+bool BatchFormatter::format(CheckBatch* batch, const std::string& script_sha, uint64_t now_us) {
+  // The numbers made here first (counts_ may move as it grows): numkeys,
+  // the time, R, then each merged entry's count.
+  counts_.clear();
+  count_ends_.clear();
+  for (uint64_t value : {static_cast<uint64_t>(batch->zones), now_us, static_cast<uint64_t>(batch->entries.size())}) {
+    append_number(counts_, value);
+    count_ends_.push_back(counts_.size());
+  }
+  for (const CheckBatch::Entry& entry : batch->entries) {
+    if (entry.count > 1) {
+      append_number(counts_, entry.count);
+      count_ends_.push_back(counts_.size());
+    }
+  }
   argv_.clear();
   argvlen_.clear();
   auto add = [this](const char* data, size_t len) {
     argv_.push_back(data);
     argvlen_.push_back(len);
   };
+  size_t next_count = 0;
+  auto add_count = [&] {
+    const size_t begin = next_count == 0 ? 0 : count_ends_[next_count - 1];
+    add(counts_.data() + begin, count_ends_[next_count] - begin);
+    next_count++;
+  };
+  auto add_args = [&](size_t from, size_t to) {  // arg_ends indices [from, to)
+    for (size_t a = from; a < to; a++) {
+      const size_t begin = a == 0 ? 0 : batch->arg_ends[a - 1];
+      add(batch->args.data() + begin, batch->arg_ends[a] - begin);
+    }
+  };
   const bool have_sha = !script_sha.empty();
   add(have_sha ? "EVALSHA" : "EVAL", have_sha ? 7 : 4);
   add(have_sha ? script_sha.data() : kCheckScript.data(), have_sha ? script_sha.size() : kCheckScript.size());
-  counts_.clear();
-  append_number(counts_, batch->zones);
-  const size_t numkeys_end = counts_.size();
-  append_number(counts_, batch->entries.size());
-  add(counts_.data(), numkeys_end);
+  add_count();  // numkeys
   size_t begin = 0;
   for (size_t end : batch->key_ends) {
     add(batch->keys.data() + begin, end - begin);
     begin = end;
   }
-  add("0", 1);  // the script reads the time from Redis
-  add(counts_.data() + numkeys_end, counts_.size() - numkeys_end);
-  begin = 0;
-  for (size_t end : batch->arg_ends) {
-    add(batch->args.data() + begin, end - begin);
-    begin = end;
+  add_count();  // the time: 0, Redis's
+  add_count();  // R
+  for (const CheckBatch::Entry& entry : batch->entries) {
+    const size_t args_end = entry.first_arg + 1 + entry.zones * kCheckArgsPerZone;
+    if (entry.count > 1) {
+      static_assert(kCheckMergedHeader == 0, "sent as \"0\"");
+      add("0", 1);
+      add_count();
+      add_args(entry.first_arg + 1, args_end);
+    } else {
+      add_args(entry.first_arg, args_end);
+    }
   }
   char* command = nullptr;
   const int length = redisFormatCommandArgv(&command, static_cast<int>(argv_.size()), argv_.data(), argvlen_.data());

@@ -36,22 +36,44 @@ struct CheckClient::PendingCheck {
 };
 using PendingCheck = CheckClient::PendingCheck;
 
-// A check stays in its batch (and is released with it) even when it
-// completes early, timed out or cancelled: its zones still have their place
-// in the reply.
+// A batch: its checks, in the order they came, and the entries of the
+// script call (lua/check_script.h) that carry them. A check is an entry of
+// its own, or, when it has one zone in the batch, joins the entry of an
+// earlier check of the same key and zone arguments (cost included) that no
+// other entry touched since: a merged entry, n checks sent as one, which the
+// script decides exactly as n entries one after the other (so the checks of
+// other keys between them change nothing). A check stays in its batch (and
+// is released with it) even when it completes early, timed out or
+// cancelled: its zones still have their place in the reply.
 struct CheckBatch : InFlight {
   uint16_t slot = 0;
-  struct Entry {
+  struct Member {  // a check in the batch
     PendingCheck* check;
-    size_t zones;  // of this check in this batch
+    uint32_t zones;    // of this check in this batch
+    uint32_t entry;    // index in `entries`
+    uint32_t rank;     // its place among the checks of a merged entry, from 0
+    uint32_t zone_at;  // index in `zone_index` of its first zone
+  };
+  std::vector<Member> checks;
+  struct Entry {  // an entry of the script call
+    uint32_t first_key;  // index in `key_ends`
+    uint32_t zones;
+    uint32_t first_arg;  // index in `arg_ends` of its zone count
+    uint32_t count;      // checks in it: more than 1, a merged entry
+    uint64_t algorithm, limit, window_ms, burst, cost;  // with one zone: its arguments
+    size_t reply_at;     // its first integer in the reply (locate_batch_reply)
   };
   std::vector<Entry> entries;
-  std::vector<uint16_t> zone_index;  // of each zone of the batch, in its check
-  size_t zones = 0;
+  std::vector<uint16_t> zone_index;  // of each zone of each check, in its check
+  size_t zones = 0;    // keys sent
   std::string keys;  // the KEYS, back to back
   std::vector<size_t> key_ends;
-  std::string args;  // each check's zone count, then its zones' arguments
+  std::string args;  // each entry's zone count, then its zones' arguments
   std::vector<size_t> arg_ends;
+  // By a hash of a key: 1 + the index of the last entry that has a zone of
+  // a key of that hash, 0 for none (a check joins that entry only if it is
+  // of the same key: then no later entry touched the key).
+  std::vector<uint32_t> last_entry;
   char* command = nullptr;  // formatted when first sent, kept for resending
   size_t command_len = 0;
   bool retried = false;  // NOSCRIPT answered once
@@ -107,13 +129,31 @@ class CheckPool {
 
 // Appends the zones of `check` whose `slots[i]` is `slot` to `batch`
 // (`index[i]`: the zone's place in its check), copied: the caller's memory
-// (an nginx request) may be gone when the batch is sent.
+// (an nginx request) may be gone when the batch is sent. With one zone in
+// the slot it joins a merged entry where it can (see CheckBatch), unless
+// `merge` is false.
 void add_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone* zones, const uint16_t* slots,
-                  size_t count, uint16_t slot);
+                  size_t count, uint16_t slot, bool merge = true);
 
 // Decodes `zones` verdicts of the check script's reply (4 integers per zone),
 // starting at zone `first_zone` of the reply, into `verdicts`.
 bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts);
+
+// Decodes the verdict of the check of place `rank` (from 0) among the
+// `count` checks of cost `cost` of a merged entry, whose 5 integers start at
+// integer `first_field` of the reply.
+bool decode_merged_reply(const redisReply* reply, size_t first_field, size_t count, size_t rank, uint64_t cost,
+                         ZoneVerdict* verdict);
+
+// Whether `reply` is an array of as many integers as `batch`'s entries are
+// answered with; notes where each entry's answer starts.
+bool locate_batch_reply(CheckBatch* batch, const redisReply* reply);
+
+// The verdicts of `member`'s zones in `batch` (after locate_batch_reply),
+// into `verdicts`: a merged entry's answer fanned out to its checks in the
+// order they came (the first ones pass).
+bool decode_member_reply(const CheckBatch& batch, const CheckBatch::Member& member, const redisReply* reply,
+                         ZoneVerdict* verdicts);
 
 // While a slot migrates: `batch` cut into batches of one zone each, for the
 // zones of its checks still live (each a part its check now waits for,
@@ -121,13 +161,15 @@ bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones
 void split_into_zones(CheckPool& pool, CheckBatch* batch, const std::function<void(CheckBatch* part)>& send);
 
 // EVALSHA sha numkeys KEYS... 0 R ARGS... (EVAL with the script text before
-// the first SCRIPT LOAD has answered), into batch->command.
+// the first SCRIPT LOAD has answered), into batch->command. `now_us`, the
+// script's ARGV[1]: 0, Redis's TIME, as the module sends; tests pin the time.
 class BatchFormatter {
  public:
-  bool format(CheckBatch* batch, const std::string& script_sha);
+  bool format(CheckBatch* batch, const std::string& script_sha, uint64_t now_us = 0);
 
  private:
   std::string counts_;
+  std::vector<size_t> count_ends_;
   std::vector<const char*> argv_;
   std::vector<size_t> argvlen_;
 };

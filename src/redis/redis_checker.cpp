@@ -217,7 +217,7 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
     }
     CheckBatch* batch = open_batch(slot);
     add_to_batch(batch, pending, batch_zones_.data(), zone_slots_.data(), count, slot);
-    if (batch->entries.size() >= kMaxBatchChecks || batch->zones >= kMaxBatchZones) {
+    if (batch->entries.size() >= kMaxBatchEntries || batch->zones >= kMaxBatchZones) {
       close_batch(batch);  // the next checks of this slot start another
     }
   }
@@ -367,9 +367,9 @@ bool RedisChecker::send_batch(CheckBatch* batch, CheckConnection* connection, bo
 void RedisChecker::fail_batch(CheckBatch* batch, CheckError error) {
   CheckOutcome outcome;
   outcome.error = error;
-  for (const CheckBatch::Entry& entry : batch->entries) {
-    if (entry.check->live) {
-      complete(entry.check, outcome);
+  for (const CheckBatch::Member& member : batch->checks) {
+    if (member.check->live) {
+      complete(member.check, outcome);
     }
   }
   pool_.release_batch(batch);
@@ -417,32 +417,31 @@ void RedisChecker::handle_batch_reply(CheckBatch* batch, CheckConnection* connec
     fail_batch(batch, CheckError::redis_error);
     return;
   }
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != batch->zones * kCheckReplyFieldsPerZone) {
+  if (!locate_batch_reply(batch, reply)) {
     log_.error("unexpected reply to the check script");
     fail_batch(batch, CheckError::bad_reply);
     return;
   }
-  size_t first_zone = 0;
-  for (const CheckBatch::Entry& entry : batch->entries) {
-    PendingCheck* pending = entry.check;
-    if (pending->live) {
-      verdicts_.resize(entry.zones);
-      if (!decode_check_reply(reply, first_zone, entry.zones, verdicts_.data())) {
-        CheckOutcome outcome;
-        outcome.error = CheckError::bad_reply;
-        complete(pending, outcome);
-      } else {
-        for (size_t i = 0; i < entry.zones; i++) {
-          pending->verdicts[batch->zone_index[first_zone + i]] = verdicts_[i];
-        }
-        if (--pending->parts_left == 0) {
-          CheckOutcome outcome;
-          outcome.decision = combine_verdicts(pending->verdicts.data(), pending->zones);
-          complete(pending, outcome);
-        }
-      }
+  for (const CheckBatch::Member& member : batch->checks) {
+    PendingCheck* pending = member.check;
+    if (!pending->live) {
+      continue;
     }
-    first_zone += entry.zones;
+    verdicts_.resize(member.zones);
+    if (!decode_member_reply(*batch, member, reply, verdicts_.data())) {
+      CheckOutcome outcome;
+      outcome.error = CheckError::bad_reply;
+      complete(pending, outcome);
+      continue;
+    }
+    for (size_t i = 0; i < member.zones; i++) {
+      pending->verdicts[batch->zone_index[member.zone_at + i]] = verdicts_[i];
+    }
+    if (--pending->parts_left == 0) {
+      CheckOutcome outcome;
+      outcome.decision = combine_verdicts(pending->verdicts.data(), pending->zones);
+      complete(pending, outcome);
+    }
   }
   pool_.release_batch(batch);
 }

@@ -114,7 +114,9 @@ class RedisChecker final : public CheckClient {
   std::vector<PendingCheck*> expired_;
   std::vector<CheckConnection*> late_;  // reused by every sweep
 
-  static constexpr size_t kMaxBatchChecks = 64;
+  // A batch is cut at this many entries or keys (a script call holds Redis
+  // for its length); the checks merged into its entries do not count.
+  static constexpr size_t kMaxBatchEntries = 64;
   static constexpr size_t kMaxBatchZones = 256;
   CheckPool pool_;
   BatchFormatter formatter_;

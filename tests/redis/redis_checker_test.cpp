@@ -240,15 +240,54 @@ TEST_F(RedisCheckerTest, UnixSocketWorks) {
 
 TEST_F(RedisCheckerTest, BatchesAreCutAtTheirMaximumSize) {
   auto checker = make_checker();
-  zone_.limit = 1000;
   const uint64_t round_trips = checker->counters().round_trips.load();
   for (int i = 0; i < 150; i++) {
-    ASSERT_NE(send(*checker, "client-m"), nullptr);
+    ASSERT_NE(send(*checker, "client-m" + std::to_string(i)), nullptr);
   }
   wait_for(150);
   EXPECT_EQ(outcomes_.allowed(), 150u);
-  EXPECT_EQ(checker->counters().round_trips.load() - round_trips, 3u);  // 64 + 64 + 22
-  EXPECT_EQ(outcomes_.received.back().decision.remaining, 850u);
+  EXPECT_EQ(checker->counters().round_trips.load() - round_trips, 3u);  // 64 + 64 + 22 entries
+}
+
+// The calls of `command` Redis counted since the last CONFIG RESETSTAT.
+long long calls_of(redisContext* admin, std::string_view name) {
+  redisReply* stats = command(admin, "INFO commandstats");
+  const std::string text(stats->str, stats->len);
+  freeReplyObject(stats);
+  const std::string field = "cmdstat_" + std::string(name) + ":calls=";
+  const size_t at = text.find(field);
+  return at == std::string::npos ? 0 : std::stoll(text.substr(at + field.size()));
+}
+
+TEST_F(RedisCheckerTest, AThousandChecksOfOneKeyGoAsOneEntry) {
+  auto checker = make_checker();
+  freeReplyObject(command(admin_.get(), "CONFIG RESETSTAT"));
+  const uint64_t round_trips = checker->counters().round_trips.load();
+  for (int i = 0; i < 1000; i++) {
+    ASSERT_NE(send(*checker, "client-p"), nullptr);
+  }
+  wait_for(1000);
+  ASSERT_EQ(outcomes_.received.size(), 1000u);
+  // In the order they came: the first 10 pass, each seeing the ones before
+  // it; the others are rejected until the first leaves the window.
+  for (size_t i = 0; i < 1000; i++) {
+    const CheckOutcome& outcome = outcomes_.received[i];
+    ASSERT_EQ(outcome.error, CheckError::none) << i;
+    EXPECT_EQ(outcome.decision.allowed, i < 10) << i;
+    EXPECT_EQ(outcome.decision.remaining, i < 10 ? 9 - i : 0) << i;
+    EXPECT_EQ(outcome.decision.reset_ms > 59000, i >= 9) << i;
+  }
+  EXPECT_EQ(checker->counters().round_trips.load() - round_trips, 1u);
+  // Redis's work: one script call with one entry, the sliding log read once
+  // and written once (10 entries), not a thousand times each.
+  EXPECT_EQ(calls_of(admin_.get(), "evalsha"), 1);
+  EXPECT_EQ(calls_of(admin_.get(), "zcount"), 1);
+  EXPECT_EQ(calls_of(admin_.get(), "zadd"), 1);
+  std::string key;
+  append_redis_key(key, config_.prefix, zone_, "client-p");
+  redisReply* entries = static_cast<redisReply*>(redisCommand(admin_.get(), "ZCARD %b", key.data(), key.size()));
+  EXPECT_EQ(entries->integer, 10);
+  freeReplyObject(entries);
 }
 
 TEST_F(RedisCheckerTest, ACancelledCheckKeepsItsPlaceInTheBatch) {
