@@ -18,6 +18,21 @@ struct ZoneRequest {
   std::string_view key;  // the client key; binary-safe
   uint64_t cost = 1;
   RequestLimits limits;  // the zone's, or this request's for a variable rate
+  // A lease asked along with the request (one-zone checks only): up to
+  // `lease_units` more units, spendable by this server for at most
+  // `lease_ms`. 0: none asked.
+  uint64_t lease_units = 0;
+  uint64_t lease_ms = 0;
+};
+
+// What Redis granted along with an allowed request (see ZoneRequest):
+// `units` (0: nothing granted) counted by Redis as spent at any moment of
+// the next `lease_ms`, measured from Redis's time of the check; `mark`
+// names the grant when unused units are handed back.
+struct LeaseGrant {
+  uint64_t units = 0;
+  uint64_t lease_ms = 0;
+  uint64_t mark = 0;
 };
 
 enum class CheckError : uint8_t {
@@ -33,6 +48,7 @@ std::string_view check_error_name(CheckError error);
 struct CheckOutcome {
   CheckError error = CheckError::none;  // none: `decision` holds the answer
   Decision decision;
+  LeaseGrant lease;  // with a lease asked and the request allowed
 };
 
 // Called once with the outcome, unless the check was cancelled first.
@@ -55,6 +71,12 @@ class CheckClient {
 
   // The callback of `pending` will never fire. Safe at any time before it fired.
   virtual void cancel(PendingCheck* pending) = 0;
+
+  // Gives back `units` never spent of a grant of `granted` units named
+  // `mark`, for `zone` (its key, zone and limits; cost and lease fields
+  // unused). Sent with the next batch; no answer is awaited, and one that is
+  // lost leaves the units counted until they leave the window (bounded).
+  virtual void hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units) = 0;
 };
 
 }  // namespace rate_guard

@@ -21,7 +21,14 @@ namespace rate_guard {
 //           (Algorithm's value), limit, window in ms, burst, cost;
 //           or a merged entry, n requests of one zone with the same key and
 //           arguments (their cost is each one's): kCheckMergedHeader (0),
-//           n, then the zone's 5 arguments.
+//           n, then the zone's 5 arguments;
+//           or a lease entry, a merged entry that also asks for a lease:
+//           kCheckLeaseHeader (-1), n (1 or more), U the units wanted (1 or
+//           more), the lifetime wanted in ms (1 or more), then the zone's 5
+//           arguments;
+//           or a hand-back: kCheckHandBackHeader (-2), u the units given
+//           back (1 or more), g the units of that grant (u or more), its
+//           mark, then the zone's 5 arguments.
 // Reply, entry after entry, in KEYS order:
 //        for a request, kCheckReplyFieldsPerZone integers per zone:
 //        allowed (1 or 0), limit, remaining, reset in ms (see ZoneVerdict);
@@ -33,7 +40,18 @@ namespace rate_guard {
 //        passed report 0), the rejected ones' reset in ms (0 when m = n).
 //        A merged entry is decided and recorded exactly as its n requests,
 //        each an entry of its own, one after the other: the same verdicts,
-//        the same state (tests/redis/check_script_merged_test.cpp).
+//        the same state (tests/redis/check_script_merged_test.cpp);
+//        for a lease entry, kCheckReplyFieldsPerLease integers: a merged
+//        entry's 5 (remaining not counting the grant), then the units
+//        granted (0 unless all n pass), the lease's lifetime in ms from
+//        Redis's time of the call (0 with nothing granted), and the grant's
+//        mark. A grant is recorded as if its units were spent at any moment
+//        of the lifetime (so never lets the zone over its limit, whenever
+//        they are spent), and takes at most a kLeaseShare-th of what remains
+//        once the n are counted (none when less than kLeaseShare remain: the
+//        last units are decided one request at a time);
+//        for a hand-back, 1 integer: the units taken back off the count (0
+//        once the grant's units have left the window, or for token_bucket).
 //        R = 0 (no key, no argument after R) is answered with an empty array.
 // Every argument is checked before anything is recorded: an error reply about
 // them (bad time, counts that do not match KEYS and ARGV, a bad zone argument)
@@ -51,5 +69,12 @@ constexpr int kCheckReplyFieldsPerZone = 4;
 // The zone count that starts a merged entry, and the integers answering one.
 constexpr int kCheckMergedHeader = 0;
 constexpr int kCheckReplyFieldsPerMerged = 5;
+// The zone counts that start a lease entry and a hand-back, and the integers
+// answering them; a grant takes at most this share of what remains.
+constexpr int kCheckLeaseHeader = -1;
+constexpr int kCheckReplyFieldsPerLease = 8;
+constexpr int kCheckHandBackHeader = -2;
+constexpr int kCheckReplyFieldsPerHandBack = 1;
+constexpr int kLeaseShare = 4;
 
 }  // namespace rate_guard

@@ -54,6 +54,9 @@ class RedisChecker final : public CheckClient {
   // The callback of `pending` will never fire. Safe at any time before it fired.
   void cancel(PendingCheck* pending) override;
 
+  // Gives back unused units of a lease with the next batch of the key's slot.
+  void hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units) override;
+
   // Drops the connections without calling any callback (worker exit).
   void shutdown();
 

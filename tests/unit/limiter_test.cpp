@@ -42,6 +42,15 @@ class FakeCheckClient : public CheckClient {
 
   void cancel(PendingCheck* pending) override { reinterpret_cast<Asked*>(pending)->cancelled = true; }
 
+  struct HandBack {
+    std::string key;
+    uint64_t mark, granted, units;
+  };
+  void hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units) override {
+    handed_back.push_back({std::string(zone.key), mark, granted, units});
+  }
+  std::vector<HandBack> handed_back;
+
   // Answers check `index` as the real client would: never once cancelled.
   void answer(size_t index, const CheckOutcome& outcome) {
     Asked& asked = asked_.at(index);
