@@ -63,11 +63,22 @@ struct MainConf {
   ngx_shm_zone_t* metrics_zone;
 };
 
-// The blocked-key cache's shared memory: its size, then the cache itself.
-struct BlockCacheRegion {
-  size_t bytes;
+// The shared memory of the blocked-key cache and the lease table: their
+// sizes, then the cache, then the table.
+struct SharedTablesRegion {
+  size_t cache_bytes;
+  size_t lease_bytes;
   alignas(8) unsigned char memory[1];
 };
+
+// Leases go to busy keys only: a few per server and zone.
+constexpr size_t kLeaseTableEntries = 1024;
+size_t lease_table_bytes() {
+  return ngx_align(64 + kLeaseTableEntries * rate_guard::LeaseTable::entry_size(), 8);
+}
+
+// How often each worker hands back the unused units of ended leases.
+constexpr uint64_t kLeaseReturnIntervalMs = 10;
 
 enum FailPolicy : ngx_uint_t { kFailOpen = 0, kFailClosed = 1 };
 enum HeadersMode : ngx_uint_t { kHeadersOff = 0, kHeadersOn = 1, kHeadersDraft = 2 };
@@ -94,7 +105,7 @@ struct RequestCtx {
 };
 static_assert(std::is_trivially_destructible<RequestCtx>::value, "lives in an nginx pool");
 
-// The blocked-key cache's lock: the mutex of its shared memory zone.
+// The lock of the blocked-key cache and the lease table: the mutex of their shared memory zone.
 class ShmtxLock final : public rate_guard::CacheLock {
  public:
   explicit ShmtxLock(ngx_shmtx_t* mutex) : mutex_(mutex) {}
@@ -105,12 +116,15 @@ class ShmtxLock final : public rate_guard::CacheLock {
   ngx_shmtx_t* mutex_;
 };
 
-// The worker's Redis client and blocked-key cache, made in init_process.
+// The worker's Redis client, blocked-key cache and leases, made in init_process.
 struct Worker {
   NgxEventLoop loop;
   RedisChecker checker;
   std::optional<rate_guard::BlockCache> cache;
+  std::optional<rate_guard::LeaseTable> leases;
   std::optional<ShmtxLock> cache_lock;
+  std::vector<rate_guard::Limiter::KnownZone> zones;
+  std::unique_ptr<rate_guard::Timer> lease_timer;
   Worker(const rate_guard::RedisConfig& config, NgxRedisTls tls, rate_guard::RedisCounters* counters)
       : loop(tls), checker(config, loop, counters) {}
 };
@@ -486,15 +500,19 @@ ngx_int_t init_block_cache_zone(ngx_shm_zone_t* shm_zone, void* data) {
     shm_zone->data = pool->data;
     return NGX_OK;
   }
-  // All the free pages of the fresh zone, in one piece.
+  // All the free pages of the fresh zone, in one piece: the lease table's
+  // fixed size at the end, the rest the cache's.
   const size_t bytes = pool->pfree * ngx_pagesize;
-  auto* region = static_cast<BlockCacheRegion*>(ngx_slab_alloc(pool, bytes));
-  if (region == nullptr) {
+  auto* region = static_cast<SharedTablesRegion*>(ngx_slab_alloc(pool, bytes));
+  const size_t lease_bytes = lease_table_bytes();
+  if (region == nullptr || bytes < offsetof(SharedTablesRegion, memory) + lease_bytes) {
     ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0, "rate_guard: block cache zone is too small");
     return NGX_ERROR;
   }
-  region->bytes = bytes - offsetof(BlockCacheRegion, memory);
-  rate_guard::BlockCache cache(region->memory, region->bytes, true);
+  region->lease_bytes = lease_bytes;
+  region->cache_bytes = (bytes - offsetof(SharedTablesRegion, memory) - lease_bytes) & ~size_t{7};
+  rate_guard::BlockCache cache(region->memory, region->cache_bytes, true);
+  rate_guard::LeaseTable leases(region->memory + region->cache_bytes, region->lease_bytes, true);
   pool->data = region;
   shm_zone->data = region;
   return NGX_OK;
@@ -998,7 +1016,8 @@ ngx_int_t postconfiguration(ngx_conf_t* cf) {
   auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
   if (mcf->used && mcf->block_cache_size > 0) {
     ngx_str_t name = ngx_string("rate_guard_block_cache");
-    mcf->block_cache_zone = ngx_shared_memory_add(cf, &name, mcf->block_cache_size, &ngx_http_rate_guard_module);
+    mcf->block_cache_zone = ngx_shared_memory_add(cf, &name, mcf->block_cache_size + lease_table_bytes(),
+                                                  &ngx_http_rate_guard_module);
     if (mcf->block_cache_zone == nullptr) {
       return NGX_ERROR;
     }
@@ -1041,13 +1060,29 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
     }
     worker = new Worker(*mcf->redis, mcf->redis_tls, metrics ? &metrics->redis() : nullptr);
     if (mcf->block_cache_zone != nullptr) {
-      auto* region = static_cast<BlockCacheRegion*>(mcf->block_cache_zone->data);
+      auto* region = static_cast<SharedTablesRegion*>(mcf->block_cache_zone->data);
       auto* pool = reinterpret_cast<ngx_slab_pool_t*>(mcf->block_cache_zone->shm.addr);
-      worker->cache.emplace(region->memory, region->bytes, false);
+      worker->cache.emplace(region->memory, region->cache_bytes, false);
+      worker->leases.emplace(region->memory + region->cache_bytes, region->lease_bytes, false);
       worker->cache_lock.emplace(&pool->mutex);
     }
     limiter = rate_guard::Limiter(&worker->checker, worker->cache ? &*worker->cache : nullptr,
-                                  worker->cache_lock ? &*worker->cache_lock : nullptr, counters);
+                                  worker->cache_lock ? &*worker->cache_lock : nullptr, counters,
+                                  worker->leases ? &*worker->leases : nullptr);
+    auto* zones = static_cast<Zone*>(mcf->zones.elts);
+    for (ngx_uint_t i = 0; i < mcf->zones.nelts; i++) {
+      worker->zones.push_back({zones[i].config, zones[i].index});
+    }
+    limiter.set_zones(worker->zones.data(), worker->zones.size());
+    if (worker->leases) {
+      worker->lease_timer = worker->loop.make_timer(
+          [] {
+            limiter.return_leases(ngx_current_msec);
+            worker->lease_timer->arm(kLeaseReturnIntervalMs);
+          },
+          false);
+      worker->lease_timer->arm(kLeaseReturnIntervalMs);
+    }
     // The time cached in the master at fork may be old: a connect timeout
     // armed from it would expire at once.
     ngx_time_update();
@@ -1060,6 +1095,9 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
 }
 
 void exit_process(ngx_cycle_t*) {
+  if (worker != nullptr) {
+    worker->lease_timer.reset();  // before the loop it belongs to
+  }
   limiter = rate_guard::Limiter(nullptr, nullptr, nullptr, nullptr);
   delete worker;
   worker = nullptr;

@@ -73,6 +73,8 @@ Result<ZoneConfig> parse_zone_options(const std::vector<std::string_view>& optio
   bool have_window = false;
   bool have_algorithm = false;
   bool have_burst = false;
+  bool have_lease = false;
+  bool have_lease_time = false;
   std::string_view rate_text;
   uint64_t rate_window_ms = 0;
   uint64_t window_ms = 0;
@@ -152,6 +154,27 @@ Result<ZoneConfig> parse_zone_options(const std::vector<std::string_view>& optio
       }
       zone.burst = burst.value();
       have_burst = true;
+
+    } else if (name == "lease") {
+      if (have_lease) {
+        return fail<ZoneConfig>(duplicate_option(name));
+      }
+      if (value != "on" && value != "off") {
+        return fail<ZoneConfig>("invalid " + quoted(token) + ", expected \"lease=on\" or \"lease=off\"");
+      }
+      zone.lease = value == "on";
+      have_lease = true;
+
+    } else if (name == "lease_time") {
+      if (have_lease_time) {
+        return fail<ZoneConfig>(duplicate_option(name));
+      }
+      Result<uint64_t> lease_ms = parse_duration_option(token, name, value, kMaxLeaseMs, "60s");
+      if (!lease_ms) {
+        return fail<ZoneConfig>(lease_ms.error());
+      }
+      zone.lease_ms = lease_ms.value();
+      have_lease_time = true;
 
     } else {
       return fail<ZoneConfig>("unknown option " + quoted(token));

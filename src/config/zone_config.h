@@ -17,6 +17,11 @@ enum class Algorithm : uint8_t { sliding_window = 0, sliding_log = 1, fixed_wind
 Result<Algorithm> parse_algorithm(std::string_view text);
 std::string_view algorithm_name(Algorithm algorithm);
 
+// lease_time='s default and bound: a lease also lives at most a sixteenth of
+// the window (the check script's rule).
+constexpr uint64_t kDefaultLeaseMs = 100;
+constexpr uint64_t kMaxLeaseMs = 60000;
+
 struct ZoneConfig {
   std::string name;
   uint64_t limit = 0;       // requests per window (token_bucket: refill of `limit` per window)
@@ -27,6 +32,10 @@ struct ZoneConfig {
   // the text of this nginx complex value; then `limit` is 0, `window_ms` is
   // window= (or 0: the rate's own unit) and `burst` is burst= (or 0: the limit).
   std::string rate_variable;
+  // Leases (lease=, lease_time=): a key busy on this server is admitted from
+  // units Redis granted ahead, spendable for at most lease_ms.
+  bool lease = true;
+  uint64_t lease_ms = kDefaultLeaseMs;
 };
 
 // What one request is limited to in a zone.
@@ -40,7 +49,8 @@ struct RequestLimits {
 // `rate_text` (the variable's value for this request, e.g. "1000r/m").
 Result<RequestLimits> request_limits(const ZoneConfig& zone, std::string_view rate_text);
 
-// The options of `rate_guard_zone KEY zone=NAME rate=... [window=T] [algorithm=A] [burst=N]`,
+// The options of `rate_guard_zone KEY zone=NAME rate=... [window=T] [algorithm=A] [burst=N]
+// [lease=on|off] [lease_time=T]`,
 // that is, every argument after KEY.
 Result<ZoneConfig> parse_zone_options(const std::vector<std::string_view>& options);
 

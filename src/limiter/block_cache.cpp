@@ -1,10 +1,8 @@
 #include "limiter/block_cache.h"
 
 #include <cstring>
-#include <random>
 
-#include "redis/redis_key.h"
-#include "util/sha256.h"
+#include "limiter/table_key.h"
 
 namespace rate_guard {
 
@@ -12,57 +10,6 @@ namespace {
 
 constexpr uint64_t kMagic = 0x7267626c6f636b31ULL;  // "rgblock1"
 constexpr size_t kWays = 4;                         // entries per bucket
-
-// A seeded 64-bit hash (MurmurHash64A's mixing). The seed is random per
-// shared zone, so a client cannot compute keys that collide in the table;
-// entries compare the whole key anyway, so a collision only evicts.
-uint64_t hash_bytes(const void* data, size_t len, uint64_t seed) {
-  constexpr uint64_t m = 0xc6a4a7935bd1e995ULL;
-  constexpr int r = 47;
-  uint64_t h = seed ^ (len * m);
-  const auto* p = static_cast<const unsigned char*>(data);
-  const unsigned char* end = p + (len / 8) * 8;
-  for (; p != end; p += 8) {
-    uint64_t k;
-    std::memcpy(&k, p, 8);
-    k *= m;
-    k ^= k >> r;
-    k *= m;
-    h ^= k;
-    h *= m;
-  }
-  uint64_t tail = 0;
-  std::memcpy(&tail, p, len & 7);
-  if ((len & 7) != 0) {
-    h ^= tail;
-    h *= m;
-  }
-  h ^= h >> r;
-  h *= m;
-  h ^= h >> r;
-  return h;
-}
-
-// Keys longer than kMaxRawKeyBytes are kept as their SHA-256, as in Redis.
-struct CacheKey {
-  unsigned char bytes[kMaxRawKeyBytes];
-  uint8_t len;
-  uint8_t digested;
-};
-
-CacheKey make_key(std::string_view key) {
-  CacheKey k{};
-  if (key.size() > kMaxRawKeyBytes) {
-    auto digest = sha256(key);
-    std::memcpy(k.bytes, digest.data(), digest.size());
-    k.len = static_cast<uint8_t>(digest.size());
-    k.digested = 1;
-  } else {
-    std::memcpy(k.bytes, key.data(), key.size());
-    k.len = static_cast<uint8_t>(key.size());
-  }
-  return k;
-}
 
 }  // namespace
 
@@ -78,7 +25,7 @@ struct BlockCache::Entry {
   uint64_t limit;
   uint64_t remaining;
   uint64_t cost;
-  CacheKey key;
+  TableKey key;
 };
 
 uint64_t block_cache_zone_id(const ZoneConfig& zone, const RequestLimits& limits) {
@@ -95,7 +42,7 @@ BlockCache::BlockCache(void* memory, size_t bytes, bool initialize)
   if (initialize || header_->magic != kMagic || header_->buckets != buckets) {
     std::memset(memory, 0, sizeof(Header) + buckets * kWays * sizeof(Entry));
     header_->magic = kMagic;
-    header_->seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+    header_->seed = random_table_seed();
     header_->buckets = buckets;
   }
 }
@@ -113,13 +60,12 @@ bool BlockCache::lookup(uint64_t zone_id, std::string_view key, uint64_t cost, u
   if (header_->buckets == 0) {
     return false;
   }
-  const CacheKey k = make_key(key);
+  const TableKey k = make_table_key(key);
   const uint64_t h = hash_bytes(k.bytes, k.len, header_->seed ^ zone_id ^ (cost * 0x9e3779b97f4a7c15ULL));
   const Entry* bucket = entries_ + (h % header_->buckets) * kWays;
   for (size_t i = 0; i < kWays; i++) {
     const Entry& e = bucket[i];
-    if (e.until_ms > now_ms && e.zone_id == zone_id && e.cost == cost && e.key.len == k.len &&
-        e.key.digested == k.digested && std::memcmp(e.key.bytes, k.bytes, k.len) == 0) {
+    if (e.until_ms > now_ms && e.zone_id == zone_id && e.cost == cost && e.key == k) {
       out->limit = e.limit;
       out->remaining = e.remaining;
       out->reset_ms = e.until_ms - now_ms + 1;  // the millisecond taken off in record()
@@ -135,7 +81,7 @@ void BlockCache::record(uint64_t zone_id, std::string_view key, uint64_t cost, u
     return;  // nothing to gain from an entry that expires at once
   }
   const uint64_t until = sent_ms + reset_ms - 1;
-  const CacheKey k = make_key(key);
+  const TableKey k = make_table_key(key);
   const uint64_t h = hash_bytes(k.bytes, k.len, header_->seed ^ zone_id ^ (cost * 0x9e3779b97f4a7c15ULL));
   Entry* bucket = entries_ + (h % header_->buckets) * kWays;
   // The same key's entry if present, else the entry that expires first
@@ -143,8 +89,7 @@ void BlockCache::record(uint64_t zone_id, std::string_view key, uint64_t cost, u
   Entry* slot = &bucket[0];
   for (size_t i = 0; i < kWays; i++) {
     Entry& e = bucket[i];
-    if (e.zone_id == zone_id && e.cost == cost && e.key.len == k.len &&
-        e.key.digested == k.digested && std::memcmp(e.key.bytes, k.bytes, k.len) == 0) {
+    if (e.zone_id == zone_id && e.cost == cost && e.key == k) {
       slot = &e;
       break;
     }

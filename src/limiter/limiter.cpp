@@ -16,14 +16,26 @@ class Locked {
   CacheLock* lock_;
 };
 
-void bump(std::atomic<uint64_t>& counter) {
-  counter.fetch_add(1, std::memory_order_relaxed);
+void bump(std::atomic<uint64_t>& counter, uint64_t by = 1) {
+  counter.fetch_add(by, std::memory_order_relaxed);
 }
+
+// A request asking for a lease keeps the others of its server from asking
+// until its answer, or this long (a check the client cancelled).
+constexpr uint64_t kLeaseAskTimeoutMs = 1000;
+
+// Unused grants handed back per call of return_leases().
+constexpr size_t kReturnsPerCall = 64;
 
 }  // namespace
 
-Limiter::Limiter(CheckClient* client, BlockCache* cache, CacheLock* lock, Metrics* metrics)
-    : client_(client), cache_(cache), lock_(lock), metrics_(metrics) {}
+Limiter::Limiter(CheckClient* client, BlockCache* cache, CacheLock* lock, Metrics* metrics, LeaseTable* leases)
+    : client_(client), cache_(cache), lock_(lock), metrics_(metrics), leases_(leases) {}
+
+void Limiter::set_zones(const KnownZone* zones, size_t count) {
+  zones_ = zones;
+  zone_count_ = count;
+}
 
 Verdict Limiter::check(LimitCheck& check, uint64_t now_ms, LimitCallback callback, void* data) {
   CheckOutcome immediate;
@@ -32,7 +44,7 @@ Verdict Limiter::check(LimitCheck& check, uint64_t now_ms, LimitCallback callbac
     immediate.decision.zone_index = *check.invalid_zone;
   } else if (client_ == nullptr) {
     immediate.error = CheckError::unavailable;
-  } else if (answer_from_block_cache(check, now_ms)) {
+  } else if (answer_here(check, now_ms)) {
     count(check);
     return check.verdict;
   } else {
@@ -40,10 +52,14 @@ Verdict Limiter::check(LimitCheck& check, uint64_t now_ms, LimitCallback callbac
     check.callback = callback;
     check.data = data;
     check.sent_ms = now_ms;
-    check.pending = client_->check(check.zones, check.count, on_client_answer, &check, &immediate);
+    const ZoneRequest* zones = check.asked_lease ? &check.lease_ask : check.zones;
+    check.pending = client_->check(zones, check.count, on_client_answer, &check, &immediate);
     if (check.pending != nullptr) {
       return Verdict::none;
     }
+  }
+  if (check.asked_lease) {
+    lease_answered(check, immediate);
   }
   decide(check, immediate);
   count(check);
@@ -54,6 +70,11 @@ void Limiter::cancel(LimitCheck& check) {
   // Without a client (nginx: after the worker's exit) there is nothing to cancel.
   if (check.pending != nullptr && client_ != nullptr) {
     client_->cancel(check.pending);
+    if (check.asked_lease) {
+      // Let another request ask (a grant this one had would be lost: its
+      // units stay counted until they leave the window).
+      lease_answered(check, CheckOutcome{CheckError::unavailable, {}, {}});
+    }
   }
   check.pending = nullptr;
 }
@@ -62,27 +83,155 @@ void Limiter::on_client_answer(void* data, const CheckOutcome& outcome) {
   auto& check = *static_cast<LimitCheck*>(data);
   Limiter* self = check.limiter;
   check.pending = nullptr;
+  if (check.asked_lease) {
+    self->lease_answered(check, outcome);
+  }
   self->remember_rejection(check, outcome);
   self->decide(check, outcome);
   self->count(check);
   check.callback(check.data, check);
 }
 
-// A key known to be blocked is rejected here, without the client, with the
-// same numbers the client gave.
-bool Limiter::answer_from_block_cache(LimitCheck& check, uint64_t now_ms) {
+LeaseZone Limiter::lease_zone(const LimitCheck& check) const {
+  const ZoneRequest& request = check.zones[0];
+  return {check.books[0].block_cache_id, request.zone->algorithm, request.limits, request.zone->lease_ms};
+}
+
+// A one-zone request of a key busy here passes on a lease's units, without
+// Redis; or it carries the ask for the key's next lease to Redis.
+// Answers without Redis when it can: from a lease's units (a one-zone
+// request of a key busy here), else from the blocked-key cache. A request
+// that goes to Redis may carry the ask for its key's next lease (never for
+// a blocked key).
+bool Limiter::answer_here(LimitCheck& check, uint64_t now_ms) {
+  const bool leased = leases_ != nullptr && check.count == 1 && check.zones[0].zone->lease &&
+                      check.zones[0].key.size() <= kMaxRawKeyBytes;
+  if (!leased && cache_ == nullptr) {
+    return false;
+  }
+  Locked locked(lock_);
+  CheckOutcome blocked;
+  const bool is_blocked = blocked_in_cache(check, now_ms, &blocked);
+  if (leased) {
+    const ZoneRequest& request = check.zones[0];
+    const LeaseUse use =
+        leases_->use(lease_zone(check), request.key, request.cost, now_ms, kLeaseAskTimeoutMs, !is_blocked);
+    if (metrics_ != nullptr && use.lost_units != 0) {
+      bump(metrics_->zone(check.books[0].counters).lease_units_expired, use.lost_units);
+    }
+    if (use.spent) {
+      CheckOutcome outcome;
+      outcome.decision = {true, 0, use.limit, use.remaining, 0};
+      decide(check, outcome);
+      check.from_lease = true;
+      return true;
+    }
+    if (use.ask != 0) {
+      check.lease_ask = request;
+      check.lease_ask.lease_units = use.ask;
+      check.lease_ask.lease_ms = request.zone->lease_ms;
+      check.asked_lease = true;
+    }
+  }
+  if (is_blocked) {
+    decide(check, blocked);
+    check.from_block_cache = true;
+  }
+  return is_blocked;
+}
+
+// The answer to a request that asked for a lease: the grant, if any, goes
+// to the table, and the ask is over either way.
+void Limiter::lease_answered(LimitCheck& check, const CheckOutcome& outcome) {
+  check.asked_lease = false;
+  LeaseGrant grant;
+  if (outcome.error == CheckError::none && outcome.decision.allowed) {
+    grant = outcome.lease;
+  }
+  LeaseReturn displaced;
+  bool returning;
+  {
+    Locked locked(lock_);
+    returning = leases_->granted(lease_zone(check), check.zones[0].key, grant, outcome.decision.limit,
+                                 outcome.decision.remaining, check.sent_ms, check.sent_ms, &displaced);
+  }
+  if (metrics_ != nullptr && grant.units != 0) {
+    ZoneCounters& zone = metrics_->zone(check.books[0].counters);
+    bump(zone.leases_granted);
+    bump(zone.lease_units_granted, grant.units);
+  }
+  if (returning) {
+    hand_back(displaced);
+  }
+}
+
+const Limiter::KnownZone* Limiter::known_zone(const LeaseReturn& unused) const {
+  for (size_t i = 0; i < zone_count_; i++) {
+    if (block_cache_zone_id(*zones_[i].zone, unused.limits) == unused.zone_id) {
+      return &zones_[i];
+    }
+  }
+  return nullptr;
+}
+
+// Unused units back to Redis; token_bucket's cannot go back (see the
+// script), and a zone a reload changed is no longer known: those expire.
+void Limiter::hand_back(const LeaseReturn& unused) {
+  const KnownZone* known = known_zone(unused);
+  if (known == nullptr) {
+    return;
+  }
+  ZoneCounters* counters = metrics_ != nullptr ? &metrics_->zone(known->counters) : nullptr;
+  if (unused.algorithm == Algorithm::token_bucket || client_ == nullptr) {
+    if (counters != nullptr) {
+      bump(counters->lease_units_expired, unused.units);
+    }
+    return;
+  }
+  ZoneRequest zone;
+  zone.zone = known->zone;
+  zone.key = unused.key.raw();
+  zone.limits = unused.limits;
+  client_->hand_back(zone, unused.mark, unused.granted, unused.units);
+  if (counters != nullptr) {
+    bump(counters->lease_units_returned, unused.units);
+  }
+}
+
+void Limiter::return_leases(uint64_t now_ms) {
+  if (leases_ == nullptr || !leases_->has_units()) {
+    return;
+  }
+  LeaseReturn unused[kReturnsPerCall];
+  size_t n;
+  {
+    Locked locked(lock_);
+    n = leases_->take_returns(now_ms, unused, kReturnsPerCall);
+  }
+  for (size_t i = 0; i < n; i++) {
+    hand_back(unused[i]);
+  }
+}
+
+void Limiter::drop_leases() {
+  if (leases_ == nullptr || !leases_->has_units()) {
+    return;
+  }
+  Locked locked(lock_);
+  leases_->drop_all();
+}
+
+// A key known to be blocked is rejected with the same numbers the client
+// gave, without asking it. The caller holds the lock.
+bool Limiter::blocked_in_cache(const LimitCheck& check, uint64_t now_ms, CheckOutcome* outcome) const {
   if (cache_ == nullptr) {
     return false;
   }
   CachedRejection hit;
-  Locked locked(lock_);
   for (size_t i = 0; i < check.count; i++) {
     const ZoneRequest& request = check.zones[i];
     if (cache_->lookup(check.books[i].block_cache_id, request.key, request.cost, now_ms, &hit)) {
-      CheckOutcome outcome;
-      outcome.decision = {false, i, hit.limit, hit.remaining, hit.reset_ms};
-      decide(check, outcome);
-      check.from_block_cache = true;
+      outcome->decision = {false, i, hit.limit, hit.remaining, hit.reset_ms};
       return true;
     }
   }
@@ -131,6 +280,9 @@ void Limiter::count(const LimitCheck& check) {
       for (size_t i = 0; i < check.count; i++) {
         ZoneCounters& zone = metrics_->zone(check.books[i].counters);
         bump(check.verdict == Verdict::passed ? zone.passed : zone.fail_policy);
+      }
+      if (check.from_lease) {
+        bump(decider.lease_passed);
       }
       break;
     case Verdict::rejected:

@@ -14,6 +14,7 @@
 #include "limiter/block_cache.h"
 #include "limiter/check_client.h"
 #include "limiter/decision.h"
+#include "limiter/lease_table.h"
 #include "limiter/metrics.h"
 
 namespace rate_guard {
@@ -56,21 +57,25 @@ struct LimitCheck {
   CheckError error = CheckError::none;  // with Verdict::error
   Decision decision;                    // decision.zone_index: the zone that decided
   bool from_block_cache = false;
+  bool from_lease = false;  // admitted from a lease: Remaining is an estimate
 
   // Whether the client has the check: the callback is still to come.
   bool waiting() const { return pending != nullptr; }
 
   // The limiter's, while the client has the check.
   CheckClient::PendingCheck* pending = nullptr;
-  uint64_t sent_ms = 0;  // when the check went to the client, for the blocked-key cache
+  uint64_t sent_ms = 0;  // when the check went to the client, for the blocked-key cache and leases
+  // The one zone sent with a lease asked (zones[0] and the ask), or unused.
+  ZoneRequest lease_ask;
+  bool asked_lease = false;
   Limiter* limiter = nullptr;
   LimitCallback callback = nullptr;
   void* data = nullptr;
 };
 static_assert(std::is_trivially_destructible<LimitCheck>::value, "may live in an nginx pool");
 
-// Guards the blocked-key cache, which the workers share (nginx: the mutex of
-// its shared memory zone).
+// Guards the blocked-key cache and the lease table, which the workers share
+// (nginx: the mutex of their shared memory zone).
 class CacheLock {
  public:
   virtual ~CacheLock() = default;
@@ -81,9 +86,20 @@ class CacheLock {
 class Limiter {
  public:
   // `client`: null when there is none (every check goes to the fail policy).
-  // `cache`: null without a blocked-key cache (then `lock` is not used).
+  // `cache`: null without a blocked-key cache; `leases`: null without
+  // leases (without both, `lock` is not used).
   // `metrics`: null when nothing is counted.
-  Limiter(CheckClient* client, BlockCache* cache, CacheLock* lock, Metrics* metrics);
+  Limiter(CheckClient* client, BlockCache* cache, CacheLock* lock, Metrics* metrics,
+          LeaseTable* leases = nullptr);
+
+  // The zones of the configuration, with their counters' index: unused
+  // lease units are handed back only for a zone found here (a zone a reload
+  // changed lets its leases expire).
+  struct KnownZone {
+    const ZoneConfig* zone;
+    size_t counters;
+  };
+  void set_zones(const KnownZone* zones, size_t count);
 
   // Decides `check` (its zones filled in, at least one). Returns the verdict
   // when it is known at once; otherwise Verdict::none, and `callback(data,
@@ -96,8 +112,22 @@ class Limiter {
   // when the check is not waiting.
   void cancel(LimitCheck& check);
 
+  // Hands back the unused units of leases that ended or whose key went
+  // idle. Called every few milliseconds by each worker; cheap when no lease
+  // holds units.
+  void return_leases(uint64_t now_ms);
+
+  // The connection to Redis was lost: what Redis counted may be gone (a
+  // restart), so no unit of any lease is spent any more.
+  void drop_leases();
+
  private:
-  bool answer_from_block_cache(LimitCheck& check, uint64_t now_ms);
+  bool answer_here(LimitCheck& check, uint64_t now_ms);
+  bool blocked_in_cache(const LimitCheck& check, uint64_t now_ms, CheckOutcome* outcome) const;
+  void lease_answered(LimitCheck& check, const CheckOutcome& outcome);
+  LeaseZone lease_zone(const LimitCheck& check) const;
+  void hand_back(const LeaseReturn& unused);
+  const KnownZone* known_zone(const LeaseReturn& unused) const;
   void remember_rejection(const LimitCheck& check, const CheckOutcome& outcome);
   void decide(LimitCheck& check, const CheckOutcome& outcome);
   void count(const LimitCheck& check);
@@ -107,6 +137,9 @@ class Limiter {
   BlockCache* cache_;
   CacheLock* lock_;
   Metrics* metrics_;
+  LeaseTable* leases_;
+  const KnownZone* zones_ = nullptr;
+  size_t zone_count_ = 0;
 };
 
 }  // namespace rate_guard

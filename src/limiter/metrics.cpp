@@ -7,7 +7,7 @@
 namespace rate_guard {
 
 namespace {
-constexpr uint64_t kMagic = 0x72676d6574726932ULL;  // "rgmetri2": a new layout starts from zero
+constexpr uint64_t kMagic = 0x72676d6574726933ULL;  // "rgmetri3": a new layout starts from zero
 
 struct ZoneSlot {
   char name[Metrics::kMaxZoneName + 1];

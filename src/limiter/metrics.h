@@ -19,7 +19,12 @@ namespace rate_guard {
   X(rejected_dry_run, "Requests the zone would have rejected (rate_guard_dry_run on).")   \
   X(fail_policy, "Requests decided by rate_guard_fail because Redis could not answer.")   \
   X(invalid_value, "Requests decided by rate_guard_fail because a per-request rate or cost was invalid.") \
-  X(block_cache_hits, "Rejections answered from the blocked-key cache, without Redis.")
+  X(block_cache_hits, "Rejections answered from the blocked-key cache, without Redis.") \
+  X(lease_passed, "Requests let through from a lease, without Redis (also counted as passed).") \
+  X(leases_granted, "Leases Redis granted to this server.")                              \
+  X(lease_units_granted, "Units in the leases granted.")                                  \
+  X(lease_units_returned, "Unused lease units handed back to Redis.")                     \
+  X(lease_units_expired, "Unused lease units not handed back (token_bucket, evicted, or dropped when the connection to Redis was lost).")
 
 #define RATE_GUARD_REDIS_COUNTERS(X)                                                      \
   X(round_trips, "Check commands sent to Redis.")                                         \

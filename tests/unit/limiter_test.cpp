@@ -17,6 +17,8 @@ class FakeCheckClient : public CheckClient {
   struct Asked {
     std::vector<std::string> keys;
     std::vector<uint64_t> costs;
+    uint64_t lease_units = 0;  // of the first zone
+    uint64_t lease_ms = 0;
     CheckCallback callback = nullptr;
     void* data = nullptr;
     bool cancelled = false;
@@ -34,6 +36,8 @@ class FakeCheckClient : public CheckClient {
       asked.keys.emplace_back(zones[i].key);
       asked.costs.push_back(zones[i].cost);
     }
+    asked.lease_units = zones[0].lease_units;
+    asked.lease_ms = zones[0].lease_ms;
     asked.callback = callback;
     asked.data = data;
     // The handle is the record's address: the caller never looks inside.
@@ -322,6 +326,337 @@ TEST_F(LimiterTest, ADryRunRejectionFromTheBlockCacheIsADryRunToo) {
   EXPECT_EQ(check(again, 2000), Verdict::rejected_dry_run);
   EXPECT_EQ(metrics_.zone(0).rejected_dry_run, 2u);
   EXPECT_EQ(metrics_.zone(0).block_cache_hits, 1u);
+}
+
+}  // namespace
+}  // namespace rate_guard
+
+namespace rate_guard {
+namespace {
+
+CheckOutcome allowed_with_lease(uint64_t limit, uint64_t remaining, uint64_t units, uint64_t lease_ms,
+                                uint64_t mark) {
+  CheckOutcome outcome = allowed(0, limit, remaining);
+  outcome.lease = {units, lease_ms, mark};
+  return outcome;
+}
+
+// The limiter with a lease table: "per_ip" leased with a lease time of 100 ms.
+class LimiterLeaseTest : public LimiterTest {
+ protected:
+  LimiterLeaseTest()
+      : lease_memory_(256 * 1024 / 8), leases_(lease_memory_.data(), 256 * 1024, true) {
+    per_ip_.limit = 1000;
+    per_ip_.burst = 1000;
+    per_ip_.lease_ms = 100;
+    limiter_ = Limiter(&client_, &cache_, &lock_, &metrics_, &leases_);
+    known_[0] = {&per_ip_, 0};
+    known_[1] = {&per_key_, 1};
+    limiter_.set_zones(known_, 2);
+  }
+
+  // Requests of `ip` from `now_ms` on, one every 10 ms, answered allowed
+  // by the client until one asks for a lease (its demand known); returns
+  // the index of the check that asked, its time in asked_ms_.
+  size_t until_asked(const std::string& ip, uint64_t now_ms) {
+    for (int i = 0; i < 20; i++, now_ms += 10) {
+      LimitCheck& c = request(ip);
+      EXPECT_EQ(check(c, now_ms), Verdict::none);
+      const size_t index = client_.checks() - 1;
+      if (client_.asked(index).lease_units != 0) {
+        asked_ms_ = now_ms;
+        return index;
+      }
+      client_.answer(index, allowed(0, 1000, 900));
+    }
+    ADD_FAILURE() << "no lease asked";
+    return 0;
+  }
+
+  // Requests of `ip` at `now_ms`, until `count` passed from a lease or one
+  // did not (which then asked the client); returns how many passed.
+  size_t spend(const std::string& ip, uint64_t now_ms, size_t count) {
+    size_t passed = 0;
+    while (passed < count) {
+      LimitCheck& c = request(ip);
+      if (check(c, now_ms) != Verdict::passed) {
+        break;
+      }
+      EXPECT_TRUE(c.from_lease);
+      passed++;
+    }
+    return passed;
+  }
+
+  uint64_t asked_ms_ = 0;
+  std::vector<uint64_t> lease_memory_;
+  LeaseTable leases_;
+  Limiter::KnownZone known_[2];
+};
+
+TEST_F(LimiterLeaseTest, AKeyBusyHereAsksForALeaseAndItsRequestsThenPassWithoutTheClient) {
+  // Three requests in a lease time are too few to lease.
+  for (int i = 0; i < 3; i++) {
+    LimitCheck& c = request("10.0.0.1");
+    check(c, 1000 + 40 * i);
+    EXPECT_EQ(client_.asked(client_.checks() - 1).lease_units, 0u);
+    client_.answer(client_.checks() - 1, allowed(0, 1000, 990));
+  }
+  const size_t asking = until_asked("10.0.0.2", 1000);
+  EXPECT_GE(client_.asked(asking).lease_units, kMinLeaseDemand);
+  EXPECT_EQ(client_.asked(asking).lease_ms, 100u);
+  // While the ask is out, nobody else asks.
+  LimitCheck& other = request("10.0.0.2");
+  check(other, asked_ms_ + 1);
+  EXPECT_EQ(client_.asked(client_.checks() - 1).lease_units, 0u);
+
+  client_.answer(asking, allowed_with_lease(1000, 900, 10, 100, 77));
+  EXPECT_EQ(metrics_.zone(0).leases_granted, 1u);
+  EXPECT_EQ(metrics_.zone(0).lease_units_granted, 10u);
+  const size_t asked_before = client_.checks();
+  const uint64_t passed_before = metrics_.zone(0).passed;
+  // (More at once would raise the key's demand here past what is left, and
+  // a request would ask for the next lease.)
+  for (size_t i = 0; i < 3; i++) {
+    LimitCheck& c = request("10.0.0.2");
+    ASSERT_EQ(check(c, asked_ms_ + 2), Verdict::passed);
+    EXPECT_TRUE(c.from_lease);
+    EXPECT_EQ(c.decision.limit, 1000u);
+    // Redis's 900 less the 10 granted, plus what the lease still holds.
+    EXPECT_EQ(c.decision.remaining, 890u + (9 - i));
+    EXPECT_EQ(c.decision.reset_ms, 0u);
+  }
+  EXPECT_EQ(client_.checks(), asked_before);
+  EXPECT_EQ(metrics_.zone(0).lease_passed, 3u);
+  EXPECT_EQ(metrics_.zone(0).passed, passed_before + 3);
+}
+
+TEST_F(LimiterLeaseTest, NoUnitIsSpentPastTheLeasesEndAndTheUnusedGoBack) {
+  const size_t asking = until_asked("10.0.0.1", 1000);
+  const uint64_t sent_ms = asked_ms_;
+  client_.answer(asking, allowed_with_lease(1000, 900, 50, 100, 1234));
+  const uint64_t end_ms = sent_ms + 100 - kLeaseClockMarginMs;
+  // The last millisecond: the first request asks for the next lease, the
+  // next one spends.
+  EXPECT_EQ(spend("10.0.0.1", end_ms - 1, 1) + spend("10.0.0.1", end_ms - 1, 1), 1u);
+  EXPECT_EQ(spend("10.0.0.1", end_ms, 1), 0u);
+  EXPECT_EQ(spend("10.0.0.1", end_ms + 50, 1), 0u);
+  EXPECT_TRUE(client_.handed_back.empty());
+  limiter_.return_leases(end_ms);
+  ASSERT_EQ(client_.handed_back.size(), 1u);
+  EXPECT_EQ(client_.handed_back[0].key, "10.0.0.1");
+  EXPECT_EQ(client_.handed_back[0].mark, 1234u);
+  EXPECT_EQ(client_.handed_back[0].granted, 50u);
+  EXPECT_EQ(client_.handed_back[0].units, 49u);
+  EXPECT_EQ(metrics_.zone(0).lease_units_returned, 49u);
+  // Given back once.
+  limiter_.return_leases(end_ms + 100);
+  EXPECT_EQ(client_.handed_back.size(), 1u);
+}
+
+TEST_F(LimiterLeaseTest, AnIdleKeysUnitsGoBackBeforeTheLeaseEnds) {
+  const size_t asking = until_asked("10.0.0.1", 1000);
+  client_.answer(asking, allowed_with_lease(1000, 900, 50, 100, 9));
+  limiter_.return_leases(asked_ms_ + 49);  // idle for less than half the lease time
+  EXPECT_TRUE(client_.handed_back.empty());
+  limiter_.return_leases(asked_ms_ + 50);
+  ASSERT_EQ(client_.handed_back.size(), 1u);
+  EXPECT_EQ(client_.handed_back[0].units, 50u);
+  EXPECT_EQ(spend("10.0.0.1", asked_ms_ + 51, 1) + spend("10.0.0.1", asked_ms_ + 51, 1), 0u);
+}
+
+TEST_F(LimiterLeaseTest, ARejectedOrFailedAskGrantsNothingAndAnotherRequestMayAsk) {
+  size_t asking = until_asked("10.0.0.1", 1000);
+  client_.answer(asking, rejected(0, 1000, 500));
+  asking = until_asked("10.0.0.2", 1000);
+  client_.answer(asking, failed(CheckError::timeout));
+  EXPECT_EQ(metrics_.zone(0).leases_granted, 0u);
+  // The next request of the key asks again.
+  LimitCheck& c = request("10.0.0.2");
+  check(c, asked_ms_ + 1);
+  EXPECT_NE(client_.asked(client_.checks() - 1).lease_units, 0u);
+}
+
+TEST_F(LimiterLeaseTest, ACancelledAskLetsTheNextRequestAsk) {
+  const size_t asking = until_asked("10.0.0.1", 1000);
+  LimitCheck& asker = requests_.back().check;
+  limiter_.cancel(asker);
+  LimitCheck& c = request("10.0.0.1");
+  check(c, asked_ms_ + 1);
+  EXPECT_NE(client_.asked(client_.checks() - 1).lease_units, 0u);
+  EXPECT_TRUE(client_.asked(asking).cancelled);
+}
+
+TEST_F(LimiterLeaseTest, TokenBucketUnitsExpireInsteadOfGoingBack) {
+  per_ip_.algorithm = Algorithm::token_bucket;
+  const size_t asking = until_asked("10.0.0.1", 1000);
+  client_.answer(asking, allowed_with_lease(1000, 900, 20, 100, 0));
+  limiter_.return_leases(asked_ms_ + 200);
+  EXPECT_TRUE(client_.handed_back.empty());
+  EXPECT_EQ(metrics_.zone(0).lease_units_expired, 20u);
+}
+
+TEST_F(LimiterLeaseTest, LeaseOffAndRequestsOfTwoZonesNeverAsk) {
+  per_ip_.lease = false;
+  for (int i = 0; i < 30; i++) {
+    LimitCheck& c = request("10.0.0.1");
+    check(c, 1000 + 10 * i);
+    EXPECT_EQ(client_.asked(client_.checks() - 1).lease_units, 0u);
+  }
+  per_ip_.lease = true;
+  for (int i = 0; i < 30; i++) {
+    LimitCheck& c = request("10.0.0.3", "key-a");
+    check(c, 1000 + 10 * i);
+    EXPECT_EQ(client_.asked(client_.checks() - 1).lease_units, 0u);
+  }
+}
+
+TEST_F(LimiterLeaseTest, ALeaseGrantedAfterItsEndIsHandedBackAtOnce) {
+  const size_t asking = until_asked("10.0.0.1", 1000);
+  client_.answer(asking, allowed_with_lease(1000, 900, 5, kLeaseClockMarginMs, 3));
+  ASSERT_EQ(client_.handed_back.size(), 1u);
+  EXPECT_EQ(client_.handed_back[0].units, 5u);
+}
+
+TEST_F(LimiterLeaseTest, ABlockedKeyIsRejectedFromTheCacheOnlyOnceItsLeaseIsSpent) {
+  const size_t asking = until_asked("10.0.0.1", 1000);
+  // A request sent while the ask was out is rejected by Redis (other servers
+  // took the rest): the blocked-key cache holds the key.
+  LimitCheck& other = request("10.0.0.1");
+  check(other, asked_ms_);
+  client_.answer(asking, allowed_with_lease(1000, 900, 2, 100, 3));
+  client_.answer(client_.checks() - 1, rejected(0, 1000, 5000));
+  // The lease's units are the fleet's to spend all the same (and a blocked
+  // key asks for no lease).
+  EXPECT_EQ(spend("10.0.0.1", asked_ms_ + 1, 5), 2u);
+  EXPECT_EQ(client_.checks(), asking + 2);
+  LimitCheck& c = request("10.0.0.1");
+  EXPECT_EQ(check(c, asked_ms_ + 1), Verdict::rejected);
+  EXPECT_TRUE(c.from_block_cache);
+}
+
+// ---- the table alone
+
+class LeaseTableTest : public ::testing::Test {
+ protected:
+  LeaseTableTest() : memory_(64 * 1024 / 8), table_(memory_.data(), 64 * 1024, true) {
+    zone_.zone_id = 42;
+    zone_.algorithm = Algorithm::sliding_window;
+    zone_.limits = {1000, 60000, 1000};
+    zone_.lease_ms = 100;
+  }
+  std::vector<uint64_t> memory_;
+  LeaseTable table_;
+  LeaseZone zone_;
+};
+
+TEST_F(LeaseTableTest, DemandFollowsTheKeysRateHere) {
+  // 500 a second: once half a lease time has passed, the ask is for about
+  // what the key takes in a lease time (50).
+  uint64_t now = 1000;
+  LeaseUse use;
+  for (; now < 1100 && use.ask == 0; now += 2) {
+    use = table_.use(zone_, "k", 1, now, 1000);
+    EXPECT_FALSE(use.spent);
+  }
+  EXPECT_EQ(now - 2, 1050u);
+  EXPECT_EQ(use.ask, 50u);  // 25 after the first in 50 ms
+  // Requests of cost 5 count 5 units each; a quiet key never asks.
+  LeaseZone other = zone_;
+  other.zone_id = 43;
+  for (now = 1000; now < 1050; now += 2) {
+    EXPECT_EQ(table_.use(other, "k", 5, now, 1000).ask, 0u);
+  }
+  EXPECT_EQ(table_.use(other, "k", 5, 1050, 1000).ask, 250u);
+  for (now = 1000; now < 2000; now += 30) {
+    EXPECT_EQ(table_.use(zone_, "quiet", 1, now, 1000).ask, 0u);
+  }
+}
+
+TEST_F(LeaseTableTest, TheNextLeaseIsAskedBeforeThisOneRunsOut) {
+  uint64_t now = 1000;
+  for (; now < 1050; now += 5) {
+    ASSERT_EQ(table_.use(zone_, "k", 1, now, 1000).ask, 0u);
+  }
+  ASSERT_EQ(table_.use(zone_, "k", 1, now, 1000).ask, 20u);  // 10 after the first in 50 ms
+  LeaseReturn displaced;
+  ASSERT_FALSE(table_.granted(zone_, "k", {20, 100, 1}, 1000, 900, now, now, &displaced));
+  size_t spent = 0;
+  while (table_.use(zone_, "k", 1, now, 1000).spent) {
+    spent++;
+  }
+  // Asked again once fewer than half the demand were left (a burst in one
+  // millisecond raises the demand as it goes).
+  EXPECT_GE(spent, 1u);
+  EXPECT_LT(spent, 20u);
+  // The second grant joins what is left of the first, spent first (it ends first).
+  ASSERT_FALSE(table_.granted(zone_, "k", {40, 100, 2}, 1000, 880, now + 10, now + 10, &displaced));
+  uint64_t total = 0;
+  while (table_.use(zone_, "k", 1, now + 10, 1000).spent) {
+    total++;
+  }
+  EXPECT_GT(total, 20u - spent);
+  // What was not spent goes back, no more, no less.
+  LeaseReturn out[4];
+  const size_t n = table_.take_returns(now + 200, out, 4);
+  uint64_t returned = 0;
+  for (size_t i = 0; i < n; i++) {
+    returned += out[i].units;
+  }
+  EXPECT_EQ(returned, 20u + 40u - spent - total);
+  EXPECT_FALSE(table_.has_units());
+}
+
+TEST_F(LeaseTableTest, AThirdGrantDisplacesTheOneEndingFirst) {
+  LeaseReturn displaced;
+  table_.use(zone_, "k", 1, 1000, 1000);
+  ASSERT_FALSE(table_.granted(zone_, "k", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced));
+  ASSERT_FALSE(table_.granted(zone_, "k", {6, 100, 2}, 1000, 900, 1010, 1010, &displaced));
+  ASSERT_TRUE(table_.granted(zone_, "k", {7, 100, 3}, 1000, 900, 1020, 1020, &displaced));
+  EXPECT_EQ(displaced.mark, 1u);
+  EXPECT_EQ(displaced.units, 5u);
+  EXPECT_EQ(displaced.granted, 5u);
+  EXPECT_EQ(displaced.key.raw(), "k");
+  EXPECT_EQ(displaced.zone_id, 42u);
+}
+
+TEST_F(LeaseTableTest, DroppedUnitsAreGoneAndNotReturned) {
+  LeaseReturn displaced;
+  table_.use(zone_, "k", 1, 1000, 1000);
+  table_.granted(zone_, "k", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced);
+  EXPECT_TRUE(table_.has_units());
+  EXPECT_EQ(table_.drop_all(), 5u);
+  EXPECT_FALSE(table_.has_units());
+  LeaseReturn out[4];
+  EXPECT_EQ(table_.take_returns(5000, out, 4), 0u);
+  EXPECT_FALSE(table_.use(zone_, "k", 1, 1001, 1000).spent);
+}
+
+TEST_F(LeaseTableTest, AReloadThatKeepsTheMemoryKeepsTheLeases) {
+  LeaseReturn displaced;
+  table_.use(zone_, "k", 1, 1000, 1000);
+  table_.granted(zone_, "k", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced);
+  LeaseTable again(memory_.data(), 64 * 1024, false);
+  EXPECT_TRUE(again.use(zone_, "k", 1, 1001, 1000).spent);
+  LeaseTable fresh(memory_.data(), 64 * 1024, true);
+  EXPECT_FALSE(fresh.use(zone_, "k", 1, 1002, 1000).spent);
+  EXPECT_FALSE(fresh.has_units());
+}
+
+TEST_F(LeaseTableTest, AFullBucketEvictsKeysWithoutUnitsFirst) {
+  // One bucket of 4 entries.
+  std::vector<uint64_t> small(1024);
+  const size_t bytes = 64 + 4 * LeaseTable::entry_size();
+  LeaseTable table(small.data(), bytes, true);
+  ASSERT_EQ(table.capacity(), 4u);
+  LeaseReturn displaced;
+  table.use(zone_, "held", 1, 1000, 1000);
+  table.granted(zone_, "held", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced);
+  for (int i = 0; i < 10; i++) {
+    const LeaseUse use = table.use(zone_, "cold" + std::to_string(i), 1, 1001 + i, 1000);
+    EXPECT_EQ(use.lost_units, 0u);
+  }
+  EXPECT_TRUE(table.use(zone_, "held", 1, 1020, 1000).spent);
 }
 
 }  // namespace
