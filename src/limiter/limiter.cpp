@@ -157,7 +157,7 @@ void Limiter::lease_answered(LimitCheck& check, const CheckOutcome& outcome) {
   }
   if (metrics_ != nullptr && grant.units != 0) {
     ZoneCounters& zone = metrics_->zone(check.books[0].counters);
-    bump(zone.leases_granted);
+    bump(zone.lease_grants);
     bump(zone.lease_units_granted, grant.units);
   }
   if (returning) {
@@ -282,7 +282,7 @@ void Limiter::count(const LimitCheck& check) {
         bump(check.verdict == Verdict::passed ? zone.passed : zone.fail_policy);
       }
       if (check.from_lease) {
-        bump(decider.lease_passed);
+        bump(decider.lease_requests);
       }
       break;
     case Verdict::rejected:

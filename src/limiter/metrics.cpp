@@ -71,17 +71,22 @@ std::string render_prometheus(const Metrics& metrics) {
     out.append("# HELP ").append(name).append(" ").append(help).append("\n");
     out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
   };
-#define RATE_GUARD_RENDER_ZONE(field, help)                                                    \
-  header("rate_guard_requests_" #field "_total", help, "counter");                             \
+#define RATE_GUARD_RENDER_ZONE_AS(prefix, field, help)                                          \
+  header(prefix #field "_total", help, "counter");                                             \
   for (size_t i = 0; i < metrics.zone_count(); i++) {                                          \
-    out.append("rate_guard_requests_" #field "_total{zone=\"")                                 \
+    out.append(prefix #field "_total{zone=\"")                                                 \
         .append(metrics.zone_name(i))                                                          \
         .append("\"} ")                                                                        \
         .append(std::to_string(metrics.zone(i).field.load(std::memory_order_relaxed)))        \
         .append("\n");                                                                         \
   }
+#define RATE_GUARD_RENDER_ZONE(field, help) RATE_GUARD_RENDER_ZONE_AS("rate_guard_requests_", field, help)
   RATE_GUARD_ZONE_COUNTERS(RATE_GUARD_RENDER_ZONE)
 #undef RATE_GUARD_RENDER_ZONE
+#define RATE_GUARD_RENDER_LEASE(field, help) RATE_GUARD_RENDER_ZONE_AS("rate_guard_", field, help)
+  RATE_GUARD_LEASE_COUNTERS(RATE_GUARD_RENDER_LEASE)
+#undef RATE_GUARD_RENDER_LEASE
+#undef RATE_GUARD_RENDER_ZONE_AS
 
   const RedisCounters& redis = metrics.redis();
 #define RATE_GUARD_RENDER_REDIS(field, help)                                                   \

@@ -19,12 +19,15 @@ namespace rate_guard {
   X(rejected_dry_run, "Requests the zone would have rejected (rate_guard_dry_run on).")   \
   X(fail_policy, "Requests decided by rate_guard_fail because Redis could not answer.")   \
   X(invalid_value, "Requests decided by rate_guard_fail because a per-request rate or cost was invalid.") \
-  X(block_cache_hits, "Rejections answered from the blocked-key cache, without Redis.") \
-  X(lease_passed, "Requests let through from a lease, without Redis (also counted as passed).") \
-  X(leases_granted, "Leases Redis granted to this server.")                              \
+  X(block_cache_hits, "Rejections answered from the blocked-key cache, without Redis.")
+
+// Per zone too, named rate_guard_lease_<name>_total.
+#define RATE_GUARD_LEASE_COUNTERS(X)                                                      \
+  X(lease_requests, "Requests let through from a lease, without Redis (also counted as passed).") \
+  X(lease_grants, "Leases Redis granted to this server.")                                 \
   X(lease_units_granted, "Units in the leases granted.")                                  \
   X(lease_units_returned, "Unused lease units handed back to Redis.")                     \
-  X(lease_units_expired, "Unused lease units not handed back (token_bucket, evicted, or dropped when the connection to Redis was lost).")
+  X(lease_units_expired, "Unused lease units not handed back (token_bucket's, or lost with an evicted entry): Redis counts them until they leave the window.")
 
 #define RATE_GUARD_REDIS_COUNTERS(X)                                                      \
   X(round_trips, "Check commands sent to Redis.")                                         \
@@ -38,6 +41,7 @@ namespace rate_guard {
 struct ZoneCounters {
 #define RATE_GUARD_DECLARE(name, help) std::atomic<uint64_t> name{0};
   RATE_GUARD_ZONE_COUNTERS(RATE_GUARD_DECLARE)
+  RATE_GUARD_LEASE_COUNTERS(RATE_GUARD_DECLARE)
 #undef RATE_GUARD_DECLARE
 };
 

@@ -411,7 +411,7 @@ TEST_F(LimiterLeaseTest, AKeyBusyHereAsksForALeaseAndItsRequestsThenPassWithoutT
   EXPECT_EQ(client_.asked(client_.checks() - 1).lease_units, 0u);
 
   client_.answer(asking, allowed_with_lease(1000, 900, 10, 100, 77));
-  EXPECT_EQ(metrics_.zone(0).leases_granted, 1u);
+  EXPECT_EQ(metrics_.zone(0).lease_grants, 1u);
   EXPECT_EQ(metrics_.zone(0).lease_units_granted, 10u);
   const size_t asked_before = client_.checks();
   const uint64_t passed_before = metrics_.zone(0).passed;
@@ -427,7 +427,7 @@ TEST_F(LimiterLeaseTest, AKeyBusyHereAsksForALeaseAndItsRequestsThenPassWithoutT
     EXPECT_EQ(c.decision.reset_ms, 0u);
   }
   EXPECT_EQ(client_.checks(), asked_before);
-  EXPECT_EQ(metrics_.zone(0).lease_passed, 3u);
+  EXPECT_EQ(metrics_.zone(0).lease_requests, 3u);
   EXPECT_EQ(metrics_.zone(0).passed, passed_before + 3);
 }
 
@@ -470,7 +470,7 @@ TEST_F(LimiterLeaseTest, ARejectedOrFailedAskGrantsNothingAndAnotherRequestMayAs
   client_.answer(asking, rejected(0, 1000, 500));
   asking = until_asked("10.0.0.2", 1000);
   client_.answer(asking, failed(CheckError::timeout));
-  EXPECT_EQ(metrics_.zone(0).leases_granted, 0u);
+  EXPECT_EQ(metrics_.zone(0).lease_grants, 0u);
   // The next request of the key asks again.
   LimitCheck& c = request("10.0.0.2");
   check(c, asked_ms_ + 1);
