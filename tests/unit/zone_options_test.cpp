@@ -261,3 +261,40 @@ INSTANTIATE_TEST_SUITE_P(
 
 }  // namespace
 }  // namespace rate_guard
+
+// ------------------------------------------------------------------ leases
+
+namespace rate_guard {
+namespace {
+
+TEST(ZoneOptions, LeasesAreOnFor100msByDefault) {
+  Result<ZoneConfig> zone = parse_zone_options({"zone=api", "rate=10r/s"});
+  ASSERT_TRUE(zone.ok()) << zone.error();
+  EXPECT_TRUE(zone.value().lease);
+  EXPECT_EQ(zone.value().lease_ms, 100u);
+}
+
+TEST(ZoneOptions, LeaseOffAndLeaseTime) {
+  Result<ZoneConfig> zone = parse_zone_options({"zone=api", "rate=10r/s", "lease=off", "lease_time=250ms"});
+  ASSERT_TRUE(zone.ok()) << zone.error();
+  EXPECT_FALSE(zone.value().lease);
+  EXPECT_EQ(zone.value().lease_ms, 250u);
+  zone = parse_zone_options({"zone=api", "rate=10r/s", "lease=on", "lease_time=60s"});
+  ASSERT_TRUE(zone.ok()) << zone.error();
+  EXPECT_TRUE(zone.value().lease);
+  EXPECT_EQ(zone.value().lease_ms, 60000u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BadLease, ZoneOptionsRejects,
+    testing::Values(
+        BadArgs{{"zone=a", "rate=1r/s", "lease=yes"}, "invalid \"lease=yes\", expected \"lease=on\" or \"lease=off\""},
+        BadArgs{{"zone=a", "rate=1r/s", "lease="}, "invalid \"lease=\", expected \"lease=on\" or \"lease=off\""},
+        BadArgs{{"zone=a", "rate=1r/s", "lease=on", "lease=off"}, "duplicate option \"lease=\""},
+        BadArgs{{"zone=a", "rate=1r/s", "lease_time=61s"}, "lease_time must be between 1ms and 60s in \"lease_time=61s\""},
+        BadArgs{{"zone=a", "rate=1r/s", "lease_time=0"}, "lease_time must be between 1ms and 60s in \"lease_time=0\""},
+        BadArgs{{"zone=a", "rate=1r/s", "lease_time=soon"}, "invalid lease_time \"soon\""},
+        BadArgs{{"zone=a", "rate=1r/s", "lease_time=1s", "lease_time=2s"}, "duplicate option \"lease_time=\""}));
+
+}  // namespace
+}  // namespace rate_guard
