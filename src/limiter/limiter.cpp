@@ -57,6 +57,9 @@ Verdict Limiter::check(LimitCheck& check, uint64_t now_ms, LimitCallback callbac
     if (check.pending != nullptr) {
       return Verdict::none;
     }
+    if (immediate.error == CheckError::unavailable) {
+      drop_leases();  // Redis is known to be down
+    }
   }
   if (check.asked_lease) {
     lease_answered(check, immediate);
@@ -83,6 +86,9 @@ void Limiter::on_client_answer(void* data, const CheckOutcome& outcome) {
   auto& check = *static_cast<LimitCheck*>(data);
   Limiter* self = check.limiter;
   check.pending = nullptr;
+  if (outcome.error == CheckError::disconnected) {
+    self->drop_leases();
+  }
   if (check.asked_lease) {
     self->lease_answered(check, outcome);
   }

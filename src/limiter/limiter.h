@@ -117,8 +117,9 @@ class Limiter {
   // holds units.
   void return_leases(uint64_t now_ms);
 
-  // The connection to Redis was lost: what Redis counted may be gone (a
-  // restart), so no unit of any lease is spent any more.
+  // The connection to Redis was lost (a check answered `disconnected` or
+  // `unavailable`): what Redis counted may be gone (a restart without its
+  // data), so no unit of this server's leases is spent any more.
   void drop_leases();
 
  private:

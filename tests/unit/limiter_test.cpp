@@ -661,3 +661,29 @@ TEST_F(LeaseTableTest, AFullBucketEvictsKeysWithoutUnitsFirst) {
 
 }  // namespace
 }  // namespace rate_guard
+
+namespace rate_guard {
+namespace {
+
+TEST_F(LimiterLeaseTest, ALostConnectionDropsEveryLease) {
+  const size_t asking = until_asked("10.0.0.1", 1000);
+  LimitCheck& other = request("10.0.0.1");
+  check(other, asked_ms_);
+  client_.answer(asking, allowed_with_lease(1000, 900, 50, 100, 1));
+  EXPECT_EQ(spend("10.0.0.1", asked_ms_ + 1, 1), 1u);
+  client_.answer(client_.checks() - 1, failed(CheckError::disconnected));
+  EXPECT_EQ(spend("10.0.0.1", asked_ms_ + 2, 1) + spend("10.0.0.1", asked_ms_ + 2, 1), 0u);
+  EXPECT_FALSE(leases_.has_units());
+}
+
+TEST_F(LimiterLeaseTest, RedisKnownDownDropsEveryLease) {
+  const size_t asking = until_asked("10.0.0.1", 1000);
+  client_.answer(asking, allowed_with_lease(1000, 900, 50, 100, 1));
+  client_.down = true;
+  LimitCheck& c = request("10.0.0.2");
+  EXPECT_EQ(check(c, asked_ms_ + 1), Verdict::error);
+  EXPECT_FALSE(leases_.has_units());
+}
+
+}  // namespace
+}  // namespace rate_guard
