@@ -24,6 +24,7 @@ struct LeaseTable::Grant {
   uint64_t units;     // left to spend; 0: none
   uint64_t granted;   // units of the grant, for its hand-back
   uint64_t until_ms;  // spendable while now < until_ms
+  uint64_t life_ms;   // as granted
   uint64_t mark;      // names the grant in Redis
   uint64_t limit;     // as Redis answered the check that asked
   uint64_t remaining; // Redis's remaining once the grant was counted
@@ -155,16 +156,18 @@ LeaseUse LeaseTable::use(const LeaseZone& zone, std::string_view key, uint64_t c
     demand = std::max(demand, (e->period_count - cost) * lease_ms / elapsed);
   }
 
-  // The live grants: what they hold, and until when the latest lasts.
+  // The live grants: what they hold, and the one that lasts longest.
   uint64_t units = 0;
-  uint64_t latest_until = 0;
+  const Grant* latest = nullptr;
   Grant* spend_from = nullptr;
   for (Grant& g : e->grants) {
     if (g.units == 0 || g.until_ms <= now_ms) {
       continue;
     }
     units += g.units;
-    latest_until = std::max(latest_until, g.until_ms);
+    if (latest == nullptr || g.until_ms > latest->until_ms) {
+      latest = &g;
+    }
     if (g.units >= cost && (spend_from == nullptr || g.until_ms < spend_from->until_ms)) {
       spend_from = &g;  // the one that ends first
     }
@@ -172,8 +175,12 @@ LeaseUse LeaseTable::use(const LeaseZone& zone, std::string_view key, uint64_t c
 
   // The next lease is asked for before this one runs out: when less than
   // half of what the key takes in a lease time is left, or less than half
-  // a lease time.
-  const bool needs_next = units < std::max<uint64_t>(1, demand / 2) || latest_until < now_ms + lease_ms / 2;
+  // a lease time. Not for time when Redis cut the last lease short (the
+  // end of its sub-window or window): one asked now would end no later.
+  const bool running_out = units < std::max<uint64_t>(1, demand / 2);
+  const bool ending = latest != nullptr && latest->until_ms < now_ms + lease_ms / 2 &&
+                      latest->life_ms + kLeaseClockMarginMs >= lease_ms;
+  const bool needs_next = latest == nullptr || running_out || ending;
   if (may_ask && demand >= kMinLeaseDemand && needs_next && e->asking_until_ms <= now_ms) {
     e->asking_until_ms = now_ms + ask_timeout_ms;
     use.ask = demand;
@@ -234,6 +241,7 @@ bool LeaseTable::granted(const LeaseZone& zone, std::string_view key, const Leas
   set_units(*slot, grant.units);
   slot->granted = grant.units;
   slot->until_ms = until - kLeaseClockMarginMs;
+  slot->life_ms = grant.lease_ms;
   slot->mark = grant.mark;
   slot->limit = limit;
   slot->remaining = remaining >= grant.units ? remaining - grant.units : 0;

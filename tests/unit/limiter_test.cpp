@@ -687,3 +687,35 @@ TEST_F(LimiterLeaseTest, RedisKnownDownDropsEveryLease) {
 
 }  // namespace
 }  // namespace rate_guard
+
+namespace rate_guard {
+namespace {
+
+// 10 requests in the first 50 ms: a demand of 20 in a lease time.
+uint64_t make_demand(LeaseTable& table, const LeaseZone& zone, const char* key) {
+  uint64_t now = 1000;
+  for (; now < 1050; now += 5) {
+    table.use(zone, key, 1, now, 1000);
+  }
+  EXPECT_EQ(table.use(zone, key, 1, now, 1000).ask, 20u);
+  return now;
+}
+
+TEST_F(LeaseTableTest, AFullLeaseIsRenewedAtHalfItsLifeACutOneOnlyWhenItEnds) {
+  LeaseReturn displaced;
+  uint64_t now = make_demand(table_, zone_, "full");
+  table_.granted(zone_, "full", {1000, 100, 1}, 1000, 5000, now, now, &displaced);
+  const uint64_t end = now + 100 - kLeaseClockMarginMs;
+  EXPECT_TRUE(table_.use(zone_, "full", 1, end - 51, 1000).spent);
+  EXPECT_GT(table_.use(zone_, "full", 1, end - 49, 1000).ask, 0u);
+
+  now = make_demand(table_, zone_, "cut");
+  table_.granted(zone_, "cut", {1000, 30, 2}, 1000, 5000, now, now, &displaced);
+  // Redis cut it to 30 ms (its sub-window ends): asking again before then
+  // would bring a lease that ends no later.
+  EXPECT_TRUE(table_.use(zone_, "cut", 1, now + 30 - kLeaseClockMarginMs - 1, 1000).spent);
+  EXPECT_GT(table_.use(zone_, "cut", 1, now + 30 - kLeaseClockMarginMs, 1000).ask, 0u);
+}
+
+}  // namespace
+}  // namespace rate_guard
