@@ -1,10 +1,18 @@
 // Leases (lua/check_script.h): a lease entry is a merged entry that, when all
 // its n requests pass, may also be granted units that the server spends on
 // its own until the lease ends; a hand-back gives back units never spent.
-// The grants' values, the state they leave, the hand-backs and the argument
-// checks, per algorithm.
+// The grants' values are specified here per algorithm, and above all THE
+// BOUND: with servers spending their grants at the worst moments (at the
+// grant, at the very end of the lifetime, just before a window's or a
+// sub-window's edge) among checks that keep the zone full, and handing back
+// what they did not spend, no algorithm ever lets more through than it
+// would without leases. Mutants of the script (a lifetime not capped, units
+// charged at the grant instead of the lifetime's end) fail the same replay:
+// the test can tell.
 #include "check_script_fixture.h"
 
+#include <iostream>
+#include <map>
 
 namespace rate_guard {
 namespace {
@@ -432,6 +440,303 @@ TEST_F(Leases, BadLeaseOrHandBackArgumentsAreAnErrorAndNothingIsRecorded) {
   Reply reply = call("-2", {"1", "1", "9007199254740991"});
   ASSERT_EQ(reply->type, REDIS_REPLY_ARRAY);
   EXPECT_EQ(reply->elements, 5u);
+}
+
+// ================================================================= the bound
+
+// Units admitted at a time: plain requests that passed, units of a grant spent.
+struct Spent {
+  uint64_t time;
+  uint64_t units;
+};
+
+// The most units spent in a window of the zone beyond what the algorithm
+// allows (> 0: over): sliding_window and sliding_log, in any (s, s + window];
+// fixed_window, in any aligned window; token_bucket, in any [a, b], burst +
+// (b - a) * limit / window (GCRA's own bound: a unit moves the TAT, never
+// earlier than its time, T later, and the last decision of the interval had
+// the TAT within burst * T of its time).
+int64_t worst_excess(const Zone& zone, std::vector<Spent> all) {
+  std::sort(all.begin(), all.end(), [](const Spent& a, const Spent& b) { return a.time < b.time; });
+  std::vector<Spent> spent;  // one per time
+  for (const Spent& s : all) {
+    if (!spent.empty() && spent.back().time == s.time) {
+      spent.back().units += s.units;
+    } else {
+      spent.push_back(s);
+    }
+  }
+  const uint64_t window = zone.window_ms * kMs;
+  int64_t worst = INT64_MIN;
+  switch (zone.algorithm) {
+    case Algorithm::sliding_window:
+    case Algorithm::sliding_log: {
+      uint64_t sum = 0;
+      size_t first = 0;
+      for (const Spent& s : spent) {
+        sum += s.units;
+        while (spent[first].time + window <= s.time) {
+          sum -= spent[first++].units;
+        }
+        worst = std::max(worst, static_cast<int64_t>(sum) - static_cast<int64_t>(zone.limit));
+      }
+      break;
+    }
+    case Algorithm::fixed_window: {
+      std::map<uint64_t, uint64_t> per_window;
+      for (const Spent& s : spent) {
+        per_window[s.time / window] += s.units;
+      }
+      for (const auto& [index, sum] : per_window) {
+        worst = std::max(worst, static_cast<int64_t>(sum) - static_cast<int64_t>(zone.limit));
+      }
+      break;
+    }
+    case Algorithm::token_bucket: {
+      // In units * window: sum * window - (burst * window + (b - a) * limit),
+      // then back in whole units, rounded up.
+      for (size_t a = 0; a < spent.size(); ++a) {
+        uint64_t sum = 0;
+        for (size_t b = a; b < spent.size(); ++b) {
+          sum += spent[b].units;
+          const int64_t over = static_cast<int64_t>(sum * window) -
+                               static_cast<int64_t>(zone.burst * window + (spent[b].time - spent[a].time) * zone.limit);
+          const int64_t units = over > 0 ? (over + static_cast<int64_t>(window) - 1) / static_cast<int64_t>(window)
+                                         : over / static_cast<int64_t>(window);
+          worst = std::max(worst, units);
+        }
+      }
+      break;
+    }
+  }
+  return worst;
+}
+
+struct ReplayStats {
+  std::vector<Spent> spent;
+  uint64_t grants = 0, granted = 0, spent_late = 0, given_back = 0, taken_back = 0;
+};
+
+class LeaseBound : public Leases, public ::testing::WithParamInterface<Algorithm> {
+ protected:
+  static Zone zone_of(Algorithm algorithm, const std::string& key) {
+    switch (algorithm) {
+      case Algorithm::sliding_window: return sliding_window(40, 2000, key);
+      case Algorithm::sliding_log: return sliding_log(40, 2000, key);
+      case Algorithm::fixed_window: return fixed_window(40, 1000, key);
+      case Algorithm::token_bucket: return token_bucket(160, 2000, 40, key);
+    }
+    return {};
+  }
+
+  // Several servers on one key, at pinned times: checks that now flood the
+  // zone and now trickle, lease entries, the grants' units spent at the
+  // worst moments the lease allows, and what was not spent handed back once
+  // the lease ended (now at once, now much later, now never), several of
+  // these in one call in any order. Every unit admitted, with its time.
+  ReplayStats replay(Algorithm algorithm, uint32_t seed, int steps, const std::string& sha = "") {
+    std::mt19937 random(seed);
+    auto pick = [&](uint64_t low, uint64_t high) { return std::uniform_int_distribution<uint64_t>(low, high)(random); };
+    const Zone zone = zone_of(algorithm, "bound" + std::to_string(seed));
+    const uint64_t window = zone.window_ms * kMs;
+    const uint64_t span = window / 16;
+    struct Held {
+      uint64_t end, mark, granted, unspent;
+    };
+    std::vector<Held> held;
+    std::vector<uint64_t> ends;  // of the last few grants
+    ReplayStats stats;
+    uint64_t now = kT0 + pick(0, window);
+    for (int step = 0; step < steps && !HasFailure(); ++step) {
+      // Time moves on: not at all, a little, to just before or at a
+      // sub-window's or a window's edge, to the end of a lease, or far.
+      switch (pick(0, 7)) {
+        case 0: break;
+        case 1: now += pick(1, 2 * kMs); break;
+        case 2: now += pick(0, span); break;
+        case 3: now = std::max(now, (now / span + 1) * span - pick(0, 2) * pick(0, kMs)); break;
+        case 4: now = std::max(now, (now / window + 1) * window - pick(0, 1) * pick(0, 3 * kMs)); break;
+        case 5:
+          // when units are spent at a lease's very end
+          if (!ends.empty()) {
+            now = std::max(now, ends[pick(0, ends.size() - 1)] + pick(0, 1));
+          }
+          break;
+        case 6: now += pick(0, window / 3); break;
+        default: now += pick(0, 20 * kMs); break;
+      }
+      std::vector<Entry> entries;
+      std::vector<size_t> owner;  // of each entry, its lease in held[] for a hand-back
+      for (size_t h = 0; h < held.size(); ++h) {
+        // Once ended: back now, or later, or never (lost).
+        if (held[h].end <= now && pick(0, 2) == 0) {
+          entries.push_back(hand_back(zone, held[h].unspent, held[h].granted, held[h].mark));
+          owner.push_back(h);
+        }
+      }
+      const uint64_t leases = pick(0, 2);
+      for (uint64_t i = 0; i < leases; ++i) {
+        const uint64_t lease_ms = pick(0, 3) == 0 ? pick(1, 5) : pick(0, 1) ? pick(1, zone.window_ms) : 10 * zone.window_ms;
+        entries.push_back(lease(zone, pick(1, 3), pick(1, 30), lease_ms));
+      }
+      // Checks: none, a few, or a flood that fills the zone.
+      switch (pick(0, 3)) {
+        case 0: break;
+        case 1: entries.push_back(plain(zone)); break;
+        case 2: entries.push_back(merged(zone, pick(1, 4))); break;
+        default: entries.push_back(merged(zone, pick(10, 60))); break;
+      }
+      if (entries.empty()) {
+        continue;
+      }
+      std::vector<size_t> order(entries.size());
+      for (size_t i = 0; i < order.size(); ++i) {
+        order[i] = i;
+      }
+      std::shuffle(order.begin(), order.end(), random);
+      std::vector<Entry> shuffled;
+      for (size_t i : order) {
+        shuffled.push_back(entries[i]);
+      }
+      const std::vector<std::vector<uint64_t>> answers = run(now, shuffled, sha);
+      if (answers.size() != shuffled.size()) {
+        ADD_FAILURE() << "seed " << seed << " step " << step << ": no answer";
+        break;
+      }
+      std::vector<bool> handed(held.size(), false);
+      for (size_t e = 0; e < shuffled.size(); ++e) {
+        const Entry& entry = shuffled[e];
+        const std::vector<uint64_t>& a = answers[e];
+        if (entry.header == kCheckHandBackHeader) {
+          const size_t h = owner.at(order[e]);
+          handed[h] = true;
+          stats.given_back += held[h].unspent;
+          EXPECT_LE(a.at(0), held[h].unspent);
+          stats.taken_back += a[0];
+          continue;
+        }
+        if (entry.header == 1) {
+          if (a.at(0) == 1) {
+            stats.spent.push_back({now, zone.cost});
+          }
+          continue;
+        }
+        if (a.at(0) > 0) {
+          stats.spent.push_back({now, a[0] * zone.cost});
+        }
+        if (entry.header != kCheckLeaseHeader || a.at(5) == 0) {
+          continue;
+        }
+        // A grant: each unit spent at one of the worst moments the lease
+        // allows, or not at all.
+        const uint64_t g = a[5], end = now + a[6] * kMs;
+        EXPECT_EQ(a[0], entry.numbers[0]) << "a grant with requests rejected";
+        EXPECT_LE(g, a[2] / kLeaseShare);
+        stats.grants++;
+        ends.push_back(end);
+        if (ends.size() > 4) {
+          ends.erase(ends.begin());
+        }
+        stats.granted += g;
+        const uint64_t moments[] = {now,
+                                    end,
+                                    end,
+                                    std::min(end, (now / span + 1) * span - 1),
+                                    std::min(end, (now / window + 1) * window - 1),
+                                    now + pick(0, end - now)};
+        uint64_t unspent = 0;
+        const bool hoard = pick(0, 3) == 0;
+        for (uint64_t u = 0; u < g; ++u) {
+          if (hoard || pick(0, 6) == 0) {
+            unspent++;
+            continue;
+          }
+          const uint64_t when = moments[pick(0, 5)];
+          stats.spent.push_back({when, 1});
+          stats.spent_late += when == end;
+        }
+        if (unspent > 0) {
+          held.push_back({end, a[7], g, unspent});
+        }
+      }
+      // The leases handed back are done with; the others are kept, until
+      // long after their end now and then (lost hand-backs).
+      handed.resize(held.size(), false);
+      std::vector<Held> kept;
+      for (size_t h = 0; h < handed.size(); ++h) {
+        if (!handed[h] && (held[h].end + 3 * window > now || pick(0, 1))) {
+          kept.push_back(held[h]);
+        }
+      }
+      held = kept;
+    }
+    return stats;
+  }
+};
+
+TEST_P(LeaseBound, SpendingGrantsAtTheWorstMomentsNeverExceedsTheLimit) {
+  const Algorithm algorithm = GetParam();
+  ReplayStats all;
+  for (uint32_t seed = 1; seed <= 16 && !HasFailure(); ++seed) {
+    ReplayStats stats = replay(algorithm, seed, 400);
+    const Zone zone = zone_of(algorithm, "");
+    const int64_t excess = worst_excess(zone, stats.spent);
+    EXPECT_LE(excess, 0) << "seed " << seed;
+    EXPECT_GE(excess, -1) << "seed " << seed << ": the zone was never full (the replay would prove little)";
+    all.grants += stats.grants;
+    all.granted += stats.granted;
+    all.spent_late += stats.spent_late;
+    all.given_back += stats.given_back;
+    all.taken_back += stats.taken_back;
+  }
+  std::cout << algorithm_name(algorithm) << ": " << all.grants << " grants, " << all.granted << " units granted, "
+            << all.spent_late << " spent at the lease's very end, " << all.given_back << " handed back, "
+            << all.taken_back << " taken back\n";
+  EXPECT_GT(all.grants, 200u);
+  EXPECT_GT(all.spent_late, 300u);
+  if (algorithm != Algorithm::token_bucket) {
+    EXPECT_GT(all.taken_back, 100u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(CheckScript, LeaseBound,
+                         ::testing::Values(Algorithm::sliding_window, Algorithm::sliding_log,
+                                           Algorithm::fixed_window, Algorithm::token_bucket),
+                         [](const ::testing::TestParamInfo<Algorithm>& param) {
+                           return std::string(algorithm_name(param.param));
+                         });
+
+// The replay tells: a script that gets a lease wrong, in the way each
+// algorithm could, lets more through.
+TEST_F(LeaseBound, MutantsThatMisplaceTheGrantExceedTheLimit) {
+  struct Mutation {
+    Algorithm algorithm;
+    std::string from, to, what;
+  };
+  const std::vector<Mutation> mutations = {
+      {Algorithm::sliding_window, "min(lifetime, (index + SLOTS) * span - window - now)", "lifetime",
+       "sliding_window's lifetime not capped by its sub-window's"},
+      {Algorithm::sliding_log, "max(now + lifetime_ms * 1000, last + 1)", "max(now, last + 1)",
+       "sliding_log's units charged at the grant"},
+      {Algorithm::fixed_window, "min(lifetime, (index + 1) * window - 1 - now)", "lifetime",
+       "fixed_window's lifetime past the window's end"},
+      {Algorithm::token_bucket, "local ends = now + lifetime_ms * 1000", "local ends = now",
+       "token_bucket's units charged at the grant"},
+      {Algorithm::sliding_window, "and mark > max(newest, floor(now / span)) - SLOTS then", "then",
+       "sliding_window's hand-back after its sub-window left the ring"},
+  };
+  for (const Mutation& mutation : mutations) {
+    ASSERT_EQ(command({"FLUSHALL"})->type, REDIS_REPLY_STATUS);  // the replays' keys, from kT0 again
+    const std::string sha = mutant(mutation.from, mutation.to);
+    ASSERT_FALSE(sha.empty());
+    int64_t worst = INT64_MIN;
+    for (uint32_t seed = 1; seed <= 16 && worst <= 0 && !HasFailure(); ++seed) {
+      const ReplayStats stats = replay(mutation.algorithm, seed, 400, sha);
+      worst = std::max(worst, worst_excess(zone_of(mutation.algorithm, ""), stats.spent));
+    }
+    EXPECT_GT(worst, 0) << mutation.what << ": the replay does not tell";
+    std::cout << mutation.what << ": " << worst << " over\n";
+  }
 }
 
 }  // namespace
