@@ -7,8 +7,8 @@
 -- with Lua's own error, an error reply too. The zones of a batch mostly
 -- repeat one another's arguments: the same strings (Lua's are interned: ==
 -- compares pointers) are checked once. Sets `now` (0: Redis's TIME, read by
--- batch.lua), `requests` (the entries: a merged one counts once), and which
--- algorithms the batch has a zone of.
+-- batch.lua), `requests` (the entries: a merged one counts once), which
+-- algorithms the batch has a zone of, and whether it has a hand-back.
 local key_count, arg_count = #KEYS, #ARGV
 now = ARGV[1]
 if now == '0' then
@@ -30,6 +30,8 @@ if requests % 1 ~= 0 or requests < 0 or requests > key_count then
 end
 
 local with_sliding_window, with_sliding_log, with_fixed_window, with_token_bucket = false, false, false, false
+-- whether the batch has a hand-back: their functions are made only then
+local with_hand_back = false
 local at, keys = 3, 0
 local a_text, l_text, w_text, b_text, c_text = false, false, false, false, false
 local algorithm, limit, window_ms, burst, cost
@@ -42,16 +44,42 @@ for r = 1, requests do
   end
   ARGV[at] = zones
   at = at + 1
-  if zones == MERGED then
-    -- a merged entry: its request count, then one zone
-    local count = ARGV[at]
-    count = count + 0
-    if count % 1 ~= 0 or count < 1 or count > MAX_COUNT then
-      return redis.error_reply('rate_guard: bad merged count for request ' .. r)
+  if zones < 1 then
+    if zones == MERGED then
+      -- a merged entry: its request count, then one zone
+      local count = ARGV[at]
+      count = count + 0
+      if count % 1 ~= 0 or count < 1 or count > MAX_COUNT then
+        return redis.error_reply('rate_guard: bad merged count for request ' .. r)
+      end
+      ARGV[at] = count
+      at = at + 1
+      zones = 1
+    elseif zones == LEASE then
+      -- a lease entry: its request count, the units wanted, the lifetime
+      -- wanted in ms, then one zone
+      local count, units, lease_ms = ARGV[at] + 0, ARGV[at + 1] + 0, ARGV[at + 2] + 0
+      if not (count % 1 == 0 and count >= 1 and count <= MAX_COUNT
+              and units % 1 == 0 and units >= 1 and units <= MAX_COUNT
+              and lease_ms % 1 == 0 and lease_ms >= 1 and lease_ms <= MAX_WINDOW_MS) then
+        return redis.error_reply('rate_guard: bad lease for request ' .. r)
+      end
+      ARGV[at], ARGV[at + 1], ARGV[at + 2] = count, units, lease_ms
+      at = at + 3
+      zones = 1
+    elseif zones == HAND_BACK then
+      -- a hand-back: the units given back, the units of their grant, its
+      -- mark, then one zone
+      local units, granted, mark = ARGV[at] + 0, ARGV[at + 1] + 0, ARGV[at + 2] + 0
+      if not (units % 1 == 0 and units >= 1 and granted % 1 == 0 and granted >= units
+              and granted <= MAX_COUNT and mark % 1 == 0 and mark >= 0 and mark < MAX_MARK) then
+        return redis.error_reply('rate_guard: bad hand-back for request ' .. r)
+      end
+      ARGV[at], ARGV[at + 1], ARGV[at + 2] = units, granted, mark
+      at = at + 3
+      zones = 1
+      with_hand_back = true
     end
-    ARGV[at] = count
-    at = at + 1
-    zones = 1
   end
   if zones % 1 ~= 0 or zones < 1 or zones > key_count - keys then
     return redis.error_reply('rate_guard: bad zone count for request ' .. r)

@@ -51,6 +51,17 @@ written = {}
 -- A merged entry is decided and recorded as its n requests one after the
 -- other would be: the same admissions, the same verdicts, the same state
 -- (tests/redis/check_script_merged_test.cpp replays batches both ways).
+--
+-- A lease entry is decided as a merged one; the function, given the units
+-- wanted and the lifetime allowed (the one wanted, at most a
+-- LEASE_WINDOW_DIVISOR-th of the window), grants some when all n pass, and
+-- returns past the rest the units granted, the lifetime in ms and the mark
+-- (nothing when it grants nothing); the grant is in the state it returns
+-- (sliding_log: entries ending at the mark), recorded with the n. A
+-- hand-back is its algorithm's *_hand_back function: the units taken back,
+-- and for the string algorithms the new state, of the same window (its TTL
+-- kept). Both go their own way below, one zone each: a plain entry costs
+-- one comparison more. Lease tests: tests/redis/check_script_lease_test.cpp.
 
 -- Redis truncates numbers in replies to integers; all of these are whole.
 local reply, n = {}, 0
@@ -62,109 +73,203 @@ local pending = {}
 at, keys = 3, 0
 for _ = 1, requests do
   local zones = ARGV[at]
-  local merged = zones == MERGED
-  local count = 1
-  if merged then
-    zones, count = 1, ARGV[at + 1]
-    at = at + 2
-  else
-    at = at + 1
-  end
-  -- Every zone first, then the request everywhere, or nowhere.
-  local all = true
-  for z = 0, zones - 1 do
+  if zones < MERGED then
+    -- A lease entry or a hand-back: one zone, the ones before it recorded.
+    local a, b, c = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
     local zone_algorithm, zone_limit, zone_window_ms, zone_burst, zone_cost =
-      ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
-    local k = keys + 1 + z
+      ARGV[at + 4], ARGV[at + 5], ARGV[at + 6], ARGV[at + 7], ARGV[at + 8]
+    local k = keys + 1
     local key = KEYS[k]
-    local admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, v, s
-    if zone_algorithm == SLIDING_LOG then
-      admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, v, s =
-        sliding_log(key, zone_limit, zone_window_ms, zone_cost, count)
-    else
-      local state = written[key]
+    local state = false
+    if zone_algorithm ~= SLIDING_LOG then
+      state = written[key]
       if state == nil then
         state = stored[k]
       end
-      if zone_algorithm == SLIDING_WINDOW then
-        admitted, limit_shown, remaining, reset_ms, retry_ms, x, y =
-          sliding_window(state, zone_limit, zone_window_ms, zone_cost, count)
-      elseif zone_algorithm == FIXED_WINDOW then
-        admitted, limit_shown, remaining, reset_ms, retry_ms, x, y =
-          fixed_window(state, zone_limit, zone_window_ms, zone_cost, count)
-      else
-        admitted, limit_shown, remaining, reset_ms, retry_ms, x, y =
-          token_bucket(state, zone_limit, zone_window_ms, zone_burst, zone_cost, count)
-      end
     end
-    if merged then
+    if zones == LEASE then
+      -- a: n, b: the units wanted, c: the lifetime wanted in ms
+      local lifetime = min(c * 1000, zone_window_ms * 1000 / LEASE_WINDOW_DIVISOR)
+      local admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, v, s, granted, lifetime_ms, mark
+      if zone_algorithm == SLIDING_LOG then
+        admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, v, s, granted, lifetime_ms, mark =
+          sliding_log(key, zone_limit, zone_window_ms, zone_cost, a, b, lifetime)
+      elseif zone_algorithm == SLIDING_WINDOW then
+        admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, granted, lifetime_ms, mark =
+          sliding_window(state, zone_limit, zone_window_ms, zone_cost, a, b, lifetime)
+      elseif zone_algorithm == FIXED_WINDOW then
+        admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, granted, lifetime_ms, mark =
+          fixed_window(state, zone_limit, zone_window_ms, zone_cost, a, b, lifetime)
+      else
+        admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, granted, lifetime_ms, mark =
+          token_bucket(state, zone_limit, zone_window_ms, zone_burst, zone_cost, a, b, lifetime)
+      end
+      granted = granted or 0
       reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] =
         admitted, limit_shown, remaining, reset_ms, retry_ms
-      n = n + REPLY_FIELDS_PER_MERGED
-    elseif admitted > 0 then
-      reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = ALLOWED, limit_shown, remaining, reset_ms
-      n = n + REPLY_FIELDS_PER_ZONE
-    else
-      reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = REJECTED, limit_shown, remaining, retry_ms
-      n = n + REPLY_FIELDS_PER_ZONE
-    end
-    if admitted > 0 then
-      local p = PENDING_SLOTS * z
-      pending[p + 1], pending[p + 2], pending[p + 3], pending[p + 4] = key, zone_algorithm, admitted * zone_cost, x
-      pending[p + 5], pending[p + 6], pending[p + 7] = y, v, s
-    else
-      all = false
-      if x then
-        -- A rejection that still rewrites the key: sliding_window's state
-        -- converted from another window, without this request (see
-        -- convert() in sliding_window.lua). x: the state, y: its TTL in ms.
-        call('SET', key, x, 'PX', y)
-        written[key] = x
-      end
-    end
-    at = at + ARGS_PER_ZONE
-  end
-  if all then
-    for p = 0, PENDING_SLOTS * (zones - 1), PENDING_SLOTS do
-      local key, x, y = pending[p + 1], pending[p + 4], pending[p + 5]
-      if pending[p + 2] ~= SLIDING_LOG then
-        -- x: the state, y: its TTL in ms, or false to keep the key's
-        if y then
-          call('SET', key, x, 'PX', y)
-        else
-          call('SET', key, x, 'KEEPTTL')
+      reply[n + 6], reply[n + 7], reply[n + 8] = granted, lifetime_ms or 0, mark or 0
+      n = n + REPLY_FIELDS_PER_LEASE
+      if zone_algorithm ~= SLIDING_LOG then
+        -- x: the state (the grant in it), y: its TTL in ms, or false to keep
+        -- the key's; none passing, sliding_window's converted state, or nothing
+        if x then
+          if y then
+            call('SET', key, x, 'PX', y)
+          else
+            call('SET', key, x, 'KEEPTTL')
+          end
+          written[key] = x
         end
-        written[key] = x
-      else
-        -- x: the first new entry's time, y: the TTL in ms, then `gone`, and
-        -- whether the key holds another type
-        if pending[p + 7] then
+      elseif admitted > 0 then
+        -- x: the first new entry's time, y: the TTL in ms, v: `gone`, s:
+        -- whether the key holds another type; the grant's entries end at mark
+        if s then
           call('DEL', key)
         else
-          call('ZREMRANGEBYSCORE', key, '-inf', pending[p + 6])
+          call('ZREMRANGEBYSCORE', key, '-inf', v)
         end
-        local zone_cost = pending[p + 3]  -- of all the admitted requests
-        if zone_cost == 1 then
-          local score = format('%d', x)
-          call('ZADD', key, score, score)
-        else
-          -- A score and a member per entry: MAX_UNPACK / 2 entries a call.
-          local args, m = {}, 0
-          for i = 0, zone_cost - 1 do
-            local score = format('%d', x + i)
-            args[m + 1], args[m + 2] = score, score
-            m = m + 2
-            if m == MAX_UNPACK or i == zone_cost - 1 then
-              call('ZADD', key, unpack(args, 1, m))
-              m = 0
-            end
+        -- A score and a member per entry, the n's then the grant's:
+        -- MAX_UNPACK / 2 entries a call.
+        local total = admitted * zone_cost
+        local entries = total + granted
+        local args, m = {}, 0
+        for i = 0, entries - 1 do
+          local score = format('%d', i < total and x + i or mark - entries + 1 + i)
+          args[m + 1], args[m + 2] = score, score
+          m = m + 2
+          if m == MAX_UNPACK or i == entries - 1 then
+            call('ZADD', key, unpack(args, 1, m))
+            m = 0
           end
         end
         call('PEXPIRE', key, y)
         written[key] = false
       end
+    else
+      -- a: the units given back, b: the units of their grant, c: its mark
+      local taken, x = 0, false
+      if zone_algorithm == SLIDING_LOG then
+        taken = sliding_log_hand_back(key, zone_window_ms, a, c)
+      elseif zone_algorithm == SLIDING_WINDOW then
+        taken, x = sliding_window_hand_back(state, zone_window_ms, a, c)
+      elseif zone_algorithm == FIXED_WINDOW then
+        taken, x = fixed_window_hand_back(state, zone_window_ms, a, c)
+      end
+      if x then
+        -- the same window's state: its TTL stays right
+        call('SET', key, x, 'KEEPTTL')
+        written[key] = x
+      end
+      reply[n + 1] = taken
+      n = n + REPLY_FIELDS_PER_HAND_BACK
     end
+    at = at + 4 + ARGS_PER_ZONE
+    keys = keys + 1
+  else
+    local merged = zones == MERGED
+    local count = 1
+    if merged then
+      zones, count = 1, ARGV[at + 1]
+      at = at + 2
+    else
+      at = at + 1
+    end
+    -- Every zone first, then the request everywhere, or nowhere.
+    local all = true
+    for z = 0, zones - 1 do
+      local zone_algorithm, zone_limit, zone_window_ms, zone_burst, zone_cost =
+        ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+      local k = keys + 1 + z
+      local key = KEYS[k]
+      local admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, v, s
+      if zone_algorithm == SLIDING_LOG then
+        admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, v, s =
+          sliding_log(key, zone_limit, zone_window_ms, zone_cost, count)
+      else
+        local state = written[key]
+        if state == nil then
+          state = stored[k]
+        end
+        if zone_algorithm == SLIDING_WINDOW then
+          admitted, limit_shown, remaining, reset_ms, retry_ms, x, y =
+            sliding_window(state, zone_limit, zone_window_ms, zone_cost, count)
+        elseif zone_algorithm == FIXED_WINDOW then
+          admitted, limit_shown, remaining, reset_ms, retry_ms, x, y =
+            fixed_window(state, zone_limit, zone_window_ms, zone_cost, count)
+        else
+          admitted, limit_shown, remaining, reset_ms, retry_ms, x, y =
+            token_bucket(state, zone_limit, zone_window_ms, zone_burst, zone_cost, count)
+        end
+      end
+      if merged then
+        reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] =
+          admitted, limit_shown, remaining, reset_ms, retry_ms
+        n = n + REPLY_FIELDS_PER_MERGED
+      elseif admitted > 0 then
+        reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = ALLOWED, limit_shown, remaining, reset_ms
+        n = n + REPLY_FIELDS_PER_ZONE
+      else
+        reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = REJECTED, limit_shown, remaining, retry_ms
+        n = n + REPLY_FIELDS_PER_ZONE
+      end
+      if admitted > 0 then
+        local p = PENDING_SLOTS * z
+        pending[p + 1], pending[p + 2], pending[p + 3], pending[p + 4] = key, zone_algorithm, admitted * zone_cost, x
+        pending[p + 5], pending[p + 6], pending[p + 7] = y, v, s
+      else
+        all = false
+        if x then
+          -- A rejection that still rewrites the key: sliding_window's state
+          -- converted from another window, without this request (see
+          -- convert() in sliding_window.lua). x: the state, y: its TTL in ms.
+          call('SET', key, x, 'PX', y)
+          written[key] = x
+        end
+      end
+      at = at + ARGS_PER_ZONE
+    end
+    if all then
+      for p = 0, PENDING_SLOTS * (zones - 1), PENDING_SLOTS do
+        local key, x, y = pending[p + 1], pending[p + 4], pending[p + 5]
+        if pending[p + 2] ~= SLIDING_LOG then
+          -- x: the state, y: its TTL in ms, or false to keep the key's
+          if y then
+            call('SET', key, x, 'PX', y)
+          else
+            call('SET', key, x, 'KEEPTTL')
+          end
+          written[key] = x
+        else
+          -- x: the first new entry's time, y: the TTL in ms, then `gone`, and
+          -- whether the key holds another type
+          if pending[p + 7] then
+            call('DEL', key)
+          else
+            call('ZREMRANGEBYSCORE', key, '-inf', pending[p + 6])
+          end
+          local zone_cost = pending[p + 3]  -- of all the admitted requests
+          if zone_cost == 1 then
+            local score = format('%d', x)
+            call('ZADD', key, score, score)
+          else
+            -- A score and a member per entry: MAX_UNPACK / 2 entries a call.
+            local args, m = {}, 0
+            for i = 0, zone_cost - 1 do
+              local score = format('%d', x + i)
+              args[m + 1], args[m + 2] = score, score
+              m = m + 2
+              if m == MAX_UNPACK or i == zone_cost - 1 then
+                call('ZADD', key, unpack(args, 1, m))
+                m = 0
+              end
+            end
+          end
+          call('PEXPIRE', key, y)
+          written[key] = false
+        end
+      end
+    end
+    keys = keys + zones
   end
-  keys = keys + zones
 end
 return reply

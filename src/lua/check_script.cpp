@@ -14,9 +14,10 @@ const std::string_view kCheckScript = kCheckScriptLua;
 
 namespace {
 
-// Whether the script declares `local NAME = VALUE`, VALUE alone on its line:
-// the numbers the C++ side sends and reads are the ones the Lua names.
-constexpr bool declares(std::string_view script, std::string_view name, uint64_t value) {
+// Whether the script declares `local NAME = VALUE`, VALUE alone on its line
+// (a whole number, maybe negative): the numbers the C++ side sends and reads
+// are the ones the Lua names.
+constexpr bool declares(std::string_view script, std::string_view name, int64_t value) {
   constexpr std::string_view kLocal = "local ";
   for (size_t at = script.find(kLocal); at != std::string_view::npos; at = script.find(kLocal, at + 1)) {
     std::string_view rest = script.substr(at + kLocal.size());
@@ -24,18 +25,26 @@ constexpr bool declares(std::string_view script, std::string_view name, uint64_t
       continue;
     }
     rest = rest.substr(name.size() + 3);
+    const bool negative = !rest.empty() && rest[0] == '-';
+    if (negative) {
+      rest = rest.substr(1);
+      value = -value;
+    }
+    if (value < 0) {
+      return false;
+    }
     uint64_t number = 0;
     size_t digits = 0;
     while (digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '9') {
       number = number * 10 + static_cast<uint64_t>(rest[digits] - '0');
       digits++;
     }
-    return digits > 0 && digits < rest.size() && rest[digits] == '\n' && number == value;
+    return digits > 0 && digits < rest.size() && rest[digits] == '\n' && number == static_cast<uint64_t>(value);
   }
   return false;
 }
 
-constexpr uint64_t code(Algorithm algorithm) { return static_cast<uint64_t>(algorithm); }
+constexpr int64_t code(Algorithm algorithm) { return static_cast<int64_t>(algorithm); }
 
 static_assert(declares(kCheckScriptLua, "SLIDING_WINDOW", code(Algorithm::sliding_window)),
               "src/lua/prelude.lua: SLIDING_WINDOW must be Algorithm::sliding_window");
@@ -56,6 +65,21 @@ static_assert(declares(kCheckScriptLua, "MERGED", kCheckMergedHeader),
               "src/lua/prelude.lua: MERGED must be kCheckMergedHeader");
 static_assert(declares(kCheckScriptLua, "REPLY_FIELDS_PER_MERGED", kCheckReplyFieldsPerMerged),
               "src/lua/prelude.lua: REPLY_FIELDS_PER_MERGED must be kCheckReplyFieldsPerMerged");
+static_assert(declares(kCheckScriptLua, "LEASE", kCheckLeaseHeader),
+              "src/lua/prelude.lua: LEASE must be kCheckLeaseHeader");
+static_assert(declares(kCheckScriptLua, "REPLY_FIELDS_PER_LEASE", kCheckReplyFieldsPerLease),
+              "src/lua/prelude.lua: REPLY_FIELDS_PER_LEASE must be kCheckReplyFieldsPerLease");
+static_assert(declares(kCheckScriptLua, "HAND_BACK", kCheckHandBackHeader),
+              "src/lua/prelude.lua: HAND_BACK must be kCheckHandBackHeader");
+static_assert(declares(kCheckScriptLua, "REPLY_FIELDS_PER_HAND_BACK", kCheckReplyFieldsPerHandBack),
+              "src/lua/prelude.lua: REPLY_FIELDS_PER_HAND_BACK must be kCheckReplyFieldsPerHandBack");
+static_assert(declares(kCheckScriptLua, "LEASE_SHARE", kLeaseShare),
+              "src/lua/prelude.lua: LEASE_SHARE must be kLeaseShare");
+// arguments.lua tells the entries apart by these headers: a plain request's
+// zone count is 1 or more.
+static_assert(kCheckHandBackHeader < kCheckLeaseHeader && kCheckLeaseHeader < kCheckMergedHeader &&
+                  kCheckMergedHeader < 1,
+              "the entry headers must lie below a plain request's zone count");
 
 }  // namespace
 

@@ -4,11 +4,19 @@
 -- One counter per aligned window, kept with the window's index as
 -- "index:count".
 --
--- fixed_window(state, limit, window_ms, cost, n): one zone, n requests of it
--- (see batch.lua), made only when the batch has a zone of it.
-local fixed_window
+-- A lease's units are added to the count of the window of the grant, and the
+-- lease ends in that window (its last microsecond at the latest): every unit
+-- is spent in the window that counts it. Its mark is the window's index; a
+-- hand-back takes units off that window's count while it lasts.
+--
+-- fixed_window(state, limit, window_ms, cost, n, units, lifetime): one zone,
+-- n requests of it, and for a lease entry the units wanted and the lifetime
+-- allowed in µs (see batch.lua), made only when the batch has a zone of it.
+-- fixed_window_hand_back(state, window_ms, units, mark), made only when the
+-- batch has a hand-back.
+local fixed_window, fixed_window_hand_back
 if with_fixed_window then
-  fixed_window = function(state, limit, window_ms, cost, n)
+  fixed_window = function(state, limit, window_ms, cost, n, units, lifetime)
     local window = window_ms * 1000
     local index = floor(now / window)
     local count, same = 0, false
@@ -31,7 +39,34 @@ if with_fixed_window then
     end
     count = count + admitted * cost
     local remaining = limit - count
+    if units and admitted == n then
+      local lifetime_ms = floor(min(lifetime, (index + 1) * window - 1 - now) / 1000)
+      local granted = min(units, floor(remaining / LEASE_SHARE))
+      if lifetime_ms < 1 or granted < 1 then
+        granted, lifetime_ms = 0, 0
+      end
+      return admitted, limit, remaining, remaining > 0 and 0 or to_end_ms, 0,
+             format('%d:%d', index, count + granted), not same and format('%d', to_end_ms),
+             granted, lifetime_ms, granted > 0 and index or 0
+    end
     return admitted, limit, remaining, remaining > 0 and 0 or to_end_ms, admitted < n and to_end_ms or 0,
            format('%d:%d', index, count), not same and format('%d', to_end_ms)
+  end
+
+  if with_hand_back then
+    -- The units taken back off the count of window `mark`, and the new
+    -- state (its TTL unchanged), or 0 once that window has ended.
+    fixed_window_hand_back = function(state, window_ms, units, mark)
+      if state and mark == floor(now / (window_ms * 1000)) then
+        local i, c = match(state, '^(%d+):(%d+)$')
+        if i and i + 0 == mark then
+          local taken = min(c + 0, units)
+          if taken > 0 then
+            return taken, format('%d:%d', mark, c - taken)
+          end
+        end
+      end
+      return 0
+    end
   end
 end

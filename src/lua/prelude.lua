@@ -6,7 +6,12 @@
 -- anything, then recorded in every zone, and only if all of them allowed it,
 -- so a rejected request consumes no quota anywhere.
 -- A merged entry, n requests of one key and zone, is decided as the n one
--- after the other: the first that fit pass, recorded at once.
+-- after the other: the first that fit pass, recorded at once. A lease entry
+-- is a merged entry that, when all n pass, may also be granted units for the
+-- server to spend until the lease ends: recorded with the n, as if spent at
+-- whichever moment of the lifetime counts them longest, so that no way of
+-- spending them lets the zone over its limit. A hand-back takes units never
+-- spent off the count again, where the algorithm can tell them apart.
 --
 -- Redis receives one script: the files of check.files, concatenated in that
 -- order. This one holds what they share; arguments.lua checks the arguments;
@@ -67,11 +72,32 @@ local ALLOWED, REJECTED = 1, 0
 -- (kCheckMergedHeader, kCheckReplyFieldsPerMerged).
 local MERGED = 0
 local REPLY_FIELDS_PER_MERGED = 5
+-- A zone count of LEASE starts a lease entry: a merged entry that also asks
+-- for a lease (n, the units wanted, the lifetime wanted in ms, then the
+-- zone's arguments), answered by a merged entry's integers, then the units
+-- granted, the lifetime granted in ms and the grant's mark
+-- (REPLY_FIELDS_PER_LEASE). A grant takes at most a LEASE_SHARE-th of what
+-- remains once the n are counted, and lives at most a LEASE_WINDOW_DIVISOR-th
+-- of the window, less where the algorithm needs (see each one's lease).
+-- A zone count of HAND_BACK starts a hand-back: the units given back, the
+-- units of their grant, its mark, then the zone's arguments; answered by the
+-- units taken back off the count (REPLY_FIELDS_PER_HAND_BACK).
+-- (kCheckLeaseHeader, kCheckReplyFieldsPerLease, kCheckHandBackHeader,
+-- kCheckReplyFieldsPerHandBack, kLeaseShare.)
+local LEASE = -1
+local REPLY_FIELDS_PER_LEASE = 8
+local HAND_BACK = -2
+local REPLY_FIELDS_PER_HAND_BACK = 1
+local LEASE_SHARE = 4
+local LEASE_WINDOW_DIVISOR = 16
 
 -- The bounds of the zone arguments (counts up to 2^30, windows up to 2^40
 -- ms, past the parser's 1e9 and one year) keep every time below 2^53
 -- microseconds and mulmod exact.
 local MAX_COUNT, MAX_WINDOW_MS = 1073741824, 1099511627776
+
+-- A grant's mark is a whole number below 2^53, exact in a double.
+local MAX_MARK = 9007199254740992
 
 -- Products below 2^51 are exact in a double, and so is the sum of two: when
 -- every product a zone needs stays below EXACT (the common case: 100r/m is

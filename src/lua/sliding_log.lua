@@ -4,11 +4,23 @@
 -- A sorted set of request times, exact. Every entry has its own score,
 -- strictly increasing, so the member can simply be the score.
 --
--- sliding_log(key, limit, window_ms, cost, n): one zone, n requests of it
--- (see batch.lua), made only when the batch has a zone of it. Some passing,
--- it returns then the first new entry's time, the TTL in ms as text, `gone`
--- as text, and whether the key must be replaced.
-local sliding_log
+-- sliding_log(key, limit, window_ms, cost, n, units, lifetime): one zone, n
+-- requests of it, and for a lease entry the units wanted and the lifetime
+-- allowed in µs (see batch.lua), made only when the batch has a zone of it.
+-- Some passing, it returns then the first new entry's time, the TTL in ms as
+-- text, `gone` as text, and whether the key must be replaced; for a lease,
+-- then the units granted, the lifetime in ms, and the mark.
+--
+-- A lease's units are entries of their own, after the n's, scored from the
+-- end of its lifetime on (or later, scores staying strictly increasing): a
+-- unit spent at any moment of the lifetime is then counted, from the grant
+-- on, at least as long as an entry of its own time would be. The mark is the
+-- last one's score: a hand-back removes the grant's last entries, those still
+-- in the window.
+--
+-- sliding_log_hand_back(key, window_ms, units, mark), made only when the
+-- batch has a hand-back.
+local sliding_log, sliding_log_hand_back
 if with_sliding_log then
   -- reset_ms when the k-th oldest entry of the window leaves it, the window
   -- holding the set's last `count` entries, then new ones from `start` on.
@@ -21,7 +33,7 @@ if with_sliding_log then
     return ceil((time + window - now) / 1000)
   end
 
-  sliding_log = function(key, limit, window_ms, cost, n)
+  sliding_log = function(key, limit, window_ms, cost, n, units, lifetime)
     local window = window_ms * 1000
     -- ZCOUNT comes first: a key of another type (the zone's algorithm changed
     -- in a reload) answers WRONGTYPE there, reads as empty, and is replaced
@@ -62,8 +74,40 @@ if with_sliding_log then
     if remaining == 0 then
       reset_ms = leaves(key, 1, count, start, window)
     end
+    if units and admitted == n then
+      local lifetime_ms = floor(lifetime / 1000)
+      local granted = min(units, floor(remaining / LEASE_SHARE))
+      local last = start + total - 1
+      if lifetime_ms < 1 or granted < 1 then
+        granted, lifetime_ms = 0, 0
+      else
+        last = max(now + lifetime_ms * 1000, last + 1) + granted - 1
+      end
+      return admitted, limit, remaining, reset_ms, retry_ms, start,
+             format('%d', ceil((last + window - now) / 1000)), format('%d', gone), stale,
+             granted, lifetime_ms, granted > 0 and last or 0
+    end
     -- The set matters until its newest entry leaves the window.
     return admitted, limit, remaining, reset_ms, retry_ms, start,
            format('%d', ceil((start + total - 1 + window - now) / 1000)), format('%d', gone), stale
+  end
+
+  if with_hand_back then
+    -- The units taken back: the grant's last `units` entries, those still in
+    -- the window (a key of another type has none).
+    sliding_log_hand_back = function(key, window_ms, units, mark)
+      local from = max(mark - units + 1, now - window_ms * 1000 + 1)
+      if from > mark then
+        return 0
+      end
+      local taken = redis.pcall('ZREMRANGEBYSCORE', key, format('%d', from), format('%d', mark))
+      if type(taken) == 'table' then
+        if not match(taken.err or '', '^WRONGTYPE') then
+          error(taken)
+        end
+        return 0
+      end
+      return taken
+    end
   end
 end

@@ -29,10 +29,22 @@
 -- earlier layouts (that one, and fixed_window's and token_bucket's "a:b")
 -- matches it, and this script reads them all as empty.
 --
--- sliding_window(state, limit, window_ms, cost, n): one zone, n requests of
--- it, as the other algorithms' (see batch.lua), made only when the batch has
--- a zone of it.
-local sliding_window
+-- A lease's units are charged to the sub-window i of the grant, and counted
+-- until (i + SLOTS) * span: the lease lives at most until (i + SLOTS) * span
+-- - window. A unit spent at u <= (i + SLOTS) * span - window is then in the
+-- estimate of every later decision at t that must count it (u > t - window:
+-- t < (i + SLOTS) * span, so i >= index(t) - SUB_WINDOWS); the bound above
+-- holds with the grant's decision as the one its units were admitted by.
+-- Its mark is i. A hand-back takes units off sub-window i's count while i is
+-- in the ring: units never spent, so what the count still holds covers the
+-- ones spent.
+--
+-- sliding_window(state, limit, window_ms, cost, n, units, lifetime): one
+-- zone, n requests of it, and for a lease entry the units wanted and the
+-- lifetime allowed in µs, as the other algorithms' (see batch.lua), made
+-- only when the batch has a zone of it. sliding_window_hand_back(state,
+-- window_ms, units, mark), made only when the batch has a hand-back.
+local sliding_window, sliding_window_hand_back
 if with_sliding_window then
   local SUB_WINDOWS = 16
   local SLOTS = SUB_WINDOWS + 1
@@ -94,7 +106,7 @@ if with_sliding_window then
     return ceil(((x + SLOTS) * span - now) / 1000)
   end
 
-  sliding_window = function(state, limit, window_ms, cost, n)
+  sliding_window = function(state, limit, window_ms, cost, n, units, lifetime)
     local window = window_ms * 1000
     local span = ceil(window / SUB_WINDOWS)
     local index = floor(now / span)
@@ -151,9 +163,47 @@ if with_sliding_window then
     if admitted < n then
       retry_ms = wait(counts, index, span, cost - remaining)
     end
+    local reset_ms = remaining > 0 and 0 or wait(counts, index, span, 1)
+    if units and admitted == n then
+      -- A lease: charged to this sub-window (see above), so it ends by
+      -- (index + SLOTS) * span - window.
+      local lifetime_ms = floor(min(lifetime, (index + SLOTS) * span - window - now) / 1000)
+      local granted = min(units, floor(remaining / LEASE_SHARE))
+      if lifetime_ms < 1 or granted < 1 then
+        granted, lifetime_ms = 0, 0
+      end
+      counts[slot] = counts[slot] + granted
+      return admitted, limit, remaining, reset_ms, retry_ms,
+             pack(FORMAT, TAG, span, index, unpack(counts, FIRST, LAST)),
+             not same and format('%d', ceil(((index + SLOTS) * span - now) / 1000)),
+             granted, lifetime_ms, granted > 0 and index or 0
+    end
     -- The state matters until its newest sub-window leaves the estimate.
-    return admitted, limit, remaining, remaining > 0 and 0 or wait(counts, index, span, 1), retry_ms,
+    return admitted, limit, remaining, reset_ms, retry_ms,
            pack(FORMAT, TAG, span, index, unpack(counts, FIRST, LAST)),
            not same and format('%d', ceil(((index + SLOTS) * span - now) / 1000))
+  end
+
+  if with_hand_back then
+    -- The units taken back off sub-window `mark`, and the new state (its
+    -- TTL unchanged: the newest sub-window stays), or 0 once `mark` has
+    -- left the ring, or when the key holds no state of this span.
+    sliding_window_hand_back = function(state, window_ms, units, mark)
+      local span = ceil(window_ms * 1000 / SUB_WINDOWS)
+      if state and #state == SIZE then
+        local counts = {unpack_state(FORMAT, state)}
+        local newest = counts[3]
+        if counts[1] == TAG and counts[2] == span and mark <= newest
+           and mark > max(newest, floor(now / span)) - SLOTS then
+          local slot = mark % SLOTS + FIRST
+          local taken = min(counts[slot], units)
+          if taken > 0 then
+            counts[slot] = counts[slot] - taken
+            return taken, pack(FORMAT, TAG, span, newest, unpack(counts, FIRST, LAST))
+          end
+        end
+      end
+      return 0
+    end
   end
 end

@@ -9,8 +9,20 @@
 -- (0 <= rem < limit), as "tat:rem". Counted in 1/limit microseconds, T is
 -- exactly `window`.
 --
--- token_bucket(state, limit, window_ms, burst, cost, n): one zone, n
--- requests of it (see batch.lua), made only when the batch has a zone of it.
+-- A lease's units are charged as if spent at the end of its lifetime, the
+-- latest they can be: the TAT moves on from there (or from where the n left
+-- it, if later), and must stay within burst*T of now. So every unit spent,
+-- whenever in the lifetime, moved the TAT as much as a request of its own
+-- time would have, or more; and no later decision sees a fuller bucket than
+-- it would have. Not in the exact arithmetic: a `big` zone grants nothing.
+-- Its mark is 0, and a hand-back takes nothing back: once the bucket has
+-- filled, the TAT no longer tells which units it holds, and moving it back
+-- could admit units over the rate.
+--
+-- token_bucket(state, limit, window_ms, burst, cost, n, units, lifetime):
+-- one zone, n requests of it, and for a lease entry the units wanted and the
+-- lifetime allowed in µs (see batch.lua), made only when the batch has a
+-- zone of it.
 local token_bucket
 if with_token_bucket then
   -- Whether a request of cost c passes at time t >= now, nothing else being
@@ -42,7 +54,7 @@ if with_token_bucket then
     return ms
   end
 
-  token_bucket = function(state, limit, window_ms, burst, cost, n)
+  token_bucket = function(state, limit, window_ms, burst, cost, n, units, lifetime)
     local window = window_ms * 1000
     local tat, rem = now, 0
     if state then
@@ -110,6 +122,32 @@ if with_token_bucket then
     end
     if admitted < n then
       retry_ms = wait(new_tat, new_rem, cost, limit, window, burst, big)
+    end
+    if units and admitted == n and not big then
+      local lifetime_ms = floor(lifetime / 1000)
+      local granted = min(units, floor(remaining / LEASE_SHARE))
+      if lifetime_ms >= 1 and granted >= 1 then
+        -- The TAT the grant starts from: the end of the lifetime, or the
+        -- n's TAT if later (new_tat < ends: the TAT itself is earlier).
+        -- At most burst - ceil((that - now) / T) whole tokens fit after it.
+        local from, from_rem = new_tat, new_rem
+        local ends = now + lifetime_ms * 1000
+        if from < ends then
+          from, from_rem = ends, 0
+        end
+        granted = min(granted, burst - ceil(((from - now) * limit + from_rem) / window))
+        if granted >= 1 then
+          -- (products below EXACT: granted <= burst, from - now <= burst*T or window)
+          local granted_window = granted * window
+          local whole = floor(granted_window / limit)
+          from, from_rem = from + whole, from_rem + granted_window - whole * limit
+          if from_rem >= limit then
+            from, from_rem = from + 1, from_rem - limit
+          end
+          return admitted, burst, remaining, reset_ms, retry_ms, format('%d:%d', from, from_rem),
+                 format('%d', ceil((from - now + (from_rem > 0 and 1 or 0)) / 1000)), granted, lifetime_ms, 0
+        end
+      end
     end
     -- The state matters until the TAT: then the bucket is full, as for a new key.
     -- (%d holds integers below 2^63; a TAT centuries ahead takes %.0f.)
