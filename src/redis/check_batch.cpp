@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <initializer_list>
 
 #include "lua/check_script.h"
 
@@ -93,26 +94,60 @@ bool decode_merged_reply(const redisReply* reply, size_t first_field, size_t cou
   return true;
 }
 
+// A lease entry: a merged entry's 5, then units granted, lifetime, mark.
+bool decode_lease_reply(const redisReply* reply, size_t first_field, size_t count, size_t rank, uint64_t cost,
+                        uint64_t units, uint64_t lease_ms, ZoneVerdict* verdict, LeaseGrant* lease) {
+  if (!integers_at(reply, first_field, kCheckReplyFieldsPerLease) ||
+      !decode_merged_reply(reply, first_field, count, rank, cost, verdict)) {
+    return false;
+  }
+  redisReply* const* fields = reply->element + first_field + kCheckReplyFieldsPerMerged;
+  const auto granted = static_cast<uint64_t>(fields[0]->integer);
+  const auto granted_ms = static_cast<uint64_t>(fields[1]->integer);
+  if (granted > units || granted_ms > lease_ms || (granted == 0 && granted_ms != 0)) {
+    return false;
+  }
+  *lease = LeaseGrant{};
+  if (rank == 0 && verdict->allowed && granted > 0) {
+    *lease = LeaseGrant{granted, granted_ms, static_cast<uint64_t>(fields[2]->integer)};
+  }
+  return true;
+}
+
 bool locate_batch_reply(CheckBatch* batch, const redisReply* reply) {
   size_t fields = 0;
   for (CheckBatch::Entry& entry : batch->entries) {
     entry.reply_at = fields;
-    fields += entry.count > 1 ? kCheckReplyFieldsPerMerged : entry.zones * kCheckReplyFieldsPerZone;
+    if (entry.kind == CheckBatch::Kind::request) {
+      fields += entry.count > 1 ? kCheckReplyFieldsPerMerged : entry.zones * kCheckReplyFieldsPerZone;
+    } else {
+      fields += entry.kind == CheckBatch::Kind::lease ? kCheckReplyFieldsPerLease : kCheckReplyFieldsPerHandBack;
+    }
   }
   return reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == fields;
 }
 
 bool decode_member_reply(const CheckBatch& batch, const CheckBatch::Member& member, const redisReply* reply,
-                         ZoneVerdict* verdicts) {
+                         ZoneVerdict* verdicts, LeaseGrant* lease) {
   const CheckBatch::Entry& entry = batch.entries[member.entry];
+  if (entry.kind != CheckBatch::Kind::request) {
+    LeaseGrant unused;
+    return entry.kind == CheckBatch::Kind::lease && member.zones == 1 &&
+           decode_lease_reply(reply, entry.reply_at, entry.count, member.rank, entry.cost, entry.lease_units,
+                              entry.lease_ms, verdicts, lease != nullptr ? lease : &unused);
+  }
   if (entry.count > 1) {
     return member.zones == 1 && decode_merged_reply(reply, entry.reply_at, entry.count, member.rank, entry.cost, verdicts);
   }
   return member.zones == entry.zones && decode_fields(reply, entry.reply_at, entry.zones, verdicts);
 }
 
-bool CheckBatch::waited_for() const {
+bool CheckBatch::has_live_check() const {
   return std::any_of(checks.begin(), checks.end(), [](const Member& member) { return member.check->live; });
+}
+
+bool CheckBatch::waited_for() const {
+  return hand_backs > 0 || has_live_check();
 }
 
 void LiveChecks::add(PendingCheck* check) {
@@ -190,6 +225,7 @@ void CheckPool::release_batch(CheckBatch* batch) {
   batch->key_ends.clear();
   batch->args.clear();
   batch->arg_ends.clear();
+  batch->hand_backs = 0;
   std::fill(batch->last_entry.begin(), batch->last_entry.end(), 0);
   std::free(batch->command);  // allocated by hiredis's formatter
   batch->command = nullptr;
@@ -227,7 +263,7 @@ bool join_entry(CheckBatch* batch, PendingCheck* check, const BatchZone& zone, u
     return false;
   }
   CheckBatch::Entry& entry = batch->entries[last - 1];
-  if (entry.zones != 1 || entry.algorithm != zone.algorithm || entry.limit != zone.limit ||
+  if (entry.zones != 1 || entry.kind == CheckBatch::Kind::hand_back || entry.algorithm != zone.algorithm || entry.limit != zone.limit ||
       entry.window_ms != zone.window_ms || entry.burst != zone.burst || entry.cost != zone.cost ||
       key_of(*batch, entry.first_key) != zone.key) {
     return false;
@@ -238,7 +274,57 @@ bool join_entry(CheckBatch* batch, PendingCheck* check, const BatchZone& zone, u
   return true;
 }
 
+void append_arg(CheckBatch* batch, uint64_t value) {
+  append_number(batch->args, value);
+  batch->arg_ends.push_back(batch->args.size());
+}
+
+// A new entry of one zone `zone`, with its header and extra arguments (as
+// many as entry_extra_args(kind)): the key, its arguments, the merge barrier.
+CheckBatch::Entry& add_one_zone_entry(CheckBatch* batch, CheckBatch::Kind kind, std::string_view header,
+                                      std::initializer_list<uint64_t> extra, const BatchZone& zone, uint32_t count) {
+  const auto entry_index = static_cast<uint32_t>(batch->entries.size());
+  batch->entries.push_back({static_cast<uint32_t>(batch->key_ends.size()), 1,
+                            static_cast<uint32_t>(batch->arg_ends.size()), count, zone.algorithm, zone.limit,
+                            zone.window_ms, zone.burst, zone.cost, 0, kind});
+  batch->keys.append(zone.key);
+  batch->key_ends.push_back(batch->keys.size());
+  last_entry_of(batch, zone.key) = entry_index + 1;
+  batch->args.append(header);
+  batch->arg_ends.push_back(batch->args.size());
+  for (uint64_t value : extra) {
+    append_arg(batch, value);
+  }
+  for (uint64_t value : {zone.algorithm, zone.limit, zone.window_ms, zone.burst, zone.cost}) {
+    append_arg(batch, value);
+  }
+  batch->zones++;
+  return batch->entries.back();
+}
+
 }  // namespace
+
+void add_lease_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone& zone, uint16_t index,
+                        uint64_t units, uint64_t lease_ms) {
+  static_assert(kCheckLeaseHeader == -1, "sent as \"-1\"");
+  static_assert(entry_extra_args(CheckBatch::Kind::lease) == 2, "U, the lifetime");
+  check->batches++;
+  check->parts_left++;
+  batch->checks.push_back({check, 1, static_cast<uint32_t>(batch->entries.size()), 0,
+                           static_cast<uint32_t>(batch->zone_index.size())});
+  batch->zone_index.push_back(index);
+  CheckBatch::Entry& entry = add_one_zone_entry(batch, CheckBatch::Kind::lease, "-1", {units, lease_ms}, zone, 1);
+  entry.lease_units = units;
+  entry.lease_ms = lease_ms;
+}
+
+void add_hand_back_to_batch(CheckBatch* batch, const BatchZone& zone, uint64_t mark, uint64_t granted,
+                            uint64_t units) {
+  static_assert(kCheckHandBackHeader == -2, "sent as \"-2\"");
+  static_assert(entry_extra_args(CheckBatch::Kind::hand_back) == 3, "u, g, the mark");
+  add_one_zone_entry(batch, CheckBatch::Kind::hand_back, "-2", {units, granted, mark}, zone, 0);
+  batch->hand_backs++;
+}
 
 void add_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone* zones, const uint16_t* slots,
                   size_t count, uint16_t slot, bool merge) {
@@ -297,6 +383,9 @@ void add_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone* zones
 // and a batch is such a command: its zones go on one by one, each key where
 // it is. A multi-zone check is then all-or-nothing per zone only, for the
 // moments its slot migrates.
+// Hand-backs are not checks: they are dropped here (their units stay counted
+// until they leave the window, as when a hand-back is lost), and a lease
+// asked is not asked again (the check goes on as a plain request).
 void split_into_zones(CheckPool& pool, CheckBatch* batch, const std::function<void(CheckBatch* part)>& send) {
   for (const CheckBatch::Member& member : batch->checks) {
     PendingCheck* check = member.check;
@@ -306,7 +395,8 @@ void split_into_zones(CheckPool& pool, CheckBatch* batch, const std::function<vo
     const CheckBatch::Entry& entry = batch->entries[member.entry];
     for (uint32_t i = 0; i < member.zones; i++) {
       const size_t key = entry.first_key + i;
-      const size_t arg = entry.first_arg + 1 + i * kCheckArgsPerZone;  // the zone's first argument
+      // the zone's first argument
+      const size_t arg = entry.first_arg + 1 + entry_extra_args(entry.kind) + i * kCheckArgsPerZone;
       const size_t arg_begin = batch->arg_ends[arg - 1];
       CheckBatch* part = pool.acquire_batch();
       part->slot = batch->slot;
@@ -335,7 +425,7 @@ void split_into_zones(CheckPool& pool, CheckBatch* batch, const std::function<vo
 
 bool BatchFormatter::format(CheckBatch* batch, const std::string& script_sha, uint64_t now_us) {
   // The numbers made here first (counts_ may move as it grows): numkeys,
-  // the time, R, then each merged entry's count.
+  // the time, R, then each merged or lease entry's count.
   counts_.clear();
   count_ends_.clear();
   for (uint64_t value : {static_cast<uint64_t>(batch->zones), now_us, static_cast<uint64_t>(batch->entries.size())}) {
@@ -343,7 +433,7 @@ bool BatchFormatter::format(CheckBatch* batch, const std::string& script_sha, ui
     count_ends_.push_back(counts_.size());
   }
   for (const CheckBatch::Entry& entry : batch->entries) {
-    if (entry.count > 1) {
+    if (entry.count > 1 || entry.kind == CheckBatch::Kind::lease) {
       append_number(counts_, entry.count);
       count_ends_.push_back(counts_.size());
     }
@@ -378,14 +468,18 @@ bool BatchFormatter::format(CheckBatch* batch, const std::string& script_sha, ui
   add_count();  // the time: 0, Redis's
   add_count();  // R
   for (const CheckBatch::Entry& entry : batch->entries) {
-    const size_t args_end = entry.first_arg + 1 + entry.zones * kCheckArgsPerZone;
-    if (entry.count > 1) {
+    const size_t args_end = entry.first_arg + 1 + entry_extra_args(entry.kind) + entry.zones * kCheckArgsPerZone;
+    if (entry.kind == CheckBatch::Kind::lease) {
+      add_args(entry.first_arg, entry.first_arg + 1);  // "-1"
+      add_count();                                    // n
+      add_args(entry.first_arg + 1, args_end);        // U, the lifetime, the zone
+    } else if (entry.count > 1) {
       static_assert(kCheckMergedHeader == 0, "sent as \"0\"");
       add("0", 1);
       add_count();
       add_args(entry.first_arg + 1, args_end);
     } else {
-      add_args(entry.first_arg, args_end);
+      add_args(entry.first_arg, args_end);  // a request, or a hand-back: "-2", u, g, mark, the zone
     }
   }
   char* command = nullptr;

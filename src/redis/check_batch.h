@@ -45,6 +45,13 @@ using PendingCheck = CheckClient::PendingCheck;
 // other keys between them change nothing). A check stays in its batch (and
 // is released with it) even when it completes early, timed out or
 // cancelled: its zones still have their place in the reply.
+//
+// A one-zone check asking for a lease starts a lease entry of its own (rank
+// 0 of it, never joining an earlier entry); later checks of the key that
+// ask for none may join it as they would a merged entry. A hand-back is an
+// entry without a check: nobody waits for its answer, but it touches its
+// key (no later check joins an entry before it), and a batch holding one is
+// sent even when no check of it is live.
 struct CheckBatch : InFlight {
   uint16_t slot = 0;
   struct Member {  // a check in the batch
@@ -55,21 +62,32 @@ struct CheckBatch : InFlight {
     uint32_t zone_at;  // index in `zone_index` of its first zone
   };
   std::vector<Member> checks;
+  enum class Kind : uint8_t {
+    request,    // a request (count 1) or a merged entry (count more than 1)
+    lease,      // a lease entry: its first check asks for the lease
+    hand_back,  // a hand-back: no check (count 0)
+  };
   struct Entry {  // an entry of the script call
     uint32_t first_key;  // index in `key_ends`
     uint32_t zones;
-    uint32_t first_arg;  // index in `arg_ends` of its zone count
-    uint32_t count;      // checks in it: more than 1, a merged entry
+    uint32_t first_arg;  // index in `arg_ends` of its zone count (its header)
+    uint32_t count;      // checks in it: more than 1 (request), a merged entry
     uint64_t algorithm, limit, window_ms, burst, cost;  // with one zone: its arguments
     size_t reply_at;     // its first integer in the reply (locate_batch_reply)
+    Kind kind = Kind::request;
+    uint64_t lease_units = 0;  // a lease entry's U and lifetime asked
+    uint64_t lease_ms = 0;
   };
   std::vector<Entry> entries;
   std::vector<uint16_t> zone_index;  // of each zone of each check, in its check
   size_t zones = 0;    // keys sent
   std::string keys;  // the KEYS, back to back
   std::vector<size_t> key_ends;
-  std::string args;  // each entry's zone count, then its zones' arguments
+  // Each entry's zone count (or header), then (lease: U and the lifetime;
+  // hand-back: u, g and the mark), then its zones' arguments.
+  std::string args;
   std::vector<size_t> arg_ends;
+  size_t hand_backs = 0;  // hand-back entries
   // By a hash of a key: 1 + the index of the last entry that has a zone of
   // a key of that hash, 0 for none (a check joins that entry only if it is
   // of the same key: then no later entry touched the key).
@@ -80,8 +98,16 @@ struct CheckBatch : InFlight {
   bool asking = false;   // last sent behind ASKING
   uint8_t redirects = 0;
 
-  bool waited_for() const;  // some check of it is still live
+  // Some check of it is still live, or it holds a hand-back (sent anyway;
+  // released when answered or failed, as every batch).
+  bool waited_for() const;
+  bool has_live_check() const;
 };
+
+// The arguments of an entry between its header and its zones' arguments.
+constexpr uint32_t entry_extra_args(CheckBatch::Kind kind) {
+  return kind == CheckBatch::Kind::lease ? 2 : kind == CheckBatch::Kind::hand_back ? 3 : 0;
+}
 
 // One zone of a check as the batch needs it: its Redis key and arguments.
 struct BatchZone {
@@ -135,6 +161,17 @@ class CheckPool {
 void add_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone* zones, const uint16_t* slots,
                   size_t count, uint16_t slot, bool merge = true);
 
+// `check`, of one zone `zone` asking for a lease of `units` (1 or more) for
+// `lease_ms` (1 or more), as a lease entry of its own in `batch` (rank 0;
+// see CheckBatch). `index`: the zone's place in its check.
+void add_lease_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone& zone, uint16_t index,
+                        uint64_t units, uint64_t lease_ms);
+
+// A hand-back of `units` (1 or more) of a grant of `granted` (`units` or
+// more) units named `mark`, for `zone`, as an entry of `batch` without a check.
+void add_hand_back_to_batch(CheckBatch* batch, const BatchZone& zone, uint64_t mark, uint64_t granted,
+                            uint64_t units);
+
 // Decodes `zones` verdicts of the check script's reply (4 integers per zone),
 // starting at zone `first_zone` of the reply, into `verdicts`.
 bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts);
@@ -145,19 +182,31 @@ bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones
 bool decode_merged_reply(const redisReply* reply, size_t first_field, size_t count, size_t rank, uint64_t cost,
                          ZoneVerdict* verdict);
 
+// Decodes the verdict of the check of place `rank` among the `count` of a
+// lease entry that asked for `units` for `lease_ms`, whose 8 integers start
+// at `first_field`: the first 5 as a merged entry's; the grant, if any, into
+// `*lease` for rank 0 when it passed (zero otherwise). False, for every
+// rank, when the grant is not one that was asked: more units or a longer
+// lifetime, or a lifetime with nothing granted.
+bool decode_lease_reply(const redisReply* reply, size_t first_field, size_t count, size_t rank, uint64_t cost,
+                        uint64_t units, uint64_t lease_ms, ZoneVerdict* verdict, LeaseGrant* lease);
+
 // Whether `reply` is an array of as many integers as `batch`'s entries are
 // answered with; notes where each entry's answer starts.
 bool locate_batch_reply(CheckBatch* batch, const redisReply* reply);
 
 // The verdicts of `member`'s zones in `batch` (after locate_batch_reply),
 // into `verdicts`: a merged entry's answer fanned out to its checks in the
-// order they came (the first ones pass).
+// order they came (the first ones pass). For a lease entry's member,
+// `*lease` is written (its grant, or zero); otherwise left alone.
 bool decode_member_reply(const CheckBatch& batch, const CheckBatch::Member& member, const redisReply* reply,
-                         ZoneVerdict* verdicts);
+                         ZoneVerdict* verdicts, LeaseGrant* lease = nullptr);
 
 // While a slot migrates: `batch` cut into batches of one zone each, for the
 // zones of its checks still live (each a part its check now waits for,
-// instead of the batch), each given to `send`; `batch` is released.
+// instead of the batch), each given to `send`; `batch` is released. A lease
+// asked goes on as a plain request (nothing granted), and hand-backs are
+// dropped (the units stay counted until they leave the window: bounded).
 void split_into_zones(CheckPool& pool, CheckBatch* batch, const std::function<void(CheckBatch* part)>& send);
 
 // EVALSHA sha numkeys KEYS... 0 R ARGS... (EVAL with the script text before

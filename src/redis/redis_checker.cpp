@@ -160,13 +160,7 @@ bool RedisChecker::usable_for(uint16_t slot) const {
 
 // ------------------------------------------------------------------- checks
 
-RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t count, CheckCallback callback,
-                                                void* data, CheckOutcome* immediate) {
-  if (count == 0) {
-    immediate->error = CheckError::unavailable;
-    return nullptr;
-  }
-  // The keys, and with Cluster the slot of each.
+void RedisChecker::locate_keys(const ZoneRequest* zones, size_t count) {
   const KeyLayout layout = cluster() ? KeyLayout::hash_tagged : KeyLayout::plain;
   keys_.clear();
   key_ends_.clear();
@@ -178,13 +172,9 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
     zone_slots_.push_back(
         cluster() ? cluster_key_slot(std::string_view(keys_).substr(begin, keys_.size() - begin)) : 0);
   }
-  // Every connection the check needs must be usable, or the fail policy decides now.
-  for (size_t i = 0; i < count; i++) {
-    if (!usable_for(zone_slots_[i])) {
-      immediate->error = CheckError::unavailable;
-      return nullptr;
-    }
-  }
+}
+
+void RedisChecker::make_batch_zones(const ZoneRequest* zones, size_t count) {
   batch_zones_.clear();
   for (size_t i = 0; i < count; i++) {
     const size_t begin = i == 0 ? 0 : key_ends_[i - 1];
@@ -193,6 +183,40 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
                             static_cast<uint64_t>(zones[i].zone->algorithm), limits.limit, limits.window_ms,
                             limits.burst, zones[i].cost});
   }
+}
+
+// The timeout sweep (which also finds a Redis that does not answer), and the
+// flush at the end of this loop turn.
+void RedisChecker::arm_timers() {
+  if (!timeout_timer_->armed()) {
+    timeout_timer_->arm(config_.timeout_ms);
+  }
+  // Sent when this turn of the event loop ends, with every check it made
+  // (never from here: the callback must not fire before check() returns).
+  if (!flush_timer_->armed()) {
+    flush_timer_->arm(0);
+  }
+}
+
+RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t count, CheckCallback callback,
+                                                void* data, CheckOutcome* immediate) {
+  if (count == 0) {
+    immediate->error = CheckError::unavailable;
+    return nullptr;
+  }
+  // The keys, and with Cluster the slot of each.
+  locate_keys(zones, count);
+  // Every connection the check needs must be usable, or the fail policy decides now.
+  for (size_t i = 0; i < count; i++) {
+    if (!usable_for(zone_slots_[i])) {
+      immediate->error = CheckError::unavailable;
+      return nullptr;
+    }
+  }
+  make_batch_zones(zones, count);
+  // A lease is asked with one-zone checks only (a lifetime of 0 asks none:
+  // the script refuses it).
+  const bool lease = count == 1 && zones[0].lease_units != 0 && zones[0].lease_ms != 0;
   PendingCheck* pending = pool_.acquire_check();
   pending->callback = callback;
   pending->data = data;
@@ -203,9 +227,6 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
   pending->deadline_ms = loop_.now_ms() + config_.timeout_ms;
   pending->sent_us = steady_now_us();
   live_.add(pending);
-  if (!timeout_timer_->armed()) {
-    timeout_timer_->arm(config_.timeout_ms);
-  }
   // One part per slot (zones of different clients may live in different
   // slots): each part is all-or-nothing in itself.
   const auto slots_begin = zone_slots_.begin();
@@ -216,16 +237,16 @@ RedisChecker::PendingCheck* RedisChecker::check(const ZoneRequest* zones, size_t
       continue;  // this slot's part is made
     }
     CheckBatch* batch = open_batch(slot);
-    add_to_batch(batch, pending, batch_zones_.data(), zone_slots_.data(), count, slot);
+    if (lease) {
+      add_lease_to_batch(batch, pending, batch_zones_[0], 0, zones[0].lease_units, zones[0].lease_ms);
+    } else {
+      add_to_batch(batch, pending, batch_zones_.data(), zone_slots_.data(), count, slot);
+    }
     if (batch->entries.size() >= kMaxBatchEntries || batch->zones >= kMaxBatchZones) {
       close_batch(batch);  // the next checks of this slot start another
     }
   }
-  // Sent when this turn of the event loop ends, with every check it made
-  // (never from here: the callback must not fire before check() returns).
-  if (!flush_timer_->armed()) {
-    flush_timer_->arm(0);
-  }
+  arm_timers();
   return pending;
 }
 
@@ -237,8 +258,27 @@ void RedisChecker::cancel(PendingCheck* pending) {
   pending->callback = nullptr;  // released with its last batch
 }
 
-void RedisChecker::hand_back(const ZoneRequest&, uint64_t, uint64_t, uint64_t) {
-  // WIP (lease-work): the hand-back entry is written by the Redis side of leases.
+// An entry of the open batch of the key's slot, as a check's; no check waits
+// for it. Dropped (the units stay counted until they leave the window, as
+// when its answer is lost) when there is nothing to give back, or Redis is
+// known to be unreachable.
+void RedisChecker::hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units) {
+  if (units == 0 || units > granted || zone.zone == nullptr) {
+    return;  // the script would refuse it, and the whole batch with it
+  }
+  locate_keys(&zone, 1);
+  const uint16_t slot = zone_slots_[0];
+  if (!usable_for(slot)) {
+    return;
+  }
+  make_batch_zones(&zone, 1);
+  batch_zones_[0].cost = 1;  // unused by a hand-back, but checked as any cost
+  CheckBatch* batch = open_batch(slot);
+  add_hand_back_to_batch(batch, batch_zones_[0], mark, granted, units);
+  if (batch->entries.size() >= kMaxBatchEntries || batch->zones >= kMaxBatchZones) {
+    close_batch(batch);
+  }
+  arm_timers();
 }
 
 void RedisChecker::complete(PendingCheck* pending, const CheckOutcome& outcome) {
@@ -406,7 +446,9 @@ void RedisChecker::handle_batch_reply(CheckBatch* batch, CheckConnection* connec
         return;
       }
       if (starts_with(reply, "TRYAGAIN")) {
-        if (batch->zones > 1) {
+        if (!batch->has_live_check()) {
+          pool_.release_batch(batch);  // hand-backs only: dropped, not retried for ever
+        } else if (batch->zones > 1) {
           split_into_zones(pool_, batch, [this](CheckBatch* part) { route(part); });  // each key where it is
         } else {
           retry_later(batch);
@@ -426,15 +468,19 @@ void RedisChecker::handle_batch_reply(CheckBatch* batch, CheckConnection* connec
     fail_batch(batch, CheckError::bad_reply);
     return;
   }
+  // Hand-backs have no member: their answer is not read.
   for (const CheckBatch::Member& member : batch->checks) {
     PendingCheck* pending = member.check;
     if (!pending->live) {
       continue;
     }
     verdicts_.resize(member.zones);
-    if (!decode_member_reply(*batch, member, reply, verdicts_.data())) {
-      CheckOutcome outcome;
+    CheckOutcome outcome;
+    // The grant, for a lease entry's member (a one-zone check: this is its
+    // only part).
+    if (!decode_member_reply(*batch, member, reply, verdicts_.data(), &outcome.lease)) {
       outcome.error = CheckError::bad_reply;
+      outcome.lease = LeaseGrant{};
       complete(pending, outcome);
       continue;
     }
@@ -442,7 +488,6 @@ void RedisChecker::handle_batch_reply(CheckBatch* batch, CheckConnection* connec
       pending->verdicts[batch->zone_index[member.zone_at + i]] = verdicts_[i];
     }
     if (--pending->parts_left == 0) {
-      CheckOutcome outcome;
       outcome.decision = combine_verdicts(pending->verdicts.data(), pending->zones);
       complete(pending, outcome);
     }

@@ -92,6 +92,12 @@ class RedisChecker final : public CheckClient {
   void retry_later(CheckBatch* batch);
   void fail_batch(CheckBatch* batch, CheckError error);
 
+  // The Redis keys of `zones` into keys_/key_ends_, and their slots into
+  // zone_slots_ (0 without Cluster); then their BatchZones into batch_zones_.
+  void locate_keys(const ZoneRequest* zones, size_t count);
+  void make_batch_zones(const ZoneRequest* zones, size_t count);
+  void arm_timers();
+
   // Checks waiting for their outcome.
   void complete(PendingCheck* pending, const CheckOutcome& outcome);
   void sweep_timeouts();

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "lua/check_script.h"
 #include "redis/redis_key.h"
 #include "redis_checker_fixture.h"
 
@@ -23,6 +24,22 @@ class RedisCheckerTest : public RedisCheckerFixture {
   RedisServer& server() override {
     static RedisServer instance;
     return instance;
+  }
+
+  ZoneRequest request_for(std::string_view key, uint64_t lease_units = 0, uint64_t lease_ms = 0) {
+    return {&zone_, key, 1, {zone_.limit, zone_.window_ms, zone_.burst}, lease_units, lease_ms};
+  }
+
+  // Sends one check for `key` asking for a lease.
+  RedisChecker::PendingCheck* send_lease(RedisChecker& checker, std::string_view key, uint64_t units,
+                                         uint64_t lease_ms) {
+    const ZoneRequest request = request_for(key, units, lease_ms);
+    CheckOutcome immediate;
+    RedisChecker::PendingCheck* pending = checker.check(&request, 1, Outcomes::collect, &outcomes_, &immediate);
+    if (pending == nullptr) {
+      outcomes_.received.push_back(immediate);
+    }
+    return pending;
   }
 };
 
@@ -301,6 +318,163 @@ TEST_F(RedisCheckerTest, ACancelledCheckKeepsItsPlaceInTheBatch) {
   ASSERT_EQ(outcomes_.received.size(), 2u);
   EXPECT_EQ(outcomes_.received[0].decision.remaining, 9u);
   EXPECT_EQ(outcomes_.received[1].decision.remaining, 8u);  // client-n's second, not client-o's
+}
+
+// ------------------------------------------------ leases (issue 14; need the
+// check script's lease entry and hand-back)
+
+// A grant comes with an allowed check: at most what was asked, for at most
+// as long, counted by Redis as spent: the next check sees them.
+TEST_F(RedisCheckerTest, ALeaseIsGrantedWithAnAllowedCheckAndCounted) {
+  auto checker = make_checker();
+  const uint64_t round_trips = checker->counters().round_trips.load();
+  ASSERT_NE(send_lease(*checker, "client-q", 4, 5000), nullptr);
+  wait_for(1);
+  ASSERT_EQ(outcomes_.received.size(), 1u);
+  const CheckOutcome& first = outcomes_.received[0];
+  ASSERT_EQ(first.error, CheckError::none);
+  EXPECT_TRUE(first.decision.allowed);
+  EXPECT_EQ(first.decision.remaining, 9u);  // not counting the grant
+  const LeaseGrant lease = first.lease;
+  EXPECT_GT(lease.units, 0u);
+  EXPECT_LE(lease.units, 4u);
+  EXPECT_LE(lease.units, 9u / kLeaseShare);
+  EXPECT_GT(lease.lease_ms, 0u);
+  EXPECT_LE(lease.lease_ms, 5000u);
+  send(*checker, "client-q");
+  wait_for(2);
+  ASSERT_EQ(outcomes_.received.size(), 2u);
+  EXPECT_EQ(outcomes_.received[1].error, CheckError::none);
+  EXPECT_EQ(outcomes_.received[1].decision.remaining, 8u - lease.units);
+  EXPECT_EQ(outcomes_.received[1].lease.units, 0u);  // asked for none
+  EXPECT_EQ(checker->counters().round_trips.load() - round_trips, 2u);
+  EXPECT_EQ(checker->pending_count(), 0u);
+}
+
+// Checks of the key that ask for none join the lease entry; only the asking
+// one gets the grant.
+TEST_F(RedisCheckerTest, OnlyTheAskingCheckOfALeaseEntryGetsTheGrant) {
+  auto checker = make_checker();
+  send_lease(*checker, "client-r", 2, 5000);
+  send(*checker, "client-r");
+  send(*checker, "client-r");
+  wait_for(3);
+  ASSERT_EQ(outcomes_.received.size(), 3u);
+  for (const CheckOutcome& outcome : outcomes_.received) {
+    ASSERT_EQ(outcome.error, CheckError::none);
+    EXPECT_TRUE(outcome.decision.allowed);
+  }
+  const LeaseGrant lease = outcomes_.received[0].lease;
+  EXPECT_GT(lease.units, 0u);
+  EXPECT_EQ(outcomes_.received[1].lease.units, 0u);
+  EXPECT_EQ(outcomes_.received[2].lease.units, 0u);
+  EXPECT_EQ(outcomes_.received[2].decision.remaining, 7u);  // not counting the grant
+  send(*checker, "client-r");
+  wait_for(4);
+  EXPECT_EQ(outcomes_.received[3].decision.remaining, 6u - lease.units);
+}
+
+// A hand-back and a check of the key in one batch: the check, after it,
+// sees the units given back.
+TEST_F(RedisCheckerTest, AHandBackRestoresTheUnitsForTheChecksAfterIt) {
+  auto checker = make_checker();
+  send_lease(*checker, "client-s", 4, 5000);
+  wait_for(1);
+  const LeaseGrant lease = outcomes_.received.at(0).lease;
+  ASSERT_GT(lease.units, 0u);
+  const ZoneRequest zone = request_for("client-s");
+  checker->hand_back(zone, lease.mark, lease.units, lease.units);
+  send(*checker, "client-s");
+  wait_for(2);
+  ASSERT_EQ(outcomes_.received.size(), 2u);
+  EXPECT_EQ(outcomes_.received[1].error, CheckError::none);
+  EXPECT_EQ(outcomes_.received[1].decision.remaining, 8u);  // the two checks only
+  EXPECT_EQ(loop_.count_logs(LogLevel::error), 0u);
+}
+
+// Nobody waits for a hand-back: a batch of only hand-backs is sent all the
+// same (one round trip), answered and released; no check is pending.
+TEST_F(RedisCheckerTest, ABatchOfOnlyHandBacksIsSentAndReleased) {
+  auto checker = make_checker();
+  send_lease(*checker, "client-t", 4, 5000);
+  send_lease(*checker, "client-t2", 4, 5000);
+  wait_for(2);
+  const LeaseGrant lease = outcomes_.received.at(0).lease;
+  const LeaseGrant lease2 = outcomes_.received.at(1).lease;
+  ASSERT_GT(lease.units, 0u);
+  ASSERT_GT(lease2.units, 0u);
+  freeReplyObject(command(admin_.get(), "CONFIG RESETSTAT"));
+  const uint64_t round_trips = checker->counters().round_trips.load();
+  const ZoneRequest zone = request_for("client-t");
+  const ZoneRequest zone2 = request_for("client-t2");
+  checker->hand_back(zone, lease.mark, lease.units, lease.units);
+  checker->hand_back(zone2, lease2.mark, lease2.units, lease2.units);
+  EXPECT_EQ(checker->pending_count(), 0u);
+  EXPECT_TRUE(loop_.run_until([&] { return calls_of(admin_.get(), "evalsha") == 1; }, 2000));
+  loop_.run_for(20);
+  EXPECT_EQ(checker->counters().round_trips.load() - round_trips, 1u);
+  EXPECT_EQ(checker->pending_count(), 0u);
+  EXPECT_EQ(checker->counters().errors.load(), 0u);
+  EXPECT_EQ(loop_.count_logs(LogLevel::error), 0u);
+  send(*checker, "client-t");
+  send(*checker, "client-t2");
+  wait_for(4);
+  EXPECT_EQ(outcomes_.received.at(2).decision.remaining, 8u);  // every unit given back
+  EXPECT_EQ(outcomes_.received.at(3).decision.remaining, 8u);
+}
+
+// Whatever the script answers a hand-back (a script without them refuses the
+// batch), a batch of only one is sent once, nobody is called back, and the
+// batch goes: the connection carries on with the next check.
+TEST_F(RedisCheckerTest, AHandBackAloneIsSentOnceWhateverTheAnswer) {
+  auto checker = make_checker();
+  freeReplyObject(command(admin_.get(), "CONFIG RESETSTAT"));
+  const uint64_t round_trips = checker->counters().round_trips.load();
+  const ZoneRequest zone = request_for("client-w");
+  checker->hand_back(zone, 12345, 3, 2);
+  EXPECT_EQ(checker->pending_count(), 0u);
+  EXPECT_TRUE(loop_.run_until([&] { return calls_of(admin_.get(), "evalsha") == 1; }, 2000));
+  loop_.run_for(20);
+  EXPECT_EQ(checker->counters().round_trips.load() - round_trips, 1u);
+  EXPECT_EQ(checker->pending_count(), 0u);
+  EXPECT_TRUE(outcomes_.received.empty());
+  EXPECT_TRUE(checker->connected());
+  send(*checker, "client-w");
+  wait_for(1);
+  ASSERT_EQ(outcomes_.received.size(), 1u);
+  EXPECT_EQ(outcomes_.received[0].error, CheckError::none);
+  EXPECT_EQ(checker->counters().round_trips.load() - round_trips, 2u);
+}
+
+// Nothing to give back (no units, or more than the grant): nothing is sent.
+TEST_F(RedisCheckerTest, AnEmptyOrImpossibleHandBackIsNotSent) {
+  auto checker = make_checker();
+  const uint64_t round_trips = checker->counters().round_trips.load();
+  const ZoneRequest zone = request_for("client-v");
+  checker->hand_back(zone, 1, 3, 0);
+  checker->hand_back(zone, 1, 1, 2);
+  loop_.run_for(30);
+  EXPECT_EQ(checker->counters().round_trips.load(), round_trips);
+  EXPECT_EQ(checker->pending_count(), 0u);
+}
+
+// A hand-back sent to a Redis that does not answer is dropped when the
+// connection is found late and fails (released with it: no check to fail).
+TEST_F(RedisCheckerTest, AHandBackToAPausedRedisGoesWithItsConnection) {
+  auto checker = make_checker();
+  send(*checker, "client-u");
+  wait_for(1);
+  loop_.run_for(150);  // the check's timeout sweep is over: the hand-back arms its own
+  freeReplyObject(command(admin_.get(), "CLIENT PAUSE 300 ALL"));
+  const ZoneRequest zone = request_for("client-u");
+  checker->hand_back(zone, 1, 2, 2);
+  EXPECT_TRUE(loop_.run_until([&] { return !checker->connected(); }, 1000));
+  EXPECT_EQ(checker->pending_count(), 0u);
+  loop_.run_for(300);
+  EXPECT_TRUE(loop_.run_until([&] { return checker->connected(); }, 3000));
+  send(*checker, "client-u");
+  wait_for(2);
+  EXPECT_EQ(outcomes_.received.back().error, CheckError::none);
 }
 
 TEST(DecodeCheckReply, RejectsRepliesOfTheWrongShape) {

@@ -27,6 +27,18 @@ class CheckBatchTest : public ::testing::Test {
  protected:
   void TearDown() override { pool_.release_batch(batch_); }
 
+  // A one-zone check of `zone` asking for a lease of `units` for `lease_ms`.
+  PendingCheck* add_lease(const Zone& zone, uint64_t units, uint64_t lease_ms) {
+    PendingCheck* check = pool_.acquire_check();
+    check->zones = 1;
+    add_lease_to_batch(batch_, check, {zone.key, 2, zone.limit, 60000, zone.limit, zone.cost}, 0, units, lease_ms);
+    return check;
+  }
+
+  void add_hand_back(const Zone& zone, uint64_t mark, uint64_t granted, uint64_t units) {
+    add_hand_back_to_batch(batch_, {zone.key, 2, zone.limit, 60000, zone.limit, zone.cost}, mark, granted, units);
+  }
+
   PendingCheck* add(const std::vector<Zone>& zones, bool merge = true) {
     PendingCheck* check = pool_.acquire_check();
     check->zones = zones.size();
@@ -39,7 +51,8 @@ class CheckBatchTest : public ::testing::Test {
     return check;
   }
 
-  // The entries: each one's keys, and " x N" for a merged one.
+  // The entries: each one's keys, and " x N" for a merged one; a lease
+  // entry "lease " first (and " x N" even for 1), a hand-back "back " first.
   std::vector<std::string> entries() const {
     std::vector<std::string> out;
     for (const CheckBatch::Entry& entry : batch_->entries) {
@@ -48,7 +61,11 @@ class CheckBatchTest : public ::testing::Test {
         const size_t begin = k == 0 ? 0 : batch_->key_ends[k - 1];
         text += (text.empty() ? "" : "+") + batch_->keys.substr(begin, batch_->key_ends[k] - begin);
       }
-      if (entry.count > 1) {
+      if (entry.kind == CheckBatch::Kind::lease) {
+        text = "lease " + text + " x " + std::to_string(entry.count);
+      } else if (entry.kind == CheckBatch::Kind::hand_back) {
+        text = "back " + text;
+      } else if (entry.count > 1) {
         text += " x " + std::to_string(entry.count);
       }
       out.push_back(text);
@@ -243,6 +260,224 @@ TEST_F(CheckBatchTest, EachCheckFindsItsAnswerInTheReply) {
     got.push_back(text);
   }
   EXPECT_EQ(got, (std::vector<std::string>{"+0/600 ", "+7/0 +6/0 ", "-0/800 ", "-0/300 "}));
+}
+
+// ------------------------------------------------------------ leases (issue 14)
+
+// A lease-asking check starts an entry of its own (never joining an earlier
+// one), rank 0 of it; later plain checks of its key and arguments join it,
+// a second lease-asking check does not.
+TEST_F(CheckBatchTest, ALeaseEntryIsJoinedByLaterPlainChecksOfItsKeyOnly) {
+  std::vector<PendingCheck*> checks = {add({{"a"}}), add_lease({"a"}, 5, 3000), add({{"a"}}), add({{"a"}}),
+                                       add_lease({"a"}, 2, 1000), add({{"a"}})};
+  EXPECT_EQ(entries(), (std::vector<std::string>{"a", "lease a x 3", "lease a x 2"}));
+  const std::vector<uint32_t> entry_of = {0, 1, 1, 1, 2, 2};
+  const std::vector<uint32_t> rank_of = {0, 0, 1, 2, 0, 1};
+  for (size_t i = 0; i < checks.size(); ++i) {
+    EXPECT_EQ(batch_->checks[i].check, checks[i]) << i;
+    EXPECT_EQ(batch_->checks[i].entry, entry_of[i]) << i;
+    EXPECT_EQ(batch_->checks[i].rank, rank_of[i]) << i;
+    EXPECT_EQ(checks[i]->parts_left, 1u) << i;
+  }
+  EXPECT_EQ(batch_->zones, 3u);
+  EXPECT_EQ(batch_->hand_backs, 0u);
+  // A lease entry: -1, n, U, the lifetime, its zone.
+  EXPECT_EQ(formatted(), (std::vector<std::string>{"EVALSHA", "sha", "3", "a", "a", "a", "0", "3",  //
+                                                   "1", "2", "10", "60000", "10", "1",              //
+                                                   "-1", "3", "5", "3000", "2", "10", "60000", "10", "1",  //
+                                                   "-1", "2", "2", "1000", "2", "10", "60000", "10", "1"}));
+}
+
+TEST_F(CheckBatchTest, ALoneLeaseEntryIsSentWithItsCountOfOne) {
+  add_lease({"a", 3, 20}, 7, 500);
+  add({{"a", 1, 20}});  // another cost: not in it
+  add({{"b"}});
+  EXPECT_EQ(entries(), (std::vector<std::string>{"lease a x 1", "a", "b"}));
+  EXPECT_EQ(formatted(), (std::vector<std::string>{"EVALSHA", "sha", "3", "a", "a", "b", "0", "3",  //
+                                                   "-1", "1", "7", "500", "2", "20", "60000", "20", "3",  //
+                                                   "1", "2", "20", "60000", "20", "1",                    //
+                                                   "1", "2", "10", "60000", "10", "1"}));
+}
+
+// A hand-back touches its key: the checks after it start a new entry.
+TEST_F(CheckBatchTest, AHandBackIsSentAsItsOwnEntryAndEndsTheEntryOfItsKey) {
+  add({{"a"}});
+  add({{"a"}});
+  add_hand_back({"a"}, 77, 5, 3);
+  add({{"a"}});
+  add({{"a"}});
+  add_lease({"b"}, 4, 1000);
+  add_hand_back({"b"}, 78, 4, 4);
+  add({{"b"}});
+  EXPECT_EQ(entries(), (std::vector<std::string>{"a x 2", "back a", "a x 2", "lease b x 1", "back b", "b"}));
+  EXPECT_EQ(batch_->hand_backs, 2u);
+  EXPECT_EQ(batch_->checks.size(), 6u);  // the hand-backs are not checks
+  EXPECT_EQ(batch_->zones, 6u);
+  // A hand-back: -2, u, g, the mark, its zone.
+  EXPECT_EQ(formatted(), (std::vector<std::string>{"EVALSHA", "sha", "6", "a", "a", "a", "b", "b", "b", "0", "6",  //
+                                                   "0", "2", "2", "10", "60000", "10", "1",                        //
+                                                   "-2", "3", "5", "77", "2", "10", "60000", "10", "1",            //
+                                                   "0", "2", "2", "10", "60000", "10", "1",                        //
+                                                   "-1", "1", "4", "1000", "2", "10", "60000", "10", "1",          //
+                                                   "-2", "4", "4", "78", "2", "10", "60000", "10", "1",            //
+                                                   "1", "2", "10", "60000", "10", "1"}));
+}
+
+// Nobody waits for a hand-back, but its batch is sent and answered all the
+// same: 1 integer each.
+TEST_F(CheckBatchTest, ABatchOfOnlyHandBacksIsWaitedForAndLocated) {
+  EXPECT_FALSE(batch_->waited_for());
+  add_hand_back({"a"}, 1, 9, 4);
+  add_hand_back({"b", 1, 20}, 2, 3, 3);
+  EXPECT_TRUE(batch_->checks.empty());
+  EXPECT_TRUE(batch_->waited_for());
+  EXPECT_FALSE(batch_->has_live_check());
+  EXPECT_EQ(formatted(), (std::vector<std::string>{"EVALSHA", "sha", "2", "a", "b", "0", "2",  //
+                                                   "-2", "4", "9", "1", "2", "10", "60000", "10", "1",  //
+                                                   "-2", "3", "3", "2", "2", "20", "60000", "20", "1"}));
+  const FakeReply reply({4, 0});
+  const FakeReply too_short({4});
+  const FakeReply too_long({4, 0, 0});
+  EXPECT_FALSE(locate_batch_reply(batch_, &too_short.array));
+  EXPECT_FALSE(locate_batch_reply(batch_, &too_long.array));
+  ASSERT_TRUE(locate_batch_reply(batch_, &reply.array));
+  EXPECT_EQ(batch_->entries[1].reply_at, 1u);
+  // Released, the batch comes back empty: its hand-backs forgotten.
+  pool_.release_batch(batch_);
+  batch_ = pool_.acquire_batch();
+  EXPECT_EQ(batch_->hand_backs, 0u);
+  EXPECT_FALSE(batch_->waited_for());
+}
+
+// A lease entry's answer: n, limit, remaining, resets (a merged entry's),
+// then the units granted, the lifetime, the mark; fanned out, with the grant
+// for rank 0 only.
+std::vector<std::string> lease_fan_out(const FakeReply& reply, size_t count, uint64_t cost, uint64_t units,
+                                       uint64_t lease_ms) {
+  std::vector<std::string> out;
+  for (size_t rank = 0; rank < count; ++rank) {
+    ZoneVerdict v;
+    LeaseGrant lease{11, 11, 11};  // overwritten
+    if (!decode_lease_reply(&reply.array, 0, count, rank, cost, units, lease_ms, &v, &lease)) {
+      out.push_back("bad");
+      continue;
+    }
+    out.push_back(std::string(v.allowed ? "allowed " : "rejected ") + std::to_string(v.remaining) + " " +
+                  std::to_string(v.reset_ms) + " grant " + std::to_string(lease.units) + "/" +
+                  std::to_string(lease.lease_ms) + "/" + std::to_string(lease.mark));
+  }
+  return out;
+}
+
+TEST(DecodeLeaseReply, TheAskingCheckAloneGetsTheGrant) {
+  // 3 of 3 of cost 2 pass, 4 remain (not counting the grant): 2 units for 2 s.
+  EXPECT_EQ(lease_fan_out(FakeReply({3, 10, 4, 600, 0, 2, 2000, 42}), 3, 2, 5, 3000),
+            (std::vector<std::string>{"allowed 8 0 grant 2/2000/42", "allowed 6 0 grant 0/0/0",
+                                      "allowed 4 600 grant 0/0/0"}));
+  // All that was asked, for as long as asked.
+  EXPECT_EQ(lease_fan_out(FakeReply({1, 10, 9, 100, 0, 5, 3000, 1}), 1, 1, 5, 3000),
+            (std::vector<std::string>{"allowed 9 100 grant 5/3000/1"}));
+  // Nothing granted: no grant, whatever the mark.
+  EXPECT_EQ(lease_fan_out(FakeReply({1, 10, 1, 100, 0, 0, 0, 8}), 1, 1, 5, 3000),
+            (std::vector<std::string>{"allowed 1 100 grant 0/0/0"}));
+}
+
+TEST(DecodeLeaseReply, ARejectedAskingCheckGetsNoGrant) {
+  EXPECT_EQ(lease_fan_out(FakeReply({0, 10, 0, 0, 700, 0, 0, 0}), 2, 1, 5, 3000),
+            (std::vector<std::string>{"rejected 0 700 grant 0/0/0", "rejected 0 700 grant 0/0/0"}));
+  // Even were units said granted (the script grants none unless all pass).
+  EXPECT_EQ(lease_fan_out(FakeReply({0, 10, 0, 0, 700, 2, 100, 5}), 1, 1, 5, 3000),
+            (std::vector<std::string>{"rejected 0 700 grant 0/0/0"}));
+}
+
+TEST(DecodeLeaseReply, AGrantNotAskedOrAnyWrongShapeIsABadReply) {
+  const std::vector<std::string> bad = {"bad", "bad"};
+  EXPECT_EQ(lease_fan_out(FakeReply({2, 10, 4, 0, 0, 6, 1000, 1}), 2, 1, 5, 3000), bad);  // more units than asked
+  EXPECT_EQ(lease_fan_out(FakeReply({2, 10, 4, 0, 0, 5, 3001, 1}), 2, 1, 5, 3000), bad);  // longer than asked
+  EXPECT_EQ(lease_fan_out(FakeReply({2, 10, 4, 0, 0, 0, 10, 1}), 2, 1, 5, 3000), bad);    // a lifetime of nothing
+  EXPECT_EQ(lease_fan_out(FakeReply({2, 10, 4, 0, 0, 1, 10, -1}), 2, 1, 5, 3000), bad);   // a negative mark
+  EXPECT_EQ(lease_fan_out(FakeReply({3, 10, 4, 0, 0, 1, 10, 1}), 2, 1, 5, 3000), bad);    // more passed than sent
+  EXPECT_EQ(lease_fan_out(FakeReply({2, 10, 4, 0, 0, 1, 10}), 2, 1, 5, 3000), bad);       // 7 integers
+  EXPECT_EQ(lease_fan_out(FakeReply({2, 10, 4, 0, 0}), 2, 1, 5, 3000), bad);              // a merged entry's 5
+  ZoneVerdict v;
+  LeaseGrant lease;
+  EXPECT_FALSE(decode_lease_reply(nullptr, 0, 1, 0, 1, 5, 3000, &v, &lease));
+  const FakeReply good({1, 10, 4, 0, 0, 1, 10, 1});
+  EXPECT_TRUE(decode_lease_reply(&good.array, 0, 1, 0, 1, 5, 3000, &v, &lease));
+  EXPECT_FALSE(decode_lease_reply(&good.array, 0, 1, 1, 1, 5, 3000, &v, &lease));  // no such check
+}
+
+TEST_F(CheckBatchTest, EachCheckFindsItsAnswerAmongLeasesAndHandBacks) {
+  add({{"a"}});
+  add_lease({"b"}, 4, 1000);
+  add({{"b"}});
+  add_hand_back({"c"}, 7, 3, 2);
+  add({{"c"}});
+  add({{"a"}});
+  add_lease({"d"}, 4, 1000);
+  ASSERT_EQ(entries(), (std::vector<std::string>{"a x 2", "lease b x 2", "back c", "c", "lease d x 1"}));
+  // a x 2 (5), lease b x 2 (8), back c (1), c (4), lease d (8): 26 integers.
+  const FakeReply reply({2, 10, 8, 0, 0,              //
+                         2, 10, 5, 0, 0, 3, 900, 31,  //
+                         2,                           //
+                         1, 10, 9, 0,                 //
+                         0, 10, 0, 0, 400, 0, 0, 32});
+  const FakeReply too_short({2, 10, 8, 0, 0, 2, 10, 5, 0, 0, 3, 900, 31, 2, 1, 10, 9, 0, 0, 10, 0, 0, 400});
+  EXPECT_FALSE(locate_batch_reply(batch_, &too_short.array));
+  ASSERT_TRUE(locate_batch_reply(batch_, &reply.array));
+  EXPECT_EQ(batch_->entries[1].reply_at, 5u);
+  EXPECT_EQ(batch_->entries[2].reply_at, 13u);
+  EXPECT_EQ(batch_->entries[3].reply_at, 14u);
+  EXPECT_EQ(batch_->entries[4].reply_at, 18u);
+  std::vector<std::string> got;
+  for (const CheckBatch::Member& member : batch_->checks) {
+    ZoneVerdict v;
+    LeaseGrant lease{99, 99, 99};  // written for a lease entry's member only
+    ASSERT_TRUE(decode_member_reply(*batch_, member, &reply.array, &v, &lease));
+    got.push_back(std::string(v.allowed ? "+" : "-") + std::to_string(v.remaining) + " " +
+                  std::to_string(lease.units) + "/" + std::to_string(lease.lease_ms) + "/" +
+                  std::to_string(lease.mark));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"+9 99/99/99", "+6 3/900/31", "+5 0/0/0", "+9 99/99/99", "+8 99/99/99",
+                                           "-0 0/0/0"}));
+  // Without a place for the grant the verdicts are read all the same.
+  ZoneVerdict v;
+  EXPECT_TRUE(decode_member_reply(*batch_, batch_->checks[1], &reply.array, &v));
+  EXPECT_TRUE(v.allowed);
+}
+
+// While a slot migrates: a lease entry's live checks go on as plain requests,
+// one part each; hand-backs are dropped.
+TEST_F(CheckBatchTest, SplitIntoZonesTurnsLeaseEntriesIntoPlainPartsAndDropsHandBacks) {
+  std::vector<PendingCheck*> checks = {add_lease({"a"}, 4, 1000), add({{"a"}})};
+  add_hand_back({"e"}, 1, 2, 2);
+  checks.push_back(add({{"b", 2}, {"c"}}));
+  ASSERT_EQ(entries(), (std::vector<std::string>{"lease a x 2", "back e", "b+c"}));
+  for (PendingCheck* check : checks) {
+    check->live = true;
+  }
+  std::vector<std::string> parts;
+  split_into_zones(pool_, batch_, [&](CheckBatch* part) {
+    batch_ = part;
+    std::string text;
+    for (const std::string& arg : formatted()) {
+      text += arg + " ";
+    }
+    parts.push_back(text + "zone " + std::to_string(part->zone_index[0]));
+    EXPECT_EQ(part->hand_backs, 0u);
+    pool_.release_batch(part);
+  });
+  batch_ = pool_.acquire_batch();  // for TearDown
+  EXPECT_EQ(parts, (std::vector<std::string>{
+                       "EVALSHA sha 1 a 0 1 1 2 10 60000 10 1 zone 0",
+                       "EVALSHA sha 1 a 0 1 1 2 10 60000 10 1 zone 0",
+                       "EVALSHA sha 1 b 0 1 1 2 10 60000 10 2 zone 0",
+                       "EVALSHA sha 1 c 0 1 1 2 10 60000 10 1 zone 1",
+                   }));
+  for (PendingCheck* check : checks) {
+    EXPECT_EQ(check->parts_left, check->zones);
+    check->live = false;
+  }
 }
 
 }  // namespace
