@@ -90,6 +90,9 @@ for _ = 1, requests do
     if zones == LEASE then
       -- a: n, b: the units wanted, c: the lifetime wanted in ms
       local lifetime = min(c * 1000, zone_window_ms * 1000 / LEASE_WINDOW_DIVISOR)
+      if lifetime < c * 1000 then
+        b = ceil(b * lifetime / (c * 1000))  -- the units wanted for the lifetime wanted, fewer for a shorter one
+      end
       local admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, v, s, granted, lifetime_ms, mark
       if zone_algorithm == SLIDING_LOG then
         admitted, limit_shown, remaining, reset_ms, retry_ms, x, y, v, s, granted, lifetime_ms, mark =

@@ -49,7 +49,10 @@ namespace rate_guard {
 //        of the lifetime (so never lets the zone over its limit, whenever
 //        they are spent), and takes at most a kLeaseShare-th of what remains
 //        once the n are counted (none when less than kLeaseShare remain: the
-//        last units are decided one request at a time);
+//        last units are decided one request at a time); U is for the
+//        lifetime wanted: for a shorter one (at most a 16th of the window,
+//        ending with sliding_window's sub-window or fixed_window's window),
+//        proportionally fewer, rounded up;
 //        for a hand-back, 1 integer: the units taken back off the count (0
 //        once the grant's units have left the window, or for token_bucket).
 //        R = 0 (no key, no argument after R) is answered with an empty array.

@@ -41,7 +41,8 @@ if with_fixed_window then
     local remaining = limit - count
     if units and admitted == n then
       local lifetime_ms = floor(min(lifetime, (index + 1) * window - 1 - now) / 1000)
-      local granted = min(units, floor(remaining / LEASE_SHARE))
+      -- the units wanted for the lifetime wanted, fewer for a shorter one
+      local granted = min(ceil(units * min(1, lifetime_ms * 1000 / lifetime)), floor(remaining / LEASE_SHARE))
       if lifetime_ms < 1 or granted < 1 then
         granted, lifetime_ms = 0, 0
       end

@@ -168,7 +168,8 @@ if with_sliding_window then
       -- A lease: charged to this sub-window (see above), so it ends by
       -- (index + SLOTS) * span - window.
       local lifetime_ms = floor(min(lifetime, (index + SLOTS) * span - window - now) / 1000)
-      local granted = min(units, floor(remaining / LEASE_SHARE))
+      -- the units wanted for the lifetime wanted, fewer for a shorter one
+      local granted = min(ceil(units * min(1, lifetime_ms * 1000 / lifetime)), floor(remaining / LEASE_SHARE))
       if lifetime_ms < 1 or granted < 1 then
         granted, lifetime_ms = 0, 0
       end

@@ -195,12 +195,15 @@ TEST_F(Leases, SlidingWindowGrantsAQuarterOfWhatRemainsUntilItsSubWindowWouldSto
 
 TEST_F(Leases, SlidingWindowGrantsNothingTooCloseToASubWindowsEnd) {
   const Zone zone = sliding_window(40, 2000, "sw");
-  // 2 ms before the end of i0: the lease could live 2 ms.
-  EXPECT_EQ(ask(kT0 + kSpan - 2 * kMs, zone, 1, 100, 1000), (Grant{1, 40, 39, 0, 0, 9, 2, kI0}));
+  // 2 ms before the end of i0: the lease could live 2 ms, and gets the
+  // units asked for that long: 100 for 1000 ms are 13 for the 125 ms of a
+  // 16th of the window, 1 for 2 ms.
+  EXPECT_EQ(ask(kT0 + kSpan - 2 * kMs, zone, 1, 100, 1000), (Grant{1, 40, 39, 0, 0, 1, 2, kI0}));
   // Half a ms before it: less than 1 ms, nothing; the request still passes.
-  EXPECT_EQ(ask(kT0 + kSpan - 500, zone, 1, 100, 1000), (Grant{1, 40, 29, 0, 0, 0, 0, 0}));
-  // The next sub-window, at its start: a whole span (125 ms, also a 16th).
-  EXPECT_EQ(ask(kT0 + kSpan, zone, 1, 100, 1000), (Grant{1, 40, 28, 0, 0, 7, 125, kI0 + 1}));
+  EXPECT_EQ(ask(kT0 + kSpan - 500, zone, 1, 100, 1000), (Grant{1, 40, 37, 0, 0, 0, 0, 0}));
+  // The next sub-window, at its start: a whole span (125 ms, also a 16th),
+  // 13 units, a quarter of the 36 left is fewer.
+  EXPECT_EQ(ask(kT0 + kSpan, zone, 1, 100, 1000), (Grant{1, 40, 36, 0, 0, 9, 125, kI0 + 1}));
 }
 
 TEST_F(Leases, SlidingWindowGrantsOnlyAQuarterAndNothingWhenLessThanFourRemainOrNotAllPass) {
@@ -261,17 +264,19 @@ TEST_F(Leases, SlidingLogGrantsOnlyAQuarterAndNothingWhenLessThanFourRemainOrNot
 TEST_F(Leases, FixedWindowLeasesEndInTheirWindow) {
   const Zone zone = fixed_window(40, 1000, "fw");
   const uint64_t index = kT0 / kSecond;
-  // 100 ms before the window's end: a 16th of the window, 62.5 ms, is shorter.
-  EXPECT_EQ(ask(kT0 + 900 * kMs, zone, 1, 100, 1000), (Grant{1, 40, 39, 0, 0, 9, 62, index}));
-  EXPECT_EQ(get("fw"), std::to_string(index) + ":10");
-  EXPECT_EQ(plain_check(kT0 + 900 * kMs, zone), Allowed(40, 29, 0));
-  // 40 ms before it: until the window's last microsecond, 39.999 ms.
-  EXPECT_EQ(ask(kT0 + 960 * kMs, zone, 1, 100, 1000), (Grant{1, 40, 28, 0, 0, 7, 39, index}));
+  // 100 ms before the window's end: a 16th of the window, 62.5 ms, is
+  // shorter; the units asked for it, 100 for 1000 ms: ceil(6.25) = 7, and 7
+  // for the 62 whole ms.
+  EXPECT_EQ(ask(kT0 + 900 * kMs, zone, 1, 100, 1000), (Grant{1, 40, 39, 0, 0, 7, 62, index}));
+  EXPECT_EQ(get("fw"), std::to_string(index) + ":8");
+  EXPECT_EQ(plain_check(kT0 + 900 * kMs, zone), Allowed(40, 31, 0));
+  // 40 ms before it: until the window's last microsecond, 39.999 ms: 5 of the 7.
+  EXPECT_EQ(ask(kT0 + 960 * kMs, zone, 1, 100, 1000), (Grant{1, 40, 30, 0, 0, 5, 39, index}));
   // Within its last ms: nothing.
-  EXPECT_EQ(ask(kT0 + 999 * kMs, zone, 1, 100, 1000), (Grant{1, 40, 20, 0, 0, 0, 0, 0}));
-  EXPECT_EQ(get("fw"), std::to_string(index) + ":20");
+  EXPECT_EQ(ask(kT0 + 999 * kMs, zone, 1, 100, 1000), (Grant{1, 40, 24, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(get("fw"), std::to_string(index) + ":16");
   // Less than 4 left after the request: nothing; not all passing: nothing.
-  take(kT0 + 999 * kMs, zone, 17);
+  take(kT0 + 999 * kMs, zone, 21);
   EXPECT_EQ(ask(kT0 + 999 * kMs, zone, 1, 100, 1000), (Grant{1, 40, 2, 0, 0, 0, 0, 0}));
   EXPECT_EQ(ask(kT0 + 999 * kMs, zone, 3, 100, 1000), (Grant{2, 40, 0, 1, 1, 0, 0, 0}));
 }
@@ -306,9 +311,10 @@ TEST_F(Leases, TokenBucketGrantsWhatFitsAfterTheLifetimeOrAfterTheRequests) {
   // grant's T from there.
   EXPECT_EQ(get("small2"), std::to_string(kT0 + 25000) + ":0");
   // T in fractions of µs (48 per second: 20833 + 16/48 µs): from the end of
-  // the lifetime, 62 ms, plus 5 * T = 104166 + 32/48 µs.
-  EXPECT_EQ(ask(kT0, token_bucket(48, 1000, 40, "odd"), 1, 5, 1000), (Grant{1, 40, 39, 0, 0, 5, 62, 0}));
-  EXPECT_EQ(get("odd"), std::to_string(kT0 + 62 * kMs + 104166) + ":32");
+  // the lifetime, 62.5 ms (a 16th of the window; the 40 units asked for
+  // 1000 ms are 3 for it), charged from its 62 whole ms, plus 3 * T = 62500 µs.
+  EXPECT_EQ(ask(kT0, token_bucket(48, 1000, 40, "odd"), 1, 40, 1000), (Grant{1, 40, 39, 0, 0, 3, 62, 0}));
+  EXPECT_EQ(get("odd"), std::to_string(kT0 + 62 * kMs + 62500) + ":0");
   // A zone that needs the exact arithmetic grants nothing.
   EXPECT_EQ(ask(kT0, token_bucket(1000000000, 3600000, 1000000000, "big"), 1, 100, 1000).units, 0u);
 }
@@ -328,7 +334,7 @@ TEST_F(Leases, AHandBackTakesTheUnitsOffTheCount) {
   const Zone fw = fixed_window(40, 1000, "fw");
   const Zone tb = token_bucket(160, 2000, 40, "tb");
   for (const Zone& zone : {sw, log, fw, tb}) {
-    const Grant grant = ask(kT0 + 10 * kMs, zone, 1, 100, 1000);
+    const Grant grant = ask(kT0 + 10 * kMs, zone, 1, 100, 62);  // (no lifetime cut short: 100 units)
     ASSERT_EQ(grant.units, 9u) << zone.key;
     const uint64_t taken = give_back(kT0 + 200 * kMs, zone, 5, 9, grant.mark);
     // token_bucket takes nothing back (see token_bucket.lua)
@@ -382,13 +388,13 @@ TEST_F(Leases, AHandBackAfterTheUnitsLeftTheWindowTakesNothingAndChangesNothing)
 TEST_F(Leases, LaterEntriesOfTheBatchSeeAGrantAndAHandBack) {
   for (const Zone& zone : {sliding_window(40, 2000, "sw"), fixed_window(40, 1000, "fw"), sliding_log(40, 2000, "log")}) {
     const uint64_t now = kT0 + 10 * kMs;
-    // (the lifetimes as above: sliding_window's ends by (i0 + 17) * span -
-    // window, fixed_window's is a 16th of its 1 s)
+    // (62 ms, shorter than every cut: sliding_window's at (i0 + 17) * span -
+    // window, a 16th of the window; so the 100 units asked)
     const bool sw = zone.algorithm == Algorithm::sliding_window, fw = zone.algorithm == Algorithm::fixed_window;
-    const uint64_t mark = sw ? kI0 : fw ? kT0 / kSecond : now + 125 * kMs + 8;
-    const uint64_t lease_ms = sw ? 115 : fw ? 62 : 125;
+    const uint64_t mark = sw ? kI0 : fw ? kT0 / kSecond : now + 62 * kMs + 8;
+    const uint64_t lease_ms = 62;
     const std::vector<std::vector<uint64_t>> answers =
-        run(now, {lease(zone, 1, 100, 1000), plain(zone), hand_back(zone, 4, 9, mark), plain(zone)});
+        run(now, {lease(zone, 1, 100, 62), plain(zone), hand_back(zone, 4, 9, mark), plain(zone)});
     ASSERT_EQ(answers.size(), 4u);
     EXPECT_EQ(answers[0], (std::vector<uint64_t>{1, 40, 39, 0, 0, 9, lease_ms, mark})) << zone.key;
     EXPECT_EQ(answers[1], (std::vector<uint64_t>{1, 40, 29, 0})) << zone.key;
