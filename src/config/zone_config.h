@@ -33,7 +33,8 @@ struct ZoneConfig {
   // window= (or 0: the rate's own unit) and `burst` is burst= (or 0: the limit).
   std::string rate_variable;
   // Leases (lease=, lease_time=): a key busy on this server is admitted from
-  // units Redis granted ahead, spendable for at most lease_ms.
+  // units Redis granted ahead, spendable for at most lease_ms. On by default
+  // but for token_bucket.
   bool lease = true;
   uint64_t lease_ms = kDefaultLeaseMs;
 };

@@ -183,7 +183,9 @@ LeaseUse LeaseTable::use(const LeaseZone& zone, std::string_view key, uint64_t c
   const bool needs_next = latest == nullptr || running_out || ending;
   if (may_ask && demand >= kMinLeaseDemand && needs_next && e->asking_until_ms <= now_ms) {
     e->asking_until_ms = now_ms + ask_timeout_ms;
-    use.ask = demand;
+    // Running out: what tops the units still held up to the demand (more
+    // would sit unused, stranded); ending: a lease time's worth.
+    use.ask = (latest == nullptr || ending || units >= demand) ? demand : demand - units;
     return use;
   }
   if (spend_from == nullptr) {

@@ -10,7 +10,7 @@
 #      requests: the limit lasts about two seconds); the bound holds; in the
 #      paced one, sliding_window and sliding_log pass nearly the whole limit
 #      (>= 95%: stranded lease units may reject a few early) and leases were
-#      used (lease_passed and leases_granted > 0);
+#      used (lease_requests and lease_grants > 0);
 #   b) a worker of server 1 is SIGKILLed with a lease out; the master
 #      respawns it, the server goes on, the bound holds;
 #   c) server 2 is reloaded twice with leases out (the same configuration,
@@ -25,7 +25,7 @@
 # kept across the reload, counted even when the client never saw the
 # answer). The blasts of b, c and d are paced too, and their fault comes
 # once the servers have passed 1000 of the phase's 3000, so that leases are
-# out (checked: leases_granted > 0 by then) whatever the machine's speed.
+# out (checked: lease_grants > 0 by then) whatever the machine's speed.
 #
 # The bound: sliding_window and sliding_log, at most 3000 (a blast lasts
 # 5 s, under the 10 s window); fixed_window, the same, every blast started
@@ -60,9 +60,9 @@ http_block() {
     rate_guard_log_level info;
     error_log $e2e_work/$1/error.log notice;"
   for zone in flood blast killed restart; do
-    echo "    rate_guard_zone \$http_x_client zone=$zone rate=$limit window=${window}s algorithm=$algorithm;"
+    echo "    rate_guard_zone \$http_x_client zone=$zone rate=$limit window=${window}s algorithm=$algorithm lease=on;"
   done
-  echo "    rate_guard_zone \$http_x_client zone=reload rate=$limit window=${window}s algorithm=$algorithm lease_time=$3;"
+  echo "    rate_guard_zone \$http_x_client zone=reload rate=$limit window=${window}s algorithm=$algorithm lease=on lease_time=$3;"
   echo "    server {
         listen 127.0.0.1:$2;"
   for zone in flood blast killed reload restart; do
@@ -80,10 +80,10 @@ for n in 1 2; do
 done
 for port in "${ports[@]}"; do wait_http "$port" || die "nginx did not start: $(tail -5 "$e2e_work"/nginx*/error.log)"; done
 
-# metric COUNTER ZONE [PORT...]: rate_guard_requests_COUNTER_total of ZONE,
+# metric COUNTER ZONE [PORT...]: rate_guard_COUNTER_total of ZONE,
 # summed over the PORTs (default both servers).
 metric() {
-  local name="rate_guard_requests_$1_total{zone=\"$2\"}" total=0 port n text
+  local name="rate_guard_$1_total{zone=\"$2\"}" total=0 port n text
   shift 2
   local list=("$@")
   [[ ${#list[@]} -gt 0 ]] || list=("${ports[@]}")
@@ -104,7 +104,7 @@ metric() {
 # lease_counters ZONE: the lease counters of ZONE over both servers, on one line.
 lease_counters() {
   local c out=()
-  for c in lease_passed leases_granted lease_units_granted lease_units_returned lease_units_expired; do
+  for c in lease_requests lease_grants lease_units_granted lease_units_returned lease_units_expired; do
     out+=("$c=$(metric "$c" "$1")")
   done
   echo "${out[*]}"
@@ -140,7 +140,7 @@ start_blast() {
 wait_passes() {
   local passed
   while :; do
-    passed=$(metric passed "$1")
+    passed=$(metric requests_passed "$1")
     [[ $passed -ge $2 ]] && { echo "$1: $passed passed, now the fault"; return 0; }
     kill -0 "${blast_pids[0]}" 2>/dev/null || kill -0 "${blast_pids[1]}" 2>/dev/null || break
     sleep 0.02
@@ -153,7 +153,7 @@ wait_passes() {
 lease_out() {
   local zone=$1 what=$2 granted
   shift 2
-  granted=$(metric leases_granted "$zone" "$@")
+  granted=$(metric lease_grants "$zone" "$@")
   echo "$zone: $granted leases granted before $what"
   [[ $granted -gt 0 ]] || fail "$zone: no lease had been granted before $what (no lease out: the phase proves nothing)"
 }
@@ -185,7 +185,7 @@ finish_blast() {
       esac
     done
   done
-  passed=$(metric passed "$zone")
+  passed=$(metric requests_passed "$zone")
   if [[ $algorithm == token_bucket ]]; then
     # the burst (the limit) + the refill, 300 per second, over the whole blast
     bound=$(python3 -c "import math; print($limit + math.ceil($limit / $window * $elapsed))")
@@ -240,8 +240,8 @@ if [[ $algorithm == sliding_* ]]; then
     fail "a) paced: only $blast_ok passed, expected at least $((limit * 95 / 100)) of $limit (stranded lease units?)"
   fi
 fi
-lease_passed=$(metric lease_passed blast)
-leases_granted=$(metric leases_granted blast)
+lease_passed=$(metric lease_requests blast)
+leases_granted=$(metric lease_grants blast)
 [[ $lease_passed -gt 0 && $leases_granted -gt 0 ]] ||
   fail "a) paced: leases were not used ($leases_granted granted, $lease_passed requests passed from them)"
 

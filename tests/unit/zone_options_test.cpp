@@ -274,6 +274,15 @@ TEST(ZoneOptions, LeasesAreOnFor100msByDefault) {
   EXPECT_EQ(zone.value().lease_ms, 100u);
 }
 
+TEST(ZoneOptions, TokenBucketLeasesOnlyWhenAsked) {
+  Result<ZoneConfig> zone = parse_zone_options({"zone=api", "rate=10r/s", "algorithm=token_bucket"});
+  ASSERT_TRUE(zone.ok()) << zone.error();
+  EXPECT_FALSE(zone.value().lease);
+  zone = parse_zone_options({"zone=api", "rate=10r/s", "algorithm=token_bucket", "lease=on"});
+  ASSERT_TRUE(zone.ok()) << zone.error();
+  EXPECT_TRUE(zone.value().lease);
+}
+
 TEST(ZoneOptions, LeaseOffAndLeaseTime) {
   Result<ZoneConfig> zone = parse_zone_options({"zone=api", "rate=10r/s", "lease=off", "lease_time=250ms"});
   ASSERT_TRUE(zone.ok()) << zone.error();
