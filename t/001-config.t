@@ -19,7 +19,7 @@ __DATA__
 --- http_config
     rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=100ms connect_timeout=100ms prefix=t001:;
     rate_guard_zone $binary_remote_addr zone=per_ip rate=100r/m;
-    rate_guard_zone $http_x_api_key zone=per_key rate=5 window=10s algorithm=token_bucket burst=3;
+    rate_guard_zone $http_x_api_key zone=per_key rate=5 window=10s algorithm=token_bucket burst=3 lease=on lease_time=250ms;
     rate_guard_status 429;
     rate_guard_fail open;
     rate_guard_headers on;
@@ -381,3 +381,25 @@ qr/\[emerg\] .*Redis Cluster has only database 0: "db=" cannot be used with "clu
 --- error_log eval
 qr/\[emerg\] .*with "cluster=" the prefix cannot contain '\{' or '\}': "\{rl\}:" in \S+nginx\.conf:\d+/
 
+
+
+
+=== TEST 30: lease= is on or off
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $binary_remote_addr zone=a rate=5r/s lease=yes;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid "lease=yes", expected "lease=on" or "lease=off" in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 31: lease_time= is at most 60s
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $binary_remote_addr zone=a rate=5r/s lease_time=2m;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*lease_time must be between 1ms and 60s in "lease_time=2m" in \S+nginx\.conf:\d+/
