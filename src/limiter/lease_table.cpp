@@ -174,18 +174,22 @@ LeaseUse LeaseTable::use(const LeaseZone& zone, std::string_view key, uint64_t c
   }
 
   // The next lease is asked for before this one runs out: when less than
-  // half of what the key takes in a lease time is left, or less than half
-  // a lease time. Not for time when Redis cut the last lease short (the
-  // end of its sub-window or window): one asked now would end no later.
-  const bool running_out = units < std::max<uint64_t>(1, demand / 2);
+  // half of what the key will take until the lease ends is left, or less
+  // than half a lease time. Not for time when Redis cut the last lease
+  // short (the end of its sub-window or window): one asked now would end no
+  // later.
+  // What the key will take before the latest lease ends, at its demand.
+  const uint64_t need =
+      latest == nullptr ? demand : demand * std::min(latest->until_ms - now_ms, lease_ms) / lease_ms;
+  const bool running_out = units < std::max<uint64_t>(1, need / 2);
   const bool ending = latest != nullptr && latest->until_ms < now_ms + lease_ms / 2 &&
                       latest->life_ms + kLeaseClockMarginMs >= lease_ms;
   const bool needs_next = latest == nullptr || running_out || ending;
   if (may_ask && demand >= kMinLeaseDemand && needs_next && e->asking_until_ms <= now_ms) {
     e->asking_until_ms = now_ms + ask_timeout_ms;
-    // Running out: what tops the units still held up to the demand (more
-    // would sit unused, stranded); ending: a lease time's worth.
-    use.ask = (latest == nullptr || ending || units >= demand) ? demand : demand - units;
+    // Running out: what tops the units still held up to what the key will
+    // take (more would sit unused, stranded); ending: a lease time's worth.
+    use.ask = (latest == nullptr || ending || units >= need) ? demand : std::max(need - units, kMinLeaseDemand);
     return use;
   }
   if (spend_from == nullptr) {
