@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Proof across servers: two nginx instances, two workers each, share one
 # Redis; many concurrent clients hit them on one key. With sliding_log and
-# sliding_window exactly `limit` requests pass in total; every request gets
-# an answer; and a client that keeps sending after its rejection gets through
-# as soon as the window allows.
+# sliding_window exactly `limit` requests pass in total (100 of 1000, some
+# from leases); every request gets an answer; and a client that keeps
+# sending after its rejection gets through as soon as the window allows.
 #
 # Usage: cross_server.sh MODULE.so ALGORITHM [TOLERANCE]
 #   TOLERANCE: how far from the limit the number of passes may be (0 = exact).
@@ -14,7 +14,7 @@ module=$(realpath "$1")
 algorithm=$2
 tolerance=${3:-0}
 limit=100
-requests=400
+requests=1000
 concurrency=32
 
 redis_port=$(free_port)
@@ -25,12 +25,13 @@ for n in 1 2; do
   ports+=("$port")
   start_nginx "nginx$n" "$module" "
     rate_guard_redis 127.0.0.1:$redis_port;
-    rate_guard_zone \$http_x_client zone=shared rate=$limit window=60s algorithm=$algorithm;
+    rate_guard_zone \$http_x_client zone=shared rate=$limit window=60s algorithm=$algorithm lease_time=20ms;
     rate_guard_zone \$http_x_client zone=again rate=5 window=6s algorithm=$algorithm;
     server {
         listen 127.0.0.1:$port;
         location = /shared { rate_guard zone=shared; empty_gif; }
         location = /again { rate_guard zone=again; empty_gif; }
+        location = /metrics { rate_guard off; rate_guard_metrics; }
     }"
 done
 for port in "${ports[@]}"; do wait_http "$port"; done
@@ -49,6 +50,16 @@ if [[ $answered -ne $requests || $((passed + rejected)) -ne $requests ]]; then
 fi
 diff=$((passed > limit ? passed - limit : limit - passed))
 [[ $diff -le $tolerance ]] || fail "$passed passed, expected $limit (tolerance $tolerance)"
+# With leases on (the default): how many passed from a lease, over both servers.
+lease_requests=0
+for port in "${ports[@]}"; do
+  n=$(curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "rate_guard_lease_requests_total{zone=\"shared\"}" { print $2 }')
+  lease_requests=$((lease_requests + ${n:-0}))
+done
+echo "$algorithm: $lease_requests of the $passed passed from a lease"
+# (lease_time=20ms: a key busy for 10 ms is leased; the exact count above
+# must hold with leases out, so they must have been used)
+[[ $lease_requests -gt 0 ]] || fail "no request passed from a lease: the count above did not test leases"
 
 # Phase 2: a client keeps sending after being rejected and still gets through
 # once the 6 s window allows (record-then-count would keep it out forever).
