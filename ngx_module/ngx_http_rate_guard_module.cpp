@@ -13,6 +13,8 @@
 
 #include "config/redis_config.h"
 #include "config/zone_config.h"
+#include <ctime>
+
 #include "limiter/block_cache.h"
 #include "limiter/limiter.h"
 #include "limiter/metrics.h"
@@ -139,6 +141,16 @@ rate_guard::Limiter limiter(nullptr, nullptr, nullptr, nullptr);
 std::optional<rate_guard::Metrics> metrics;
 
 ngx_http_output_header_filter_pt next_header_filter;
+
+// The limiter's clock: read for each request, not nginx's cached
+// ngx_current_msec (a coarse clock, read once per event-loop turn, or per
+// timer_resolution), which may lag by milliseconds: a lease must not be spent
+// past the end Redis named.
+uint64_t monotonic_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
 
 // ---- configuration -------------------------------------------------------
 
@@ -768,7 +780,7 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
   cln->data = ctx;
   ngx_http_set_ctx(r, ctx, ngx_http_rate_guard_module);
 
-  if (limiter.check(check, ngx_current_msec, on_verdict, ctx) != Verdict::none) {
+  if (limiter.check(check, monotonic_ms(), on_verdict, ctx) != Verdict::none) {
     return answer(r, ctx);
   }
   // Waiting for Redis: on_verdict resumes the request.
@@ -1073,11 +1085,11 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
     for (ngx_uint_t i = 0; i < mcf->zones.nelts; i++) {
       worker->zones.push_back({zones[i].config, zones[i].index});
     }
-    limiter.set_zones(worker->zones.data(), worker->zones.size());
+    limiter.set_zones(worker->zones.data(), worker->zones.size(), rate_guard::redis_target_id(*mcf->redis));
     if (worker->leases) {
       worker->lease_timer = worker->loop.make_timer(
           [] {
-            limiter.return_leases(ngx_current_msec);
+            limiter.return_leases(monotonic_ms());
             worker->lease_timer->arm(kLeaseReturnIntervalMs);
           },
           false);

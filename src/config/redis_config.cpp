@@ -1,5 +1,7 @@
 #include "config/redis_config.h"
 
+#include <functional>
+
 #include <algorithm>
 #include <string>
 #include <utility>
@@ -344,6 +346,27 @@ Result<RedisConfig> parse_redis_config(const std::vector<std::string_view>& args
     }
   }
   return Result<RedisConfig>::success(std::move(config));
+}
+
+uint64_t redis_target_id(const RedisConfig& config) {
+  std::string text;
+  auto add = [&text](std::string_view part) {
+    text.append(part);
+    text.push_back('\0');
+  };
+  for (const RedisEndpoint& e : config.sentinels) {
+    add(endpoint_text(e));
+  }
+  add(config.master_name);
+  for (const RedisEndpoint& e : config.cluster_nodes) {
+    add(endpoint_text(e));
+  }
+  add(config.host);
+  add(std::to_string(config.port));
+  add(config.unix_path);
+  add(std::to_string(config.db));
+  add(config.prefix);
+  return std::hash<std::string>{}(text);
 }
 
 }  // namespace rate_guard

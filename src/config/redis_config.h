@@ -63,6 +63,11 @@ struct RedisConfig {
   RedisTls tls;  // on every connection it opens: master, sentinels, cluster nodes alike
 };
 
+// Names where the counts live (address(es), db, prefix), so that state kept
+// for one Redis (the leases of a server, over a reload) is never used with
+// another. Stable within a build.
+uint64_t redis_target_id(const RedisConfig& config);
+
 // `rate_guard_redis ADDRESS [password=S] [username=S] [db=N] [prefix=S]
 //                  [connect_timeout=T] [timeout=T] [tls=on] [tls_verify=on|off]
 //                  [tls_trusted_certificate=FILE] [tls_certificate=FILE

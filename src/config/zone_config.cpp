@@ -173,6 +173,10 @@ Result<ZoneConfig> parse_zone_options(const std::vector<std::string_view>& optio
       if (!lease_ms) {
         return fail<ZoneConfig>(lease_ms.error());
       }
+      if (lease_ms.value() < kMinLeaseMs) {
+        // shorter, a lease would end before the server may spend it
+        return fail<ZoneConfig>("lease_time must be between 10ms and 60s in " + quoted(token));
+      }
       zone.lease_ms = lease_ms.value();
       have_lease_time = true;
 

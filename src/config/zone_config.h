@@ -21,6 +21,7 @@ std::string_view algorithm_name(Algorithm algorithm);
 // the window (the check script's rule).
 constexpr uint64_t kDefaultLeaseMs = 100;
 constexpr uint64_t kMaxLeaseMs = 60000;
+constexpr uint64_t kMinLeaseMs = 10;
 
 struct ZoneConfig {
   std::string name;

@@ -13,6 +13,8 @@ constexpr size_t kGrants = 2;                       // the lease in use and the 
 
 }  // namespace
 
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "the header is shared between processes");
+
 struct LeaseTable::Header {
   uint64_t magic;
   uint64_t seed;
@@ -141,6 +143,10 @@ LeaseUse LeaseTable::use(const LeaseZone& zone, std::string_view key, uint64_t c
   // full period, or from this one once half of it has passed (sooner, two
   // requests close together would pass for a busy key).
   const uint64_t lease_ms = std::max<uint64_t>(zone.lease_ms, 1);
+  // A worker whose clock read a little before another's counts in its period.
+  if (now_ms < e->period_ms && e->period_ms - now_ms < lease_ms) {
+    now_ms = e->period_ms;
+  }
   uint64_t elapsed = now_ms - e->period_ms;
   if (now_ms < e->period_ms || elapsed >= lease_ms) {
     // The period ended with the first request after it: scaled to a lease time.
@@ -262,7 +268,8 @@ size_t LeaseTable::take_returns(uint64_t now_ms, LeaseReturn* out, size_t max) {
     if (e.zone_id == 0) {
       continue;
     }
-    const bool idle = now_ms - e.last_ms >= std::max<uint64_t>(e.lease_ms / 2, 1);
+    // (another worker may have read a later millisecond than this one)
+    const bool idle = now_ms > e.last_ms && now_ms - e.last_ms >= std::max<uint64_t>(e.lease_ms / 2, 1);
     for (Grant& g : e.grants) {
       if (g.units != 0 && (g.until_ms <= now_ms || idle) && n < max) {
         out[n++] = {e.zone_id, e.algorithm, e.limits, e.key, g.mark, g.granted, g.units};

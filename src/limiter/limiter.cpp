@@ -1,5 +1,6 @@
 #include "limiter/limiter.h"
 
+#include <algorithm>
 #include <atomic>
 
 namespace rate_guard {
@@ -32,9 +33,10 @@ constexpr size_t kReturnsPerCall = 64;
 Limiter::Limiter(CheckClient* client, BlockCache* cache, CacheLock* lock, Metrics* metrics, LeaseTable* leases)
     : client_(client), cache_(cache), lock_(lock), metrics_(metrics), leases_(leases) {}
 
-void Limiter::set_zones(const KnownZone* zones, size_t count) {
+void Limiter::set_zones(const KnownZone* zones, size_t count, uint64_t redis_id) {
   zones_ = zones;
   zone_count_ = count;
+  redis_id_ = redis_id * 0x9e3779b97f4a7c15ULL;
 }
 
 Verdict Limiter::check(LimitCheck& check, uint64_t now_ms, LimitCallback callback, void* data) {
@@ -100,7 +102,8 @@ void Limiter::on_client_answer(void* data, const CheckOutcome& outcome) {
 
 LeaseZone Limiter::lease_zone(const LimitCheck& check) const {
   const ZoneRequest& request = check.zones[0];
-  return {check.books[0].block_cache_id, request.zone->algorithm, request.limits, request.zone->lease_ms};
+  return {check.books[0].block_cache_id ^ redis_id_, request.zone->algorithm, request.limits,
+          request.zone->lease_ms};
 }
 
 // A one-zone request of a key busy here passes on a lease's units, without
@@ -134,7 +137,8 @@ bool Limiter::answer_here(LimitCheck& check, uint64_t now_ms) {
     }
     if (use.ask != 0) {
       check.lease_ask = request;
-      check.lease_ask.lease_units = use.ask;
+      // never more than the zone could ever grant (the script refuses past 2^30)
+    check.lease_ask.lease_units = std::min(use.ask, std::max(request.limits.limit, request.limits.burst));
       check.lease_ask.lease_ms = request.zone->lease_ms;
       check.asked_lease = true;
     }
@@ -173,7 +177,7 @@ void Limiter::lease_answered(LimitCheck& check, const CheckOutcome& outcome) {
 
 const Limiter::KnownZone* Limiter::known_zone(const LeaseReturn& unused) const {
   for (size_t i = 0; i < zone_count_; i++) {
-    if (block_cache_zone_id(*zones_[i].zone, unused.limits) == unused.zone_id) {
+    if ((block_cache_zone_id(*zones_[i].zone, unused.limits) ^ redis_id_) == unused.zone_id) {
       return &zones_[i];
     }
   }

@@ -99,7 +99,9 @@ class Limiter {
     const ZoneConfig* zone;
     size_t counters;
   };
-  void set_zones(const KnownZone* zones, size_t count);
+  // `redis_id` (redis_target_id) keeps the leases of one Redis from being
+  // used, or handed back, with another after a reload.
+  void set_zones(const KnownZone* zones, size_t count, uint64_t redis_id);
 
   // Decides `check` (its zones filled in, at least one). Returns the verdict
   // when it is known at once; otherwise Verdict::none, and `callback(data,
@@ -141,6 +143,7 @@ class Limiter {
   LeaseTable* leases_;
   const KnownZone* zones_ = nullptr;
   size_t zone_count_ = 0;
+  uint64_t redis_id_ = 0;
 };
 
 }  // namespace rate_guard

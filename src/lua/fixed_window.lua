@@ -43,6 +43,7 @@ if with_fixed_window then
       local lifetime_ms = floor(min(lifetime, (index + 1) * window - 1 - now) / 1000)
       -- the units wanted for the lifetime wanted, fewer for a shorter one
       local granted = min(ceil(units * min(1, lifetime_ms * 1000 / lifetime)), floor(remaining / LEASE_SHARE))
+      granted = granted - granted % cost  -- whole requests' worth: less could never be spent
       if lifetime_ms < 1 or granted < 1 then
         granted, lifetime_ms = 0, 0
       end

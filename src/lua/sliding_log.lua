@@ -77,6 +77,7 @@ if with_sliding_log then
     if units and admitted == n then
       local lifetime_ms = floor(lifetime / 1000)
       local granted = min(units, floor(remaining / LEASE_SHARE))
+      granted = granted - granted % cost  -- whole requests' worth: less could never be spent
       local last = start + total - 1
       if lifetime_ms < 1 or granted < 1 then
         granted, lifetime_ms = 0, 0

@@ -170,6 +170,7 @@ if with_sliding_window then
       local lifetime_ms = floor(min(lifetime, (index + SLOTS) * span - window - now) / 1000)
       -- the units wanted for the lifetime wanted, fewer for a shorter one
       local granted = min(ceil(units * min(1, lifetime_ms * 1000 / lifetime)), floor(remaining / LEASE_SHARE))
+      granted = granted - granted % cost  -- whole requests' worth: less could never be spent
       if lifetime_ms < 1 or granted < 1 then
         granted, lifetime_ms = 0, 0
       end

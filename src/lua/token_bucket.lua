@@ -136,6 +136,7 @@ if with_token_bucket then
           from, from_rem = ends, 0
         end
         granted = min(granted, burst - ceil(((from - now) * limit + from_rem) / window))
+        granted = granted - granted % cost  -- whole requests' worth: less could never be spent
         if granted >= 1 then
           -- (products below EXACT: granted <= burst, from - now <= burst*T or window)
           local granted_window = granted * window

@@ -263,6 +263,14 @@ void RedisChecker::cancel(PendingCheck* pending) {
 // when its answer is lost) when there is nothing to give back, or Redis is
 // known to be unreachable.
 void RedisChecker::hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units) {
+  try {
+    add_hand_back(zone, mark, granted, units);
+  } catch (const std::exception&) {
+    // (out of memory) dropped: called from a reply's callbacks, which must go on
+  }
+}
+
+void RedisChecker::add_hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units) {
   if (units == 0 || units > granted || zone.zone == nullptr) {
     return;  // the script would refuse it, and the whole batch with it
   }

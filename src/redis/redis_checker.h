@@ -55,6 +55,8 @@ class RedisChecker final : public CheckClient {
   void cancel(PendingCheck* pending) override;
 
   // Gives back unused units of a lease with the next batch of the key's slot.
+  // Never throws (called from a reply's callbacks): a hand-back that cannot be
+  // queued is dropped.
   void hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units) override;
 
   // Drops the connections without calling any callback (worker exit).
@@ -74,6 +76,7 @@ class RedisChecker final : public CheckClient {
 
  private:
   bool cluster() const { return cluster_ != nullptr; }
+  void add_hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units);
   void reconnect_single(CheckConnection& connection);
   void master_switched(const RedisEndpoint& master);
   void slot_map_done(bool answered);

@@ -320,10 +320,15 @@ TEST_F(Leases, TokenBucketGrantsWhatFitsAfterTheLifetimeOrAfterTheRequests) {
 }
 
 TEST_F(Leases, RequestsOfAnotherCostAreDecidedAsAMergedEntry) {
-  // 4 requests of cost 3 in 40: 28 remain, 7 granted units.
+  // 4 requests of cost 3 in 40: 28 remain, a quarter is 7 units, granted
+  // as whole requests' worth: 6 (a 7th unit could never be spent).
   const Zone zone = with_cost(fixed_window(40, 1000, "fw"), 3);
-  EXPECT_EQ(ask(kT0, zone, 4, 100, 10), (Grant{4, 40, 28, 0, 0, 7, 10, kT0 / kSecond}));
-  EXPECT_EQ(get("fw"), std::to_string(kT0 / kSecond) + ":19");
+  EXPECT_EQ(ask(kT0, zone, 4, 100, 10), (Grant{4, 40, 28, 0, 0, 6, 10, kT0 / kSecond}));
+  EXPECT_EQ(get("fw"), std::to_string(kT0 / kSecond) + ":18");
+  // Fewer than a request's worth: nothing.
+  const Zone big = with_cost(sliding_window(40, 2000, "sw"), 8);
+  EXPECT_EQ(ask(kT0, big, 1, 100, 10).units, 8u);  // 32 left, a quarter is 8
+  EXPECT_EQ(ask(kT0, big, 1, 100, 10).units, 0u);  // 16 left, a quarter is 4 < 8
 }
 
 // ============================================================== hand-backs

@@ -352,7 +352,7 @@ class LimiterLeaseTest : public LimiterTest {
     limiter_ = Limiter(&client_, &cache_, &lock_, &metrics_, &leases_);
     known_[0] = {&per_ip_, 0};
     known_[1] = {&per_key_, 1};
-    limiter_.set_zones(known_, 2);
+    limiter_.set_zones(known_, 2, 7);
   }
 
   // Requests of `ip` from `now_ms` on, one every 10 ms, answered allowed
@@ -715,6 +715,31 @@ TEST_F(LeaseTableTest, AFullLeaseIsRenewedAtHalfItsLifeACutOneOnlyWhenItEnds) {
   // would bring a lease that ends no later.
   EXPECT_TRUE(table_.use(zone_, "cut", 1, now + 30 - kLeaseClockMarginMs - 1, 1000).spent);
   EXPECT_GT(table_.use(zone_, "cut", 1, now + 30 - kLeaseClockMarginMs, 1000).ask, 0u);
+}
+
+}  // namespace
+}  // namespace rate_guard
+
+namespace rate_guard {
+namespace {
+
+TEST_F(LimiterLeaseTest, AReloadToAnotherRedisNeitherSpendsNorHandsBackTheOldLeases) {
+  const size_t asking = until_asked("10.0.0.1", 1000);
+  client_.answer(asking, allowed_with_lease(1000, 900, 50, 100, 1));
+  EXPECT_EQ(spend("10.0.0.1", asked_ms_ + 1, 1), 1u);
+  limiter_.set_zones(known_, 2, 8);  // the workers of a configuration with another Redis
+  EXPECT_EQ(spend("10.0.0.1", asked_ms_ + 2, 1) + spend("10.0.0.1", asked_ms_ + 2, 1), 0u);
+  limiter_.return_leases(asked_ms_ + 200);
+  EXPECT_TRUE(client_.handed_back.empty());  // that Redis never counted them
+}
+
+TEST_F(LeaseTableTest, AKeyServedByAWorkerWhoseClockReadLaterIsNotIdle) {
+  LeaseReturn displaced;
+  uint64_t now = make_demand(table_, zone_, "k");
+  table_.granted(zone_, "k", {10, 100, 1}, 1000, 900, now, now, &displaced);
+  EXPECT_TRUE(table_.use(zone_, "k", 1, now + 5, 1000).spent);
+  LeaseReturn out[2];
+  EXPECT_EQ(table_.take_returns(now + 4, out, 2), 0u);  // this worker read its clock 1 ms before
 }
 
 }  // namespace

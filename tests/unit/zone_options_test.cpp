@@ -302,6 +302,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadArgs{{"zone=a", "rate=1r/s", "lease=on", "lease=off"}, "duplicate option \"lease=\""},
         BadArgs{{"zone=a", "rate=1r/s", "lease_time=61s"}, "lease_time must be between 1ms and 60s in \"lease_time=61s\""},
         BadArgs{{"zone=a", "rate=1r/s", "lease_time=0"}, "lease_time must be between 1ms and 60s in \"lease_time=0\""},
+        BadArgs{{"zone=a", "rate=1r/s", "lease_time=9ms"}, "lease_time must be between 10ms and 60s in \"lease_time=9ms\""},
         BadArgs{{"zone=a", "rate=1r/s", "lease_time=soon"}, "invalid lease_time \"soon\""},
         BadArgs{{"zone=a", "rate=1r/s", "lease_time=1s", "lease_time=2s"}, "duplicate option \"lease_time=\""}));
 
