@@ -270,6 +270,34 @@ void RedisChecker::hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t gr
   }
 }
 
+// A lease granted to a check that timed out or was cancelled: no server will
+// spend it, so it goes back at once rather than stay counted.
+void RedisChecker::give_back_unclaimed_grant(const CheckBatch& batch, const CheckBatch::Member& member,
+                                             const redisReply* reply) {
+  const CheckBatch::Entry& entry = batch.entries[member.entry];
+  ZoneVerdict verdict;
+  LeaseGrant grant;
+  if (entry.kind != CheckBatch::Kind::lease || member.rank != 0 ||
+      !decode_lease_reply(reply, entry.reply_at, entry.count, 0, entry.cost, entry.lease_units, entry.lease_ms,
+                          &verdict, &grant) ||
+      grant.units == 0) {
+    return;
+  }
+  const size_t begin = entry.first_key == 0 ? 0 : batch.key_ends[entry.first_key - 1];
+  const BatchZone zone{std::string_view(batch.keys).substr(begin, batch.key_ends[entry.first_key] - begin),
+                       entry.algorithm, entry.limit, entry.window_ms, entry.burst, 1};
+  try {
+    CheckBatch* open = open_batch(batch.slot);
+    add_hand_back_to_batch(open, zone, grant.mark, grant.units, grant.units);
+    if (open->entries.size() >= kMaxBatchEntries || open->zones >= kMaxBatchZones) {
+      close_batch(open);
+    }
+    arm_timers();
+  } catch (const std::exception&) {
+    // (out of memory) dropped: the units stay counted until they leave the window
+  }
+}
+
 void RedisChecker::add_hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units) {
   if (units == 0 || units > granted || zone.zone == nullptr) {
     return;  // the script would refuse it, and the whole batch with it
@@ -480,6 +508,7 @@ void RedisChecker::handle_batch_reply(CheckBatch* batch, CheckConnection* connec
   for (const CheckBatch::Member& member : batch->checks) {
     PendingCheck* pending = member.check;
     if (!pending->live) {
+      give_back_unclaimed_grant(*batch, member, reply);
       continue;
     }
     verdicts_.resize(member.zones);

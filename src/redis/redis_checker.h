@@ -77,6 +77,8 @@ class RedisChecker final : public CheckClient {
  private:
   bool cluster() const { return cluster_ != nullptr; }
   void add_hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units);
+  void give_back_unclaimed_grant(const CheckBatch& batch, const CheckBatch::Member& member,
+                                 const redisReply* reply);
   void reconnect_single(CheckConnection& connection);
   void master_switched(const RedisEndpoint& master);
   void slot_map_done(bool answered);

@@ -351,6 +351,26 @@ TEST_F(RedisCheckerTest, ALeaseIsGrantedWithAnAllowedCheckAndCounted) {
   EXPECT_EQ(checker->pending_count(), 0u);
 }
 
+// The check that asked was cancelled (its client left): the grant Redis made
+// for it goes back at once, not stranded until it leaves the window.
+TEST_F(RedisCheckerTest, AGrantForACancelledCheckGoesBackAtOnce) {
+  auto checker = make_checker();
+  PendingCheck* asking = send_lease(*checker, "client-c", 4, 5000);
+  ASSERT_NE(asking, nullptr);
+  send(*checker, "client-c");  // joins the lease entry
+  checker->cancel(asking);
+  wait_for(1);
+  ASSERT_EQ(outcomes_.received.size(), 1u);
+  EXPECT_EQ(outcomes_.received[0].decision.remaining, 8u);  // both counted, not the grant
+  send(*checker, "client-c");
+  wait_for(2);
+  ASSERT_EQ(outcomes_.received.size(), 2u);
+  ASSERT_EQ(outcomes_.received[1].error, CheckError::none);
+  // 10 - 3 requests: the grant (2 units here) was handed back before it.
+  EXPECT_EQ(outcomes_.received[1].decision.remaining, 7u);
+  EXPECT_EQ(checker->pending_count(), 0u);
+}
+
 // Checks of the key that ask for none join the lease entry; only the asking
 // one gets the grant.
 TEST_F(RedisCheckerTest, OnlyTheAskingCheckOfALeaseEntryGetsTheGrant) {
