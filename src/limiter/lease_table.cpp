@@ -48,18 +48,10 @@ struct LeaseTable::Entry {
   TableKey key;
 };
 
+// (The cleared header's count of grants with units is 0.)
 LeaseTable::LeaseTable(void* memory, size_t bytes, bool initialize)
-    : header_(static_cast<Header*>(memory)),
-      entries_(reinterpret_cast<Entry*>(static_cast<char*>(memory) + sizeof(Header))) {
-  const size_t buckets = bytes > sizeof(Header) ? (bytes - sizeof(Header)) / (sizeof(Entry) * kWays) : 0;
-  if (initialize || header_->magic != kMagic || header_->buckets != buckets) {
-    std::memset(memory, 0, sizeof(Header) + buckets * kWays * sizeof(Entry));
-    header_->magic = kMagic;
-    header_->seed = random_table_seed();
-    header_->buckets = buckets;
-    header_->grants_with_units.store(0, std::memory_order_relaxed);
-  }
-}
+    : header_(lay_out_table<Header, Entry>(memory, bytes, kWays, kMagic, initialize)),
+      entries_(reinterpret_cast<Entry*>(static_cast<char*>(memory) + sizeof(Header))) {}
 
 size_t LeaseTable::entry_size() {
   return sizeof(Entry);

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 #include "redis/redis_key.h"
@@ -31,5 +32,23 @@ TableKey make_table_key(std::string_view key);
 
 // A random seed for a new table.
 uint64_t random_table_seed();
+
+// Lays a table over `bytes` of `memory` (8-byte aligned): a Header (its
+// first fields uint64_t magic, seed, buckets), then buckets of `ways`
+// Entries, as many as fit. `initialize` clears it; otherwise the entries
+// there are kept when the magic and the bucket count match (a reload that
+// kept the shared zone). Returns the header.
+template <class Header, class Entry>
+Header* lay_out_table(void* memory, size_t bytes, size_t ways, uint64_t magic, bool initialize) {
+  auto* header = static_cast<Header*>(memory);
+  const size_t buckets = bytes > sizeof(Header) ? (bytes - sizeof(Header)) / (sizeof(Entry) * ways) : 0;
+  if (initialize || header->magic != magic || header->buckets != buckets) {
+    std::memset(memory, 0, sizeof(Header) + buckets * ways * sizeof(Entry));
+    header->magic = magic;
+    header->seed = random_table_seed();
+    header->buckets = buckets;
+  }
+  return header;
+}
 
 }  // namespace rate_guard
