@@ -138,7 +138,7 @@ bool Limiter::answer_here(LimitCheck& check, uint64_t now_ms) {
     if (use.ask != 0) {
       check.lease_ask = request;
       // never more than the zone could ever grant (the script refuses past 2^30)
-    check.lease_ask.lease_units = std::min(use.ask, std::max(request.limits.limit, request.limits.burst));
+      check.lease_ask.lease_units = std::min(use.ask, std::max(request.limits.limit, request.limits.burst));
       check.lease_ask.lease_ms = request.zone->lease_ms;
       check.asked_lease = true;
     }
