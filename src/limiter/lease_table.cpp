@@ -115,6 +115,7 @@ LeaseTable::Entry* LeaseTable::find(uint64_t zone_id, const TableKey& key, bool 
   victim->zone_id = zone_id;
   victim->key = key;
   victim->period_ms = now_ms;
+  victim->last_ms = now_ms;  // (not idle, nor the first to go, before its first request)
   return victim;
 }
 
@@ -209,10 +210,10 @@ LeaseUse LeaseTable::use(const LeaseZone& zone, std::string_view key, uint64_t c
 }
 
 bool LeaseTable::granted(const LeaseZone& zone, std::string_view key, const LeaseGrant& grant, uint64_t limit,
-                         uint64_t remaining, uint64_t sent_ms, uint64_t now_ms, LeaseReturn* displaced) {
+                         uint64_t remaining, uint64_t sent_ms, uint64_t now_ms, LeaseReturn* displaced,
+                         uint64_t* lost_units) {
   const TableKey k = make_table_key(key);
-  uint64_t lost = 0;
-  Entry* e = find(zone.zone_id, k, grant.units > 0, now_ms, &lost);
+  Entry* e = find(zone.zone_id, k, grant.units > 0, now_ms, lost_units);
   if (e != nullptr) {
     e->asking_until_ms = 0;
   }

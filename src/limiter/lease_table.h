@@ -80,9 +80,11 @@ class LeaseTable {
   // none; a failed check: none), `limit` and `remaining` as Redis answered
   // the request (remaining not counting the grant). Returns true with
   // `*displaced` filled when units must be handed back at once: a grant too
-  // short to use, or an older one that gave way.
+  // short to use, or an older one that gave way. Units of another key
+  // evicted to make room are added to `*lost_units`.
   bool granted(const LeaseZone& zone, std::string_view key, const LeaseGrant& grant, uint64_t limit,
-               uint64_t remaining, uint64_t sent_ms, uint64_t now_ms, LeaseReturn* displaced);
+               uint64_t remaining, uint64_t sent_ms, uint64_t now_ms, LeaseReturn* displaced,
+               uint64_t* lost_units);
 
   // Takes out up to `max` grants whose units should go back: the lease ended,
   // or its key had no request for half a lease time. Returns how many.

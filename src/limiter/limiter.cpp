@@ -159,16 +159,21 @@ void Limiter::lease_answered(LimitCheck& check, const CheckOutcome& outcome) {
     grant = outcome.lease;
   }
   LeaseReturn displaced;
+  uint64_t lost_units = 0;
   bool returning;
   {
     Locked locked(lock_);
     returning = leases_->granted(lease_zone(check), check.zones[0].key, grant, outcome.decision.limit,
-                                 outcome.decision.remaining, check.sent_ms, check.sent_ms, &displaced);
+                                 outcome.decision.remaining, check.sent_ms, check.sent_ms, &displaced,
+                                 &lost_units);
   }
-  if (metrics_ != nullptr && grant.units != 0) {
+  if (metrics_ != nullptr) {
     ZoneCounters& zone = metrics_->zone(check.books[0].counters);
-    bump(zone.lease_grants);
-    bump(zone.lease_units_granted, grant.units);
+    if (grant.units != 0) {
+      bump(zone.lease_grants);
+      bump(zone.lease_units_granted, grant.units);
+    }
+    bump(zone.lease_units_expired, lost_units);  // as in answer_here, in the zone that evicted
   }
   if (returning) {
     hand_back(displaced);

@@ -548,6 +548,7 @@ class LeaseTableTest : public ::testing::Test {
   std::vector<uint64_t> memory_;
   LeaseTable table_;
   LeaseZone zone_;
+  uint64_t lost_ = 0;
 };
 
 TEST_F(LeaseTableTest, DemandFollowsTheKeysRateHere) {
@@ -580,7 +581,7 @@ TEST_F(LeaseTableTest, TheNextLeaseIsAskedBeforeThisOneRunsOut) {
   }
   ASSERT_EQ(table_.use(zone_, "k", 1, now, 1000).ask, 20u);  // 10 after the first in 50 ms
   LeaseReturn displaced;
-  ASSERT_FALSE(table_.granted(zone_, "k", {20, 100, 1}, 1000, 900, now, now, &displaced));
+  ASSERT_FALSE(table_.granted(zone_, "k", {20, 100, 1}, 1000, 900, now, now, &displaced, &lost_));
   size_t spent = 0;
   while (table_.use(zone_, "k", 1, now, 1000).spent) {
     spent++;
@@ -590,7 +591,7 @@ TEST_F(LeaseTableTest, TheNextLeaseIsAskedBeforeThisOneRunsOut) {
   EXPECT_GE(spent, 1u);
   EXPECT_LT(spent, 20u);
   // The second grant joins what is left of the first, spent first (it ends first).
-  ASSERT_FALSE(table_.granted(zone_, "k", {40, 100, 2}, 1000, 880, now + 10, now + 10, &displaced));
+  ASSERT_FALSE(table_.granted(zone_, "k", {40, 100, 2}, 1000, 880, now + 10, now + 10, &displaced, &lost_));
   uint64_t total = 0;
   while (table_.use(zone_, "k", 1, now + 10, 1000).spent) {
     total++;
@@ -610,9 +611,9 @@ TEST_F(LeaseTableTest, TheNextLeaseIsAskedBeforeThisOneRunsOut) {
 TEST_F(LeaseTableTest, AThirdGrantDisplacesTheOneEndingFirst) {
   LeaseReturn displaced;
   table_.use(zone_, "k", 1, 1000, 1000);
-  ASSERT_FALSE(table_.granted(zone_, "k", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced));
-  ASSERT_FALSE(table_.granted(zone_, "k", {6, 100, 2}, 1000, 900, 1010, 1010, &displaced));
-  ASSERT_TRUE(table_.granted(zone_, "k", {7, 100, 3}, 1000, 900, 1020, 1020, &displaced));
+  ASSERT_FALSE(table_.granted(zone_, "k", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced, &lost_));
+  ASSERT_FALSE(table_.granted(zone_, "k", {6, 100, 2}, 1000, 900, 1010, 1010, &displaced, &lost_));
+  ASSERT_TRUE(table_.granted(zone_, "k", {7, 100, 3}, 1000, 900, 1020, 1020, &displaced, &lost_));
   EXPECT_EQ(displaced.mark, 1u);
   EXPECT_EQ(displaced.units, 5u);
   EXPECT_EQ(displaced.granted, 5u);
@@ -623,7 +624,7 @@ TEST_F(LeaseTableTest, AThirdGrantDisplacesTheOneEndingFirst) {
 TEST_F(LeaseTableTest, DroppedUnitsAreGoneAndNotReturned) {
   LeaseReturn displaced;
   table_.use(zone_, "k", 1, 1000, 1000);
-  table_.granted(zone_, "k", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced);
+  table_.granted(zone_, "k", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced, &lost_);
   EXPECT_TRUE(table_.has_units());
   EXPECT_EQ(table_.drop_all(), 5u);
   EXPECT_FALSE(table_.has_units());
@@ -635,7 +636,7 @@ TEST_F(LeaseTableTest, DroppedUnitsAreGoneAndNotReturned) {
 TEST_F(LeaseTableTest, AReloadThatKeepsTheMemoryKeepsTheLeases) {
   LeaseReturn displaced;
   table_.use(zone_, "k", 1, 1000, 1000);
-  table_.granted(zone_, "k", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced);
+  table_.granted(zone_, "k", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced, &lost_);
   LeaseTable again(memory_.data(), 64 * 1024, false);
   EXPECT_TRUE(again.use(zone_, "k", 1, 1001, 1000).spent);
   LeaseTable fresh(memory_.data(), 64 * 1024, true);
@@ -651,12 +652,29 @@ TEST_F(LeaseTableTest, AFullBucketEvictsKeysWithoutUnitsFirst) {
   ASSERT_EQ(table.capacity(), 4u);
   LeaseReturn displaced;
   table.use(zone_, "held", 1, 1000, 1000);
-  table.granted(zone_, "held", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced);
+  table.granted(zone_, "held", {5, 100, 1}, 1000, 900, 1000, 1000, &displaced, &lost_);
   for (int i = 0; i < 10; i++) {
     const LeaseUse use = table.use(zone_, "cold" + std::to_string(i), 1, 1001 + i, 1000);
     EXPECT_EQ(use.lost_units, 0u);
   }
   EXPECT_TRUE(table.use(zone_, "held", 1, 1020, 1000).spent);
+}
+
+TEST_F(LeaseTableTest, AGrantThatEvictsAnotherKeysUnitsReportsThemLost) {
+  std::vector<uint64_t> small(1024);
+  LeaseTable table(small.data(), 64 + 4 * LeaseTable::entry_size(), true);
+  LeaseReturn displaced;
+  for (int i = 0; i < 4; i++) {
+    const std::string key = "held" + std::to_string(i);
+    table.use(zone_, key, 1, 1000 + i, 1000);
+    table.granted(zone_, key, {5, 100, 1}, 1000, 900, 1000, 1000, &displaced, &lost_);
+  }
+  EXPECT_EQ(lost_, 0u);
+  // A fifth key's grant: the least recently used of the four gives way.
+  table.granted(zone_, "new", {7, 100, 2}, 1000, 900, 1010, 1010, &displaced, &lost_);
+  EXPECT_EQ(lost_, 5u);
+  EXPECT_FALSE(table.use(zone_, "held0", 1, 1011, 1000).spent);
+  EXPECT_TRUE(table.use(zone_, "new", 1, 1011, 1000).spent);
 }
 
 }  // namespace
@@ -704,13 +722,13 @@ uint64_t make_demand(LeaseTable& table, const LeaseZone& zone, const char* key) 
 TEST_F(LeaseTableTest, AFullLeaseIsRenewedAtHalfItsLifeACutOneOnlyWhenItEnds) {
   LeaseReturn displaced;
   uint64_t now = make_demand(table_, zone_, "full");
-  table_.granted(zone_, "full", {1000, 100, 1}, 1000, 5000, now, now, &displaced);
+  table_.granted(zone_, "full", {1000, 100, 1}, 1000, 5000, now, now, &displaced, &lost_);
   const uint64_t end = now + 100 - kLeaseClockMarginMs;
   EXPECT_TRUE(table_.use(zone_, "full", 1, end - 51, 1000).spent);
   EXPECT_GT(table_.use(zone_, "full", 1, end - 49, 1000).ask, 0u);
 
   now = make_demand(table_, zone_, "cut");
-  table_.granted(zone_, "cut", {1000, 30, 2}, 1000, 5000, now, now, &displaced);
+  table_.granted(zone_, "cut", {1000, 30, 2}, 1000, 5000, now, now, &displaced, &lost_);
   // Redis cut it to 30 ms (its sub-window ends): asking again before then
   // would bring a lease that ends no later.
   EXPECT_TRUE(table_.use(zone_, "cut", 1, now + 30 - kLeaseClockMarginMs - 1, 1000).spent);
@@ -736,7 +754,7 @@ TEST_F(LimiterLeaseTest, AReloadToAnotherRedisNeitherSpendsNorHandsBackTheOldLea
 TEST_F(LeaseTableTest, AKeyServedByAWorkerWhoseClockReadLaterIsNotIdle) {
   LeaseReturn displaced;
   uint64_t now = make_demand(table_, zone_, "k");
-  table_.granted(zone_, "k", {10, 100, 1}, 1000, 900, now, now, &displaced);
+  table_.granted(zone_, "k", {10, 100, 1}, 1000, 900, now, now, &displaced, &lost_);
   EXPECT_TRUE(table_.use(zone_, "k", 1, now + 5, 1000).spent);
   LeaseReturn out[2];
   EXPECT_EQ(table_.take_returns(now + 4, out, 2), 0u);  // this worker read its clock 1 ms before
