@@ -43,14 +43,19 @@ struct Zone {
   size_t index;                      // in MainConf::zones and in the metrics
 };
 
-// One `rate_guard zone=NAME [cost=N]` line: a zone applied in a location.
-// The zone is found once the whole http block is read, so zones may be
-// defined after the lines that apply them.
+// One `rate_guard zone=NAME [cost=N] [count=before|after] [if=$var]` line: a
+// zone applied in a location. The zone is found once the whole http block is
+// read, so zones may be defined after the lines that apply them.
 struct ZoneApplication {
   ngx_str_t zone_name;
   Zone* zone;
   uint64_t cost;
   ngx_http_complex_value_t* cost_value;  // `cost=$var`, or nullptr
+  // `count=after`: checked before the request (cost 0: is any quota left?),
+  // counted in the log phase with the cost evaluated then, if `if_value`
+  // (nullptr: always) is neither empty nor "0".
+  bool count_after;
+  ngx_http_complex_value_t* if_value;
   ngx_str_t file;
   ngx_uint_t line;
 };
@@ -60,6 +65,7 @@ struct MainConf {
   NgxRedisTls redis_tls;  // with tls=on
   ngx_array_t zones;  // of Zone
   bool used;          // some location applies a zone
+  bool counts_after;  // some location applies a zone with count=after
   size_t block_cache_size;  // 0: off
   ngx_shm_zone_t* block_cache_zone;
   ngx_shm_zone_t* metrics_zone;
@@ -103,6 +109,9 @@ struct RequestCtx {
   ngx_http_request_t* request;
   LocConf* lcf;  // the location that made the check
   bool answered;  // the phase handler has acted on the verdict
+  bool counted_after;  // the log phase has counted the count=after zones
+  // The line of each zone of `check` (its zones skip the lines of empty keys).
+  const ZoneApplication** lines;
   rate_guard::LimitCheck check;
 };
 static_assert(std::is_trivially_destructible<RequestCtx>::value, "lives in an nginx pool");
@@ -347,10 +356,21 @@ char* rate_guard_apply_zone(ngx_conf_t* cf, ngx_command_t*, void* conf) {
       return static_cast<char*>(NGX_CONF_ERROR);
     }
   }
+  line->count_after = parsed.value().count_after;
+  line->if_value = nullptr;
+  if (!parsed.value().if_variable.empty()) {
+    line->if_value = compile_complex_value(cf, parsed.value().if_variable);
+    if (line->if_value == nullptr) {
+      return static_cast<char*>(NGX_CONF_ERROR);
+    }
+  }
   line->file = cf->conf_file->file.name;
   line->line = cf->conf_file->line;
   auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
   mcf->used = true;
+  if (line->count_after) {
+    mcf->counts_after = true;
+  }
   return NGX_CONF_OK;
 }
 
@@ -714,6 +734,10 @@ bool evaluate_zone(ngx_http_request_t* r, const ZoneApplication& line, rate_guar
     request->limits = limits.value();
     books->block_cache_id = rate_guard::block_cache_zone_id(*zone->config, request->limits);
   }
+  if (line.count_after) {
+    request->cost = 0;  // is any quota left? The count comes after the response.
+    return true;
+  }
   if (line.cost_value != nullptr) {
     if (ngx_http_complex_value(r, line.cost_value, &text) != NGX_OK) {
       return false;
@@ -745,10 +769,11 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
   auto* ctx = static_cast<RequestCtx*>(ngx_palloc(r->pool, sizeof(RequestCtx)));
   auto* zones = static_cast<rate_guard::ZoneRequest*>(ngx_palloc(r->pool, total * sizeof(rate_guard::ZoneRequest)));
   auto* books = static_cast<rate_guard::ZoneBooks*>(ngx_palloc(r->pool, total * sizeof(rate_guard::ZoneBooks)));
-  if (ctx == nullptr || zones == nullptr || books == nullptr) {
+  auto* lines = static_cast<const ZoneApplication**>(ngx_palloc(r->pool, total * sizeof(ZoneApplication*)));
+  if (ctx == nullptr || zones == nullptr || books == nullptr || lines == nullptr) {
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
   }
-  new (ctx) RequestCtx{r, lcf, false, {}};
+  new (ctx) RequestCtx{r, lcf, false, false, lines, {}};
   rate_guard::LimitCheck& check = ctx->check;
   check.zones = zones;
   check.books = books;
@@ -764,6 +789,7 @@ ngx_int_t start_check(ngx_http_request_t* r, LocConf* lcf) {
     const size_t n = check.count++;
     new (&zones[n]) rate_guard::ZoneRequest();
     new (&books[n]) rate_guard::ZoneBooks();
+    lines[n] = &applied[i];
     if (!evaluate_zone(r, applied[i], &zones[n], &books[n])) {
       check.invalid_zone = n;  // the zones after it are not evaluated
     }
@@ -813,6 +839,72 @@ ngx_int_t access_handler(ngx_http_request_t* r) {
   }
   return exception_barrier(r->connection->log, static_cast<ngx_int_t>(NGX_HTTP_INTERNAL_SERVER_ERROR),
                            [r] { return run_access_phase(r); });
+}
+
+// ---- counting after the response -----------------------------------------
+
+// Whether `value` (an `if=`, or a cost) says "nothing to count": empty or "0".
+bool counts_nothing(const ngx_str_t& value) {
+  return value.len == 0 || (value.len == 1 && value.data[0] == '0');
+}
+
+// The count=after zones of a request that went on (passed, or the fail
+// policy let it through), each with its `if=` and cost evaluated now, when
+// $status and $upstream_http_* are known. The count goes to Redis with the
+// next batch; nothing waits for it.
+void count_after_response(ngx_http_request_t* r, RequestCtx* ctx) {
+  const rate_guard::LimitCheck& check = ctx->check;
+  const bool went_on = check.verdict == Verdict::passed ||
+                       (check.verdict == Verdict::error && ctx->lcf->fail == kFailOpen);
+  if (ctx->counted_after || !went_on) {
+    return;
+  }
+  ctx->counted_after = true;
+  ngx_str_t text;
+  for (size_t n = 0; n < check.count; n++) {
+    const ZoneApplication& line = *ctx->lines[n];
+    if (!line.count_after || (check.invalid_zone && n >= *check.invalid_zone)) {
+      continue;
+    }
+    if (line.if_value != nullptr &&
+        (ngx_http_complex_value(r, line.if_value, &text) != NGX_OK || counts_nothing(text))) {
+      continue;
+    }
+    rate_guard::ZoneRequest request = check.zones[n];
+    request.cost = line.cost;
+    if (line.cost_value != nullptr) {
+      if (ngx_http_complex_value(r, line.cost_value, &text) != NGX_OK || counts_nothing(text)) {
+        continue;  // the upstream reported no cost
+      }
+      auto cost = rate_guard::request_cost(to_string_view(text));
+      if (cost) {
+        cost = rate_guard::cost_for_zone(*request.zone, cost.value());
+      }
+      if (!cost) {
+        log_bad_value(r, cost.error() + ": not counted");
+        limiter.charge_invalid(check.books[n]);
+        continue;
+      }
+      request.cost = cost.value();
+    }
+    limiter.charge(request, check.books[n]);
+  }
+}
+
+ngx_int_t log_handler(ngx_http_request_t* r) {
+  RequestCtx* ctx = get_ctx(r);
+  if (ctx == nullptr) {
+    return NGX_OK;
+  }
+  return exception_barrier(r->connection->log, static_cast<ngx_int_t>(NGX_OK), [r, ctx] {
+    count_after_response(r, ctx);
+    return static_cast<ngx_int_t>(NGX_OK);
+  });
+}
+
+// A charge the Redis client could not deliver.
+void on_charge_lost(void*, uint32_t counters, uint64_t units) noexcept {
+  limiter.charge_lost(counters, units);
 }
 
 // ---- response headers ----------------------------------------------------
@@ -1024,8 +1116,15 @@ ngx_int_t postconfiguration(ngx_conf_t* cf) {
   auto* h = static_cast<ngx_http_handler_pt*>(handlers->elts);
   ngx_memmove(h + 1, h, (handlers->nelts - 1) * sizeof(ngx_http_handler_pt));
   h[0] = access_handler;
-
   auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_guard_module));
+  if (mcf->counts_after) {
+    auto* log = static_cast<ngx_http_handler_pt*>(ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers));
+    if (log == nullptr) {
+      return NGX_ERROR;
+    }
+    *log = log_handler;
+  }
+
   if (mcf->used && mcf->block_cache_size > 0) {
     ngx_str_t name = ngx_string("rate_guard_block_cache");
     mcf->block_cache_zone = ngx_shared_memory_add(cf, &name, mcf->block_cache_size + lease_table_bytes(),
@@ -1086,6 +1185,7 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
       worker->zones.push_back({zones[i].config, zones[i].index});
     }
     limiter.set_zones(worker->zones.data(), worker->zones.size(), rate_guard::redis_target_id(*mcf->redis));
+    worker->checker.set_charge_lost(on_charge_lost, nullptr);
     if (worker->leases) {
       worker->lease_timer = worker->loop.make_timer(
           [] {

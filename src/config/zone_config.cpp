@@ -286,6 +286,8 @@ Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options) {
   ZoneUse use;
   bool have_zone = false;
   bool have_cost = false;
+  bool have_count = false;
+  bool have_if = false;
 
   for (std::string_view token : options) {
     Result<Option> option = split_option(token);
@@ -322,6 +324,26 @@ Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options) {
       use.cost = cost.value();
       have_cost = true;
 
+    } else if (name == "count") {
+      if (have_count) {
+        return fail<ZoneUse>(duplicate_option(name));
+      }
+      if (value != "before" && value != "after") {
+        return fail<ZoneUse>("invalid " + quoted(token) + ", expected \"count=before\" or \"count=after\"");
+      }
+      use.count_after = value == "after";
+      have_count = true;
+
+    } else if (name == "if") {
+      if (have_if) {
+        return fail<ZoneUse>(duplicate_option(name));
+      }
+      if (!has_variable(value)) {
+        return fail<ZoneUse>("invalid " + quoted(token) + ", expected a variable, such as \"if=$login_failed\"");
+      }
+      use.if_variable = std::string(value);
+      have_if = true;
+
     } else {
       return fail<ZoneUse>("unknown option " + quoted(token));
     }
@@ -329,6 +351,11 @@ Result<ZoneUse> parse_zone_use(const std::vector<std::string_view>& options) {
 
   if (!have_zone) {
     return fail<ZoneUse>(missing_option("zone"));
+  }
+  if (have_if && !use.count_after) {
+    // Before the response nothing tells whether it will be counted: "if="
+    // decides the count made after it.
+    return fail<ZoneUse>("\"if=\" needs \"count=after\"");
   }
   return Result<ZoneUse>::success(std::move(use));
 }

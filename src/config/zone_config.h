@@ -64,6 +64,11 @@ struct ZoneUse {
   std::string zone;
   uint64_t cost = 1;
   std::string cost_variable;  // `cost=$var`: evaluated per request (cost is then 0)
+  // `count=after`: the request is counted after its response (nginx's log
+  // phase), with its cost evaluated then, and only when `if=` (if given) is
+  // neither empty nor "0"; before it, a check only asks whether quota remains.
+  bool count_after = false;
+  std::string if_variable;  // `if=$var`, with count=after only
 };
 
 // A per-request cost from a variable's value: 1..kMaxCost.

@@ -1,5 +1,6 @@
 #include "limiter/block_cache.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "limiter/table_key.h"
@@ -8,7 +9,7 @@ namespace rate_guard {
 
 namespace {
 
-constexpr uint64_t kMagic = 0x7267626c6f636b31ULL;  // "rgblock1"
+constexpr uint64_t kMagic = 0x7267626c6f636b32ULL;  // "rgblock2"
 constexpr size_t kWays = 4;                         // entries per bucket
 
 }  // namespace
@@ -21,6 +22,7 @@ struct BlockCache::Header {
 
 struct BlockCache::Entry {
   uint64_t until_ms;  // 0: empty
+  uint64_t held_until_ms;  // answered here until then: until_ms, at most kMaxRejectionHoldMs
   uint64_t zone_id;
   uint64_t limit;
   uint64_t remaining;
@@ -57,7 +59,7 @@ bool BlockCache::lookup(uint64_t zone_id, std::string_view key, uint64_t cost, u
   const Entry* bucket = entries_ + (h % header_->buckets) * kWays;
   for (size_t i = 0; i < kWays; i++) {
     const Entry& e = bucket[i];
-    if (e.until_ms > now_ms && e.zone_id == zone_id && e.cost == cost && e.key == k) {
+    if (e.held_until_ms > now_ms && e.zone_id == zone_id && e.cost == cost && e.key == k) {
       out->limit = e.limit;
       out->remaining = e.remaining;
       out->reset_ms = e.until_ms - now_ms + 1;  // the millisecond taken off in record()
@@ -85,11 +87,12 @@ void BlockCache::record(uint64_t zone_id, std::string_view key, uint64_t cost, u
       slot = &e;
       break;
     }
-    if (e.until_ms < slot->until_ms) {
+    if (e.held_until_ms < slot->held_until_ms) {
       slot = &e;
     }
   }
   slot->until_ms = until;
+  slot->held_until_ms = std::min(until, sent_ms + kMaxRejectionHoldMs);
   slot->zone_id = zone_id;
   slot->limit = limit;
   slot->remaining = remaining;

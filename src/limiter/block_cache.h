@@ -8,6 +8,11 @@
 // (other requests can only add). The local expiry is computed from the moment
 // the check was *sent* and one millisecond early, so it never outlives the
 // time Redis measured, whatever the round trip took.
+//
+// A rule the operator writes to Redis (an unban, a higher limit) can let a
+// key through earlier: an entry answers here for at most kMaxRejectionHoldMs
+// (the key then goes to Redis once, and is cached again if still blocked),
+// so a lifted ban reaches every server within that time.
 #pragma once
 
 #include <cstddef>
@@ -22,6 +27,8 @@ namespace rate_guard {
 // algorithm or burst changed on reload does not match the entries of its old
 // self, nor does a request of another tier (a variable rate).
 uint64_t block_cache_zone_id(const ZoneConfig& zone, const RequestLimits& limits);
+
+constexpr uint64_t kMaxRejectionHoldMs = 1000;
 
 struct CachedRejection {
   uint64_t limit = 0;

@@ -16,6 +16,9 @@ namespace rate_guard {
 struct ZoneRequest {
   const ZoneConfig* zone = nullptr;
   std::string_view key;  // the client key; binary-safe
+  // 0: count=after's check before the request, which asks whether a request
+  // of cost 1 would pass and counts nothing (the count comes after the
+  // response, see CheckClient::charge).
   uint64_t cost = 1;
   RequestLimits limits;  // the zone's, or this request's for a variable rate
   // A lease asked along with the request (one-zone checks only): up to
@@ -49,7 +52,15 @@ struct CheckOutcome {
   CheckError error = CheckError::none;  // none: `decision` holds the answer
   Decision decision;
   LeaseGrant lease;  // with a lease asked and the request allowed
+  // The zones (bit i: zone i, the first 32) that a ban written to Redis
+  // rejected, and those decided under an override (a rate or unlimited).
+  uint32_t banned_zones = 0;
+  uint32_t overridden_zones = 0;
 };
+
+// Called for a charge (CheckClient::charge) Redis never recorded, with its
+// `tag` and units.
+using ChargeLostCallback = void (*)(void* data, uint32_t tag, uint64_t units);
 
 // Called once with the outcome, unless the check was cancelled first.
 using CheckCallback = void (*)(void* data, const CheckOutcome& outcome);
@@ -77,6 +88,15 @@ class CheckClient {
   // unused). Sent with the next batch; no answer is awaited, and one that is
   // lost leaves the units counted until they leave the window (bounded).
   virtual void hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units) = 0;
+
+  // Counts `zone.cost` units (1 or more) for `zone` after the response
+  // (count=after), whether or not they fit its limit: the request was
+  // served. Sent with the next batch; nobody waits for it. False when it
+  // cannot be sent (Redis known to be down); otherwise, should Redis never
+  // record it (an error, the connection lost), the callback of
+  // set_charge_lost() fires later with `tag`.
+  virtual bool charge(const ZoneRequest& zone, uint32_t tag) = 0;
+  virtual void set_charge_lost(ChargeLostCallback callback, void* data) = 0;
 };
 
 }  // namespace rate_guard

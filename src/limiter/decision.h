@@ -14,6 +14,10 @@ struct ZoneVerdict {
   // Milliseconds until this zone lets the next request through: 0 while
   // `remaining` > 0; for a rejected request, until that request would pass.
   uint64_t reset_ms = 0;
+  // Decided by a rule written to Redis: rejected by a ban, or under an
+  // override (a rate of the key's own, or unlimited).
+  bool banned = false;
+  bool overridden = false;
 };
 
 // The request's answer: allowed only if every zone allowed it. `zone_index` is

@@ -28,6 +28,12 @@ constexpr uint64_t kLeaseAskTimeoutMs = 1000;
 // Unused grants handed back per call of return_leases().
 constexpr size_t kReturnsPerCall = 64;
 
+// count=after's check before the request (cost 0) asks what a request of
+// cost 1 asks: they share the blocked-key cache's entries.
+uint64_t cached_cost(const ZoneRequest& request) {
+  return request.cost == 0 ? 1 : request.cost;
+}
+
 }  // namespace
 
 Limiter::Limiter(CheckClient* client, BlockCache* cache, CacheLock* lock, Metrics* metrics, LeaseTable* leases)
@@ -113,8 +119,9 @@ LeaseZone Limiter::lease_zone(const LimitCheck& check) const {
 // that goes to Redis may carry the ask for its key's next lease (never for
 // a blocked key).
 bool Limiter::answer_here(LimitCheck& check, uint64_t now_ms) {
+  // (count=after's check before the request, cost 0, counts nothing: no lease)
   const bool leased = leases_ != nullptr && check.count == 1 && check.zones[0].zone->lease &&
-                      check.zones[0].key.size() <= kMaxRawKeyBytes;
+                      check.zones[0].cost != 0 && check.zones[0].key.size() <= kMaxRawKeyBytes;
   if (!leased && cache_ == nullptr) {
     return false;
   }
@@ -228,6 +235,30 @@ void Limiter::return_leases(uint64_t now_ms) {
   }
 }
 
+void Limiter::charge(const ZoneRequest& zone, const ZoneBooks& books) {
+  const bool sent = client_ != nullptr && zone.cost != 0 && client_->charge(zone, static_cast<uint32_t>(books.counters));
+  if (metrics_ != nullptr) {
+    ZoneCounters& counters = metrics_->zone(books.counters);
+    bump(counters.after_counts);
+    bump(counters.after_units, zone.cost);
+    if (!sent) {
+      bump(counters.after_counts_lost);
+    }
+  }
+}
+
+void Limiter::charge_lost(uint32_t counters, uint64_t) {
+  if (metrics_ != nullptr && counters < metrics_->zone_count()) {
+    bump(metrics_->zone(counters).after_counts_lost);
+  }
+}
+
+void Limiter::charge_invalid(const ZoneBooks& books) {
+  if (metrics_ != nullptr) {
+    bump(metrics_->zone(books.counters).invalid_value);
+  }
+}
+
 void Limiter::drop_leases() {
   if (leases_ == nullptr || !leases_->has_units()) {
     return;
@@ -245,7 +276,7 @@ bool Limiter::blocked_in_cache(const LimitCheck& check, uint64_t now_ms, CheckOu
   CachedRejection hit;
   for (size_t i = 0; i < check.count; i++) {
     const ZoneRequest& request = check.zones[i];
-    if (cache_->lookup(check.books[i].block_cache_id, request.key, request.cost, now_ms, &hit)) {
+    if (cache_->lookup(check.books[i].block_cache_id, request.key, cached_cost(request), now_ms, &hit)) {
       outcome->decision = {false, i, hit.limit, hit.remaining, hit.reset_ms};
       return true;
     }
@@ -260,13 +291,15 @@ void Limiter::remember_rejection(const LimitCheck& check, const CheckOutcome& ou
   const Decision& d = outcome.decision;
   const ZoneRequest& request = check.zones[d.zone_index];
   Locked locked(lock_);
-  cache_->record(check.books[d.zone_index].block_cache_id, request.key, request.cost, check.sent_ms, d.limit,
-                 d.remaining, d.reset_ms);
+  cache_->record(check.books[d.zone_index].block_cache_id, request.key, cached_cost(request), check.sent_ms,
+                 d.limit, d.remaining, d.reset_ms);
 }
 
 void Limiter::decide(LimitCheck& check, const CheckOutcome& outcome) {
   check.error = outcome.error;
   check.decision = outcome.decision;
+  check.banned_zones = outcome.banned_zones;
+  check.overridden_zones = outcome.overridden_zones;
   if (outcome.error != CheckError::none) {
     check.verdict = Verdict::error;
   } else if (outcome.decision.allowed) {
@@ -311,6 +344,14 @@ void Limiter::count(const LimitCheck& check) {
   }
   if (check.from_block_cache) {
     bump(decider.block_cache_hits);
+  }
+  for (size_t i = 0; i < check.count && i < 32 && (check.banned_zones | check.overridden_zones) != 0; i++) {
+    if ((check.banned_zones >> i & 1) != 0) {
+      bump(metrics_->zone(check.books[i].counters).banned);
+    }
+    if ((check.overridden_zones >> i & 1) != 0) {
+      bump(metrics_->zone(check.books[i].counters).overridden);
+    }
   }
 }
 

@@ -58,6 +58,9 @@ struct LimitCheck {
   Decision decision;                    // decision.zone_index: the zone that decided
   bool from_block_cache = false;
   bool from_lease = false;  // admitted from a lease: Remaining is an estimate
+  // The zones (bit i: zone i) a ban rejected / decided under an override.
+  uint32_t banned_zones = 0;
+  uint32_t overridden_zones = 0;
 
   // Whether the client has the check: the callback is still to come.
   bool waiting() const { return pending != nullptr; }
@@ -118,6 +121,18 @@ class Limiter {
   // idle. Called every few milliseconds by each worker; cheap when no lease
   // holds units.
   void return_leases(uint64_t now_ms);
+
+  // Counts `zone.cost` units (1 or more) of a request after its response
+  // (count=after), whether or not they fit: sent with the next batch, never
+  // awaited. Counted in the zone's metrics (`books.counters`), as lost at
+  // once when Redis is known to be down.
+  void charge(const ZoneRequest& zone, const ZoneBooks& books);
+  // A charge the client could not deliver (CheckClient::set_charge_lost;
+  // `counters`: the tag charge() gave it).
+  void charge_lost(uint32_t counters, uint64_t units);
+  // A count after the response not made: its cost (a per-request value) was
+  // invalid. Counted as an invalid value of the zone.
+  void charge_invalid(const ZoneBooks& books);
 
   // The connection to Redis was lost (a check answered `disconnected` or
   // `unavailable`): what Redis counted may be gone (a restart without its

@@ -7,7 +7,7 @@
 namespace rate_guard {
 
 namespace {
-constexpr uint64_t kMagic = 0x72676d6574726933ULL;  // "rgmetri3": a new layout starts from zero
+constexpr uint64_t kMagic = 0x72676d6574726934ULL;  // "rgmetri4": a new layout starts from zero
 
 struct ZoneSlot {
   char name[Metrics::kMaxZoneName + 1];
@@ -83,9 +83,10 @@ std::string render_prometheus(const Metrics& metrics) {
 #define RATE_GUARD_RENDER_ZONE(field, help) RATE_GUARD_RENDER_ZONE_AS("rate_guard_requests_", field, help)
   RATE_GUARD_ZONE_COUNTERS(RATE_GUARD_RENDER_ZONE)
 #undef RATE_GUARD_RENDER_ZONE
-#define RATE_GUARD_RENDER_LEASE(field, help) RATE_GUARD_RENDER_ZONE_AS("rate_guard_", field, help)
-  RATE_GUARD_LEASE_COUNTERS(RATE_GUARD_RENDER_LEASE)
-#undef RATE_GUARD_RENDER_LEASE
+#define RATE_GUARD_RENDER_NAMED(field, help) RATE_GUARD_RENDER_ZONE_AS("rate_guard_", field, help)
+  RATE_GUARD_LEASE_COUNTERS(RATE_GUARD_RENDER_NAMED)
+  RATE_GUARD_RULE_COUNTERS(RATE_GUARD_RENDER_NAMED)
+#undef RATE_GUARD_RENDER_NAMED
 #undef RATE_GUARD_RENDER_ZONE_AS
 
   const RedisCounters& redis = metrics.redis();

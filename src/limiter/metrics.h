@@ -29,6 +29,16 @@ namespace rate_guard {
   X(lease_units_returned, "Unused lease units handed back to Redis.")                     \
   X(lease_units_expired, "Unused lease units not handed back (token_bucket's, or lost with an evicted entry): Redis counts them until they leave the window.")
 
+// Per zone too, named rate_guard_<name>_total: the operator's rules (bans
+// and overrides written to Redis) and the counts made after the response
+// (count=after).
+#define RATE_GUARD_RULE_COUNTERS(X)                                                       \
+  X(banned, "Requests rejected by a ban written to Redis.")                               \
+  X(overridden, "Requests decided under a per-key override written to Redis (a rate, or unlimited).") \
+  X(after_counts, "Counts sent after the response (count=after).")                        \
+  X(after_units, "Units of the counts sent after the response (their cost).")             \
+  X(after_counts_lost, "Counts after the response that Redis never recorded: down, an error reply, the connection lost.")
+
 #define RATE_GUARD_REDIS_COUNTERS(X)                                                      \
   X(round_trips, "Check commands sent to Redis.")                                         \
   X(errors, "Checks that ended in an error: timeout, dropped connection, error reply.")   \
@@ -42,6 +52,7 @@ struct ZoneCounters {
 #define RATE_GUARD_DECLARE(name, help) std::atomic<uint64_t> name{0};
   RATE_GUARD_ZONE_COUNTERS(RATE_GUARD_DECLARE)
   RATE_GUARD_LEASE_COUNTERS(RATE_GUARD_DECLARE)
+  RATE_GUARD_RULE_COUNTERS(RATE_GUARD_DECLARE)
 #undef RATE_GUARD_DECLARE
 };
 

@@ -79,5 +79,14 @@ constexpr int kCheckReplyFieldsPerLease = 8;
 constexpr int kCheckHandBackHeader = -2;
 constexpr int kCheckReplyFieldsPerHandBack = 1;
 constexpr int kLeaseShare = 4;
+// The zone count that starts a charge (count=after), and the integers
+// answering it.
+constexpr int kCheckChargeHeader = -3;
+constexpr int kCheckReplyFieldsPerCharge = 1;
+// The kinds of the rule events after the entries' integers (k * 2 + kind).
+constexpr int kRuleBanned = 0;
+constexpr int kRuleOverride = 1;
+// A lease lives at most this long, so a ban reaches a leased key within it.
+constexpr int kMaxLeaseLifetimeMs = 1000;
 
 }  // namespace rate_guard

@@ -118,28 +118,74 @@ bool locate_batch_reply(CheckBatch* batch, const redisReply* reply) {
   size_t fields = 0;
   for (CheckBatch::Entry& entry : batch->entries) {
     entry.reply_at = fields;
-    if (entry.kind == CheckBatch::Kind::request) {
-      fields += entry.count > 1 ? kCheckReplyFieldsPerMerged : entry.zones * kCheckReplyFieldsPerZone;
-    } else {
-      fields += entry.kind == CheckBatch::Kind::lease ? kCheckReplyFieldsPerLease : kCheckReplyFieldsPerHandBack;
+    switch (entry.kind) {
+      case CheckBatch::Kind::request:
+        fields += entry.count > 1 ? kCheckReplyFieldsPerMerged : entry.zones * kCheckReplyFieldsPerZone;
+        break;
+      case CheckBatch::Kind::lease: fields += kCheckReplyFieldsPerLease; break;
+      case CheckBatch::Kind::hand_back: fields += kCheckReplyFieldsPerHandBack; break;
+      case CheckBatch::Kind::charge: fields += kCheckReplyFieldsPerCharge; break;
     }
   }
-  return reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == fields;
+  if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements < fields) {
+    return false;
+  }
+  // The rule events: k * 2 + kind, k the key's place in KEYS from 1.
+  batch->key_rules.assign(batch->zones, 0);
+  for (size_t i = fields; i < reply->elements; i++) {
+    const redisReply* event = reply->element[i];
+    if (event->type != REDIS_REPLY_INTEGER || event->integer < 2) {
+      return false;
+    }
+    const auto k = static_cast<uint64_t>(event->integer / 2);
+    if (k > batch->zones) {
+      return false;
+    }
+    batch->key_rules[k - 1] |= event->integer % 2 == kRuleBanned ? kRuleBitBanned : kRuleBitOverride;
+  }
+  return true;
 }
+
+namespace {
+
+void mark_rules(const CheckBatch& batch, size_t first_key, size_t zones, ZoneVerdict* verdicts) {
+  for (size_t i = 0; i < zones && first_key + i < batch.key_rules.size(); i++) {
+    verdicts[i].banned = (batch.key_rules[first_key + i] & kRuleBitBanned) != 0;
+    verdicts[i].overridden = (batch.key_rules[first_key + i] & kRuleBitOverride) != 0;
+  }
+}
+
+}  // namespace
 
 bool decode_member_reply(const CheckBatch& batch, const CheckBatch::Member& member, const redisReply* reply,
                          ZoneVerdict* verdicts, LeaseGrant* lease) {
   const CheckBatch::Entry& entry = batch.entries[member.entry];
+  bool decoded;
   if (entry.kind != CheckBatch::Kind::request) {
     LeaseGrant unused;
-    return entry.kind == CheckBatch::Kind::lease && member.zones == 1 &&
-           decode_lease_reply(reply, entry.reply_at, entry.count, member.rank, entry.cost, entry.lease_units,
-                              entry.lease_ms, verdicts, lease != nullptr ? lease : &unused);
+    decoded = entry.kind == CheckBatch::Kind::lease && member.zones == 1 &&
+              decode_lease_reply(reply, entry.reply_at, entry.count, member.rank, entry.cost, entry.lease_units,
+                                 entry.lease_ms, verdicts, lease != nullptr ? lease : &unused);
+  } else if (entry.count > 1) {
+    decoded = member.zones == 1 &&
+              decode_merged_reply(reply, entry.reply_at, entry.count, member.rank, entry.cost, verdicts);
+  } else {
+    decoded = member.zones == entry.zones && decode_fields(reply, entry.reply_at, entry.zones, verdicts);
   }
-  if (entry.count > 1) {
-    return member.zones == 1 && decode_merged_reply(reply, entry.reply_at, entry.count, member.rank, entry.cost, verdicts);
+  if (decoded) {
+    mark_rules(batch, entry.first_key, member.zones, verdicts);
   }
-  return member.zones == entry.zones && decode_fields(reply, entry.reply_at, entry.zones, verdicts);
+  return decoded;
+}
+
+std::string_view key_of(const CheckBatch& batch, size_t index) {
+  const size_t begin = index == 0 ? 0 : batch.key_ends[index - 1];
+  return std::string_view(batch.keys).substr(begin, batch.key_ends[index] - begin);
+}
+
+std::string_view rule_key_of(const CheckBatch& batch, size_t index) {
+  const size_t begin = index == 0 ? 0 : batch.rule_key_ends[index - 1];
+  return std::string_view(batch.rule_keys).substr(begin, batch.rule_key_ends[index] - begin);
 }
 
 bool CheckBatch::has_live_check() const {
@@ -147,7 +193,7 @@ bool CheckBatch::has_live_check() const {
 }
 
 bool CheckBatch::waited_for() const {
-  return hand_backs > 0 || has_live_check();
+  return hand_backs > 0 || charges > 0 || has_live_check();
 }
 
 void LiveChecks::add(PendingCheck* check) {
@@ -223,9 +269,13 @@ void CheckPool::release_batch(CheckBatch* batch) {
   batch->zones = 0;
   batch->keys.clear();
   batch->key_ends.clear();
+  batch->rule_keys.clear();
+  batch->rule_key_ends.clear();
+  batch->key_rules.clear();
   batch->args.clear();
   batch->arg_ends.clear();
   batch->hand_backs = 0;
+  batch->charges = 0;
   std::fill(batch->last_entry.begin(), batch->last_entry.end(), 0);
   std::free(batch->command);  // allocated by hiredis's formatter
   batch->command = nullptr;
@@ -249,9 +299,11 @@ uint32_t& last_entry_of(CheckBatch* batch, std::string_view key) {
   return batch->last_entry[std::hash<std::string_view>{}(key) & (kLastEntrySlots - 1)];
 }
 
-std::string_view key_of(const CheckBatch& batch, size_t index) {
-  const size_t begin = index == 0 ? 0 : batch.key_ends[index - 1];
-  return std::string_view(batch.keys).substr(begin, batch.key_ends[index] - begin);
+void append_keys(CheckBatch* batch, const BatchZone& zone) {
+  batch->keys.append(zone.key);
+  batch->key_ends.push_back(batch->keys.size());
+  batch->rule_keys.append(zone.rule_key);
+  batch->rule_key_ends.push_back(batch->rule_keys.size());
 }
 
 // `check`'s one zone `zone` (its place in the check: `index`) joins the
@@ -263,7 +315,10 @@ bool join_entry(CheckBatch* batch, PendingCheck* check, const BatchZone& zone, u
     return false;
   }
   CheckBatch::Entry& entry = batch->entries[last - 1];
-  if (entry.zones != 1 || entry.kind == CheckBatch::Kind::hand_back || entry.algorithm != zone.algorithm || entry.limit != zone.limit ||
+  // (a cost of 0, count=after's check before the request, is never merged:
+  // the script takes no merged entry of it)
+  if (entry.zones != 1 || entry.kind == CheckBatch::Kind::hand_back || entry.kind == CheckBatch::Kind::charge ||
+      zone.cost == 0 || entry.algorithm != zone.algorithm || entry.limit != zone.limit ||
       entry.window_ms != zone.window_ms || entry.burst != zone.burst || entry.cost != zone.cost ||
       key_of(*batch, entry.first_key) != zone.key) {
     return false;
@@ -287,8 +342,7 @@ CheckBatch::Entry& add_one_zone_entry(CheckBatch* batch, CheckBatch::Kind kind, 
   batch->entries.push_back({static_cast<uint32_t>(batch->key_ends.size()), 1,
                             static_cast<uint32_t>(batch->arg_ends.size()), count, zone.algorithm, zone.limit,
                             zone.window_ms, zone.burst, zone.cost, 0, kind});
-  batch->keys.append(zone.key);
-  batch->key_ends.push_back(batch->keys.size());
+  append_keys(batch, zone);
   last_entry_of(batch, zone.key) = entry_index + 1;
   batch->args.append(header);
   batch->arg_ends.push_back(batch->args.size());
@@ -326,6 +380,13 @@ void add_hand_back_to_batch(CheckBatch* batch, const BatchZone& zone, uint64_t m
   batch->hand_backs++;
 }
 
+void add_charge_to_batch(CheckBatch* batch, const BatchZone& zone, uint32_t tag) {
+  static_assert(kCheckChargeHeader == -3, "sent as \"-3\"");
+  static_assert(entry_extra_args(CheckBatch::Kind::charge) == 0, "the zone only");
+  add_one_zone_entry(batch, CheckBatch::Kind::charge, "-3", {}, zone, 0).tag = tag;
+  batch->charges++;
+}
+
 void add_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone* zones, const uint16_t* slots,
                   size_t count, uint16_t slot, bool merge) {
   size_t in_slot = 0;
@@ -356,8 +417,7 @@ void add_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone* zones
                            static_cast<uint32_t>(batch->zone_index.size())});
   for (size_t i = 0; i < count; i++) {
     if (slots[i] == slot) {
-      batch->keys.append(zones[i].key);
-      batch->key_ends.push_back(batch->keys.size());
+      append_keys(batch, zones[i]);
       batch->zone_index.push_back(static_cast<uint16_t>(i));
       last_entry_of(batch, zones[i].key) = entry_index + 1;
     }
@@ -404,6 +464,8 @@ void split_into_zones(CheckPool& pool, CheckBatch* batch, const std::function<vo
       part->retried = batch->retried;
       part->keys.assign(key_of(*batch, key));
       part->key_ends.push_back(part->keys.size());
+      part->rule_keys.assign(rule_key_of(*batch, key));
+      part->rule_key_ends.push_back(part->rule_keys.size());
       part->zone_index.push_back(batch->zone_index[member.zone_at + i]);
       part->args = "1";
       part->arg_ends.push_back(1);
@@ -428,7 +490,7 @@ bool BatchFormatter::format(CheckBatch* batch, const std::string& script_sha, ui
   // the time, R, then each merged or lease entry's count.
   counts_.clear();
   count_ends_.clear();
-  for (uint64_t value : {static_cast<uint64_t>(batch->zones), now_us, static_cast<uint64_t>(batch->entries.size())}) {
+  for (uint64_t value : {static_cast<uint64_t>(2 * batch->zones), now_us, static_cast<uint64_t>(batch->entries.size())}) {
     append_number(counts_, value);
     count_ends_.push_back(counts_.size());
   }
@@ -465,6 +527,11 @@ bool BatchFormatter::format(CheckBatch* batch, const std::string& script_sha, ui
     add(batch->keys.data() + begin, end - begin);
     begin = end;
   }
+  begin = 0;
+  for (size_t end : batch->rule_key_ends) {
+    add(batch->rule_keys.data() + begin, end - begin);
+    begin = end;
+  }
   add_count();  // the time: 0, Redis's
   add_count();  // R
   for (const CheckBatch::Entry& entry : batch->entries) {
@@ -479,7 +546,7 @@ bool BatchFormatter::format(CheckBatch* batch, const std::string& script_sha, ui
       add_count();
       add_args(entry.first_arg + 1, args_end);
     } else {
-      add_args(entry.first_arg, args_end);  // a request, or a hand-back: "-2", u, g, mark, the zone
+      add_args(entry.first_arg, args_end);  // a request; a hand-back: "-2", u, g, mark, the zone; a charge: "-3", the zone
     }
   }
   char* command = nullptr;

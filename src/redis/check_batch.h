@@ -51,7 +51,11 @@ using PendingCheck = CheckClient::PendingCheck;
 // ask for none may join it as they would a merged entry. A hand-back is an
 // entry without a check: nobody waits for its answer, but it touches its
 // key (no later check joins an entry before it), and a batch holding one is
-// sent even when no check of it is live.
+// sent even when no check of it is live. A charge (count=after's count after
+// the response) is the same kind of entry, named by a tag for its loss.
+//
+// Every zone travels with its key's rule key (bans and overrides): the
+// script's KEYS are the state keys, then the rule keys, in the same order.
 struct CheckBatch : InFlight {
   uint16_t slot = 0;
   struct Member {  // a check in the batch
@@ -66,6 +70,7 @@ struct CheckBatch : InFlight {
     request,    // a request (count 1) or a merged entry (count more than 1)
     lease,      // a lease entry: its first check asks for the lease
     hand_back,  // a hand-back: no check (count 0)
+    charge,     // a count after the response: no check (count 0)
   };
   struct Entry {  // an entry of the script call
     uint32_t first_key;  // index in `key_ends`
@@ -77,17 +82,24 @@ struct CheckBatch : InFlight {
     Kind kind = Kind::request;
     uint64_t lease_units = 0;  // a lease entry's U and lifetime asked
     uint64_t lease_ms = 0;
+    uint32_t tag = 0;  // a charge's, for ChargeLostCallback
   };
   std::vector<Entry> entries;
   std::vector<uint16_t> zone_index;  // of each zone of each check, in its check
   size_t zones = 0;    // keys sent
-  std::string keys;  // the KEYS, back to back
+  std::string keys;  // the state keys, back to back
   std::vector<size_t> key_ends;
+  std::string rule_keys;  // the rule key of each, back to back
+  std::vector<size_t> rule_key_ends;
+  // After locate_batch_reply: per key, the rules the reply named
+  // (kRuleBit* bits).
+  std::vector<uint8_t> key_rules;
   // Each entry's zone count (or header), then (lease: U and the lifetime;
   // hand-back: u, g and the mark), then its zones' arguments.
   std::string args;
   std::vector<size_t> arg_ends;
   size_t hand_backs = 0;  // hand-back entries
+  size_t charges = 0;     // charge entries
   // By a hash of a key: 1 + the index of the last entry that has a zone of
   // a key of that hash, 0 for none (a check joins that entry only if it is
   // of the same key: then no later entry touched the key).
@@ -98,22 +110,31 @@ struct CheckBatch : InFlight {
   bool asking = false;   // last sent behind ASKING
   uint8_t redirects = 0;
 
-  // Some check of it is still live, or it holds a hand-back (sent anyway;
-  // released when answered or failed, as every batch).
+  // Some check of it is still live, or it holds a hand-back or a charge
+  // (sent anyway; released when answered or failed, as every batch).
   bool waited_for() const;
   bool has_live_check() const;
 };
+
+// The state key and the rule key of key `index` (from 0) of `batch`.
+std::string_view key_of(const CheckBatch& batch, size_t index);
+std::string_view rule_key_of(const CheckBatch& batch, size_t index);
 
 // The arguments of an entry between its header and its zones' arguments.
 constexpr uint32_t entry_extra_args(CheckBatch::Kind kind) {
   return kind == CheckBatch::Kind::lease ? 2 : kind == CheckBatch::Kind::hand_back ? 3 : 0;
 }
 
-// One zone of a check as the batch needs it: its Redis key and arguments.
+// One zone of a check as the batch needs it: its Redis keys and arguments.
 struct BatchZone {
   std::string_view key;
+  std::string_view rule_key;
   uint64_t algorithm, limit, window_ms, burst, cost;
 };
+
+// CheckBatch::key_rules.
+constexpr uint8_t kRuleBitBanned = 1;
+constexpr uint8_t kRuleBitOverride = 2;
 
 // The checks waiting for their outcome, in the order they were made.
 class LiveChecks {
@@ -172,6 +193,10 @@ void add_lease_to_batch(CheckBatch* batch, PendingCheck* check, const BatchZone&
 void add_hand_back_to_batch(CheckBatch* batch, const BatchZone& zone, uint64_t mark, uint64_t granted,
                             uint64_t units);
 
+// A charge of `zone.cost` units (1 or more) for `zone`, as an entry of
+// `batch` without a check, named `tag`.
+void add_charge_to_batch(CheckBatch* batch, const BatchZone& zone, uint32_t tag);
+
 // Decodes `zones` verdicts of the check script's reply (4 integers per zone),
 // starting at zone `first_zone` of the reply, into `verdicts`.
 bool decode_check_reply(const redisReply* reply, size_t first_zone, size_t zones, ZoneVerdict* verdicts);
@@ -192,21 +217,24 @@ bool decode_lease_reply(const redisReply* reply, size_t first_field, size_t coun
                         uint64_t units, uint64_t lease_ms, ZoneVerdict* verdict, LeaseGrant* lease);
 
 // Whether `reply` is an array of as many integers as `batch`'s entries are
-// answered with; notes where each entry's answer starts.
+// answered with, then the rule events; notes where each entry's answer
+// starts, and the rules named for each key in batch->key_rules.
 bool locate_batch_reply(CheckBatch* batch, const redisReply* reply);
 
 // The verdicts of `member`'s zones in `batch` (after locate_batch_reply),
 // into `verdicts`: a merged entry's answer fanned out to its checks in the
-// order they came (the first ones pass). For a lease entry's member,
-// `*lease` is written (its grant, or zero); otherwise left alone.
+// order they came (the first ones pass), each marked banned or overridden
+// as the reply's rule events say. For a lease entry's member, `*lease` is
+// written (its grant, or zero); otherwise left alone.
 bool decode_member_reply(const CheckBatch& batch, const CheckBatch::Member& member, const redisReply* reply,
                          ZoneVerdict* verdicts, LeaseGrant* lease = nullptr);
 
 // While a slot migrates: `batch` cut into batches of one zone each, for the
 // zones of its checks still live (each a part its check now waits for,
 // instead of the batch), each given to `send`; `batch` is released. A lease
-// asked goes on as a plain request (nothing granted), and hand-backs are
-// dropped (the units stay counted until they leave the window: bounded).
+// asked goes on as a plain request (nothing granted), and hand-backs and
+// charges are dropped (the caller reports the charges lost first; a
+// hand-back's units stay counted until they leave the window: bounded).
 void split_into_zones(CheckPool& pool, CheckBatch* batch, const std::function<void(CheckBatch* part)>& send);
 
 // EVALSHA sha numkeys KEYS... 0 R ARGS... (EVAL with the script text before

@@ -164,11 +164,15 @@ void RedisChecker::locate_keys(const ZoneRequest* zones, size_t count) {
   const KeyLayout layout = cluster() ? KeyLayout::hash_tagged : KeyLayout::plain;
   keys_.clear();
   key_ends_.clear();
+  rule_keys_.clear();
+  rule_key_ends_.clear();
   zone_slots_.clear();
   for (size_t i = 0; i < count; i++) {
     const size_t begin = keys_.size();
     append_redis_key(keys_, config_.prefix, *zones[i].zone, zones[i].key, layout);
     key_ends_.push_back(keys_.size());
+    append_rule_key(rule_keys_, config_.prefix, zones[i].zone->name, zones[i].key, layout);
+    rule_key_ends_.push_back(rule_keys_.size());
     zone_slots_.push_back(
         cluster() ? cluster_key_slot(std::string_view(keys_).substr(begin, keys_.size() - begin)) : 0);
   }
@@ -178,8 +182,10 @@ void RedisChecker::make_batch_zones(const ZoneRequest* zones, size_t count) {
   batch_zones_.clear();
   for (size_t i = 0; i < count; i++) {
     const size_t begin = i == 0 ? 0 : key_ends_[i - 1];
+    const size_t rule_begin = i == 0 ? 0 : rule_key_ends_[i - 1];
     const RequestLimits& limits = zones[i].limits;
     batch_zones_.push_back({std::string_view(keys_).substr(begin, key_ends_[i] - begin),
+                            std::string_view(rule_keys_).substr(rule_begin, rule_key_ends_[i] - rule_begin),
                             static_cast<uint64_t>(zones[i].zone->algorithm), limits.limit, limits.window_ms,
                             limits.burst, zones[i].cost});
   }
@@ -283,9 +289,8 @@ void RedisChecker::give_back_unclaimed_grant(const CheckBatch& batch, const Chec
       grant.units == 0) {
     return;
   }
-  const size_t begin = entry.first_key == 0 ? 0 : batch.key_ends[entry.first_key - 1];
-  const BatchZone zone{std::string_view(batch.keys).substr(begin, batch.key_ends[entry.first_key] - begin),
-                       entry.algorithm, entry.limit, entry.window_ms, entry.burst, 1};
+  const BatchZone zone{key_of(batch, entry.first_key), rule_key_of(batch, entry.first_key), entry.algorithm,
+                       entry.limit, entry.window_ms, entry.burst, 1};
   try {
     CheckBatch* open = open_batch(batch.slot);
     add_hand_back_to_batch(open, zone, grant.mark, grant.units, grant.units);
@@ -315,6 +320,56 @@ void RedisChecker::add_hand_back(const ZoneRequest& zone, uint64_t mark, uint64_
     close_batch(batch);
   }
   arm_timers();
+}
+
+bool RedisChecker::charge(const ZoneRequest& zone, uint32_t tag) {
+  try {
+    return add_charge(zone, tag);
+  } catch (const std::exception&) {
+    return false;  // (out of memory) lost, and counted so by the caller
+  }
+}
+
+void RedisChecker::set_charge_lost(ChargeLostCallback callback, void* data) {
+  charge_lost_ = callback;
+  charge_lost_data_ = data;
+}
+
+bool RedisChecker::add_charge(const ZoneRequest& zone, uint32_t tag) {
+  if (zone.cost == 0 || zone.zone == nullptr) {
+    return false;  // the script would refuse it, and the whole batch with it
+  }
+  locate_keys(&zone, 1);
+  const uint16_t slot = zone_slots_[0];
+  if (!usable_for(slot)) {
+    return false;
+  }
+  make_batch_zones(&zone, 1);
+  CheckBatch* batch = open_batch(slot);
+  add_charge_to_batch(batch, batch_zones_[0], tag);
+  if (batch->entries.size() >= kMaxBatchEntries || batch->zones >= kMaxBatchZones) {
+    close_batch(batch);
+  }
+  arm_timers();
+  return true;
+}
+
+// The charges of `batch`, which Redis did not record.
+void RedisChecker::lose_charges(const CheckBatch& batch) {
+  if (batch.charges == 0 || charge_lost_ == nullptr) {
+    return;
+  }
+  for (const CheckBatch::Entry& entry : batch.entries) {
+    if (entry.kind == CheckBatch::Kind::charge) {
+      charge_lost_(charge_lost_data_, entry.tag, entry.cost);
+    }
+  }
+}
+
+// A batch given up on before Redis answered it.
+void RedisChecker::release_unanswered(CheckBatch* batch) {
+  lose_charges(*batch);
+  pool_.release_batch(batch);
 }
 
 void RedisChecker::complete(PendingCheck* pending, const CheckOutcome& outcome) {
@@ -452,7 +507,7 @@ void RedisChecker::fail_batch(CheckBatch* batch, CheckError error) {
       complete(member.check, outcome);
     }
   }
-  pool_.release_batch(batch);
+  release_unanswered(batch);
 }
 
 void RedisChecker::on_batch_reply(void* self, CheckConnection* connection, InFlight* sent, redisReply* reply) {
@@ -483,8 +538,9 @@ void RedisChecker::handle_batch_reply(CheckBatch* batch, CheckConnection* connec
       }
       if (starts_with(reply, "TRYAGAIN")) {
         if (!batch->has_live_check()) {
-          pool_.release_batch(batch);  // hand-backs only: dropped, not retried for ever
+          release_unanswered(batch);  // hand-backs and charges only: dropped, not retried for ever
         } else if (batch->zones > 1) {
+          lose_charges(*batch);
           split_into_zones(pool_, batch, [this](CheckBatch* part) { route(part); });  // each key where it is
         } else {
           retry_later(batch);
@@ -526,6 +582,10 @@ void RedisChecker::handle_batch_reply(CheckBatch* batch, CheckConnection* connec
     }
     if (--pending->parts_left == 0) {
       outcome.decision = combine_verdicts(pending->verdicts.data(), pending->zones);
+      for (size_t i = 0; i < pending->zones && i < 32; i++) {
+        outcome.banned_zones |= pending->verdicts[i].banned ? 1u << i : 0;
+        outcome.overridden_zones |= pending->verdicts[i].overridden ? 1u << i : 0;
+      }
       complete(pending, outcome);
     }
   }
@@ -555,6 +615,7 @@ bool RedisChecker::follow_redirect(CheckBatch* batch, const redisReply* reply) {
   bump(counters_->redirects);
   if (!moved && batch->zones > 1) {
     // Keys half migrated: each zone on its own, asked of the importing master.
+    lose_charges(*batch);
     split_into_zones(pool_, batch, [this, connection](CheckBatch* part) {
       if (!formatter_.format(part, shared_.script_sha) || !send_batch(part, connection, true)) {
         fail_batch(part, CheckError::disconnected);
@@ -582,7 +643,7 @@ void RedisChecker::shutdown() {
     std::vector<CheckBatch*> batches;
     batches.swap(*waiting);
     for (CheckBatch* batch : batches) {
-      pool_.release_batch(batch);
+      release_unanswered(batch);
     }
   }
   if (sentinel_) {

@@ -59,6 +59,12 @@ class RedisChecker final : public CheckClient {
   // queued is dropped.
   void hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units) override;
 
+  // Counts `zone.cost` units after the response with the next batch of the
+  // key's slot. Never throws: false when it cannot be queued (Redis known to
+  // be down, out of memory).
+  bool charge(const ZoneRequest& zone, uint32_t tag) override;
+  void set_charge_lost(ChargeLostCallback callback, void* data) override;
+
   // Drops the connections without calling any callback (worker exit).
   void shutdown();
 
@@ -77,6 +83,9 @@ class RedisChecker final : public CheckClient {
  private:
   bool cluster() const { return cluster_ != nullptr; }
   void add_hand_back(const ZoneRequest& zone, uint64_t mark, uint64_t granted, uint64_t units);
+  bool add_charge(const ZoneRequest& zone, uint32_t tag);
+  void lose_charges(const CheckBatch& batch);
+  void release_unanswered(CheckBatch* batch);
   void give_back_unclaimed_grant(const CheckBatch& batch, const CheckBatch::Member& member,
                                  const redisReply* reply);
   void reconnect_single(CheckConnection& connection);
@@ -124,6 +133,9 @@ class RedisChecker final : public CheckClient {
   std::unique_ptr<CheckConnection> single_;
   std::unique_ptr<ClusterRouter> cluster_;
 
+  ChargeLostCallback charge_lost_ = nullptr;
+  void* charge_lost_data_ = nullptr;
+
   LiveChecks live_;  // checks waiting for their answer
   std::vector<PendingCheck*> expired_;
   std::vector<CheckConnection*> late_;  // reused by every sweep
@@ -143,6 +155,8 @@ class RedisChecker final : public CheckClient {
   // Scratch space reused by every check.
   std::string keys_;  // the Redis keys of one check's zones, back to back
   std::vector<size_t> key_ends_;
+  std::string rule_keys_;  // their rule keys
+  std::vector<size_t> rule_key_ends_;
   std::vector<uint16_t> zone_slots_;
   std::vector<BatchZone> batch_zones_;
   std::vector<ZoneVerdict> verdicts_;

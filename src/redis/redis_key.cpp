@@ -50,6 +50,11 @@ void append_redis_key(std::string& out, std::string_view prefix, std::string_vie
   }
 }
 
+void append_rule_key(std::string& out, std::string_view prefix, std::string_view zone,
+                     std::string_view client_key, KeyLayout layout) {
+  append_redis_key(out, prefix, zone, "!rule", client_key, layout);
+}
+
 // CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis
 // Cluster's key slots are taken from.
 uint16_t crc16_xmodem(std::string_view data) {

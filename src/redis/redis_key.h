@@ -40,6 +40,13 @@ void append_redis_key(std::string& out, std::string_view prefix, const ZoneConfi
 void append_redis_key(std::string& out, std::string_view prefix, std::string_view zone, std::string_view mark,
                       std::string_view client_key, KeyLayout layout = KeyLayout::plain);
 
+// Appends the key of the operator's rules (a ban, an override) for a zone
+// and client key: "<prefix><zone>!rule:<client_key>", digested and
+// hash-tagged as the zone's state keys (so in their slot). One per zone,
+// whatever its algorithm; '!' is in no zone name, so no state key is one.
+void append_rule_key(std::string& out, std::string_view prefix, std::string_view zone,
+                     std::string_view client_key, KeyLayout layout = KeyLayout::plain);
+
 // Redis Cluster's key slot: CRC16 of the key's hash tag (or of the whole key
 // without one) modulo 16384, as CLUSTER KEYSLOT computes it.
 constexpr uint16_t kClusterSlots = 16384;

@@ -54,13 +54,15 @@ class MergedEntries : public CheckScriptTest {
       check->zones = request.size();
       check->batches = check->parts_left = 0;
       keys_.clear();
+      rule_keys_.clear();
       for (const Zone& zone : request) {
         keys_.push_back(prefix + zone.key);
+        rule_keys_.push_back(prefix + "!rule:" + zone.key);
       }
       std::vector<BatchZone> zones;
       for (size_t i = 0; i < request.size(); ++i) {
         const Zone& zone = request[i];
-        zones.push_back({keys_[i], static_cast<uint64_t>(zone.algorithm), zone.limit, zone.window_ms, zone.burst,
+        zones.push_back({keys_[i], rule_keys_[i], static_cast<uint64_t>(zone.algorithm), zone.limit, zone.window_ms, zone.burst,
                          zone.cost});
       }
       const std::vector<uint16_t> slots(request.size(), 0);
@@ -287,6 +289,7 @@ class MergedEntries : public CheckScriptTest {
   CheckPool pool_;
   BatchFormatter formatter_;
   std::vector<std::string> keys_;
+  std::vector<std::string> rule_keys_;
   size_t exact_expiry_rounds_ = 0;  // both scripts within one millisecond
   size_t partly_passed_ = 0;        // merged entries some checks of which passed, not all
 };

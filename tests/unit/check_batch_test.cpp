@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
 
+#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,24 +28,32 @@ class CheckBatchTest : public ::testing::Test {
  protected:
   void TearDown() override { pool_.release_batch(batch_); }
 
+  // `zone` as the batch takes it: fixed_window, its rule key "!<key>".
+  BatchZone batch_zone(const Zone& zone) {
+    rule_keys_.push_back("!" + zone.key);
+    return {zone.key, rule_keys_.back(), 2, zone.limit, 60000, zone.limit, zone.cost};
+  }
+
   // A one-zone check of `zone` asking for a lease of `units` for `lease_ms`.
   PendingCheck* add_lease(const Zone& zone, uint64_t units, uint64_t lease_ms) {
     PendingCheck* check = pool_.acquire_check();
     check->zones = 1;
-    add_lease_to_batch(batch_, check, {zone.key, 2, zone.limit, 60000, zone.limit, zone.cost}, 0, units, lease_ms);
+    add_lease_to_batch(batch_, check, batch_zone(zone), 0, units, lease_ms);
     return check;
   }
 
   void add_hand_back(const Zone& zone, uint64_t mark, uint64_t granted, uint64_t units) {
-    add_hand_back_to_batch(batch_, {zone.key, 2, zone.limit, 60000, zone.limit, zone.cost}, mark, granted, units);
+    add_hand_back_to_batch(batch_, batch_zone(zone), mark, granted, units);
   }
+
+  void add_charge(const Zone& zone, uint32_t tag) { add_charge_to_batch(batch_, batch_zone(zone), tag); }
 
   PendingCheck* add(const std::vector<Zone>& zones, bool merge = true) {
     PendingCheck* check = pool_.acquire_check();
     check->zones = zones.size();
     std::vector<BatchZone> batch_zones;
     for (const Zone& zone : zones) {
-      batch_zones.push_back({zone.key, 2, zone.limit, 60000, zone.limit, zone.cost});
+      batch_zones.push_back(batch_zone(zone));
     }
     const std::vector<uint16_t> slots(zones.size(), 0);
     add_to_batch(batch_, check, batch_zones.data(), slots.data(), zones.size(), 0, merge);
@@ -65,6 +74,8 @@ class CheckBatchTest : public ::testing::Test {
         text = "lease " + text + " x " + std::to_string(entry.count);
       } else if (entry.kind == CheckBatch::Kind::hand_back) {
         text = "back " + text;
+      } else if (entry.kind == CheckBatch::Kind::charge) {
+        text = "charge " + text + " tag " + std::to_string(entry.tag);
       } else if (entry.count > 1) {
         text += " x " + std::to_string(entry.count);
       }
@@ -73,8 +84,24 @@ class CheckBatchTest : public ::testing::Test {
     return out;
   }
 
-  // The arguments of the formatted command, parsed back from RESP.
+  // The arguments of the formatted command, without the rule keys: those
+  // are checked to follow the state keys, each "!<its state key>".
   std::vector<std::string> formatted() {
+    std::vector<std::string> args = raw_formatted();
+    const size_t keys = std::stoul(args.at(2));
+    EXPECT_EQ(keys % 2, 0u);
+    EXPECT_EQ(keys, 2 * batch_->zones);
+    for (size_t k = 0; k < keys / 2; ++k) {
+      EXPECT_EQ(args.at(3 + keys / 2 + k), "!" + args.at(3 + k)) << k;
+    }
+    args.erase(args.begin() + 3 + static_cast<std::ptrdiff_t>(keys / 2),
+               args.begin() + 3 + static_cast<std::ptrdiff_t>(keys));
+    args[2] = std::to_string(keys / 2);
+    return args;
+  }
+
+  // The arguments of the formatted command, parsed back from RESP.
+  std::vector<std::string> raw_formatted() {
     EXPECT_TRUE(formatter_.format(batch_, "sha", 0));
     std::vector<std::string> args;
     std::string_view rest(batch_->command, batch_->command_len);
@@ -96,6 +123,7 @@ class CheckBatchTest : public ::testing::Test {
   CheckPool pool_;
   BatchFormatter formatter_;
   CheckBatch* batch_ = pool_.acquire_batch();
+  std::deque<std::string> rule_keys_;  // the rule keys the batch's views point into
 };
 
 TEST_F(CheckBatchTest, ChecksOfOneKeyAndZoneAreOneEntry) {
@@ -478,6 +506,102 @@ TEST_F(CheckBatchTest, SplitIntoZonesTurnsLeaseEntriesIntoPlainPartsAndDropsHand
     EXPECT_EQ(check->parts_left, check->zones);
     check->live = false;
   }
+}
+
+// Every zone travels with its rule key: KEYS are the state keys, then the
+// rule keys in the same order, and numkeys counts both.
+TEST_F(CheckBatchTest, TheRuleKeysFollowTheStateKeys) {
+  add({{"a"}, {"b"}});
+  add({{"c"}});
+  EXPECT_EQ(raw_formatted(), (std::vector<std::string>{"EVALSHA", "sha", "6", "a", "b", "c", "!a", "!b", "!c", "0",
+                                                       "2",  //
+                                                       "2", "2", "10", "60000", "10", "1", "2", "10", "60000", "10",
+                                                       "1",  //
+                                                       "1", "2", "10", "60000", "10", "1"}));
+}
+
+// count=after's check before the request (cost 0) asks without counting:
+// the script takes no merged entry of it, so each is an entry of its own.
+TEST_F(CheckBatchTest, ChecksOfCostZeroAreNeverMerged) {
+  add({{"a", 0}});
+  add({{"a", 0}});
+  add({{"a"}});
+  add({{"a"}});
+  EXPECT_EQ(entries(), (std::vector<std::string>{"a", "a", "a x 2"}));
+}
+
+// A charge: -3, its zone (the cost the units); no check, a barrier for its
+// key, and the batch is sent for it alone.
+TEST_F(CheckBatchTest, AChargeIsAnEntryWithoutACheckThatEndsTheEntryOfItsKey) {
+  add({{"a"}});
+  add_charge({"a", 7}, 3);
+  add({{"a"}});
+  add({{"a"}});
+  EXPECT_EQ(entries(), (std::vector<std::string>{"a", "charge a tag 3", "a x 2"}));
+  EXPECT_EQ(batch_->charges, 1u);
+  EXPECT_EQ(batch_->checks.size(), 3u);
+  EXPECT_EQ(formatted(), (std::vector<std::string>{"EVALSHA", "sha", "3", "a", "a", "a", "0", "3",  //
+                                                   "1", "2", "10", "60000", "10", "1",              //
+                                                   "-3", "2", "10", "60000", "10", "7",             //
+                                                   "0", "2", "2", "10", "60000", "10", "1"}));
+  // Answered by one integer.
+  const FakeReply reply({1, 10, 9, 0, 2, 2, 10, 7, 0, 0});
+  ASSERT_TRUE(locate_batch_reply(batch_, &reply.array));
+  EXPECT_EQ(batch_->entries[1].reply_at, 4u);
+  EXPECT_EQ(batch_->entries[2].reply_at, 5u);
+}
+
+TEST_F(CheckBatchTest, ABatchOfOnlyChargesIsWaitedFor) {
+  EXPECT_FALSE(batch_->waited_for());
+  add_charge({"a", 2}, 0);
+  EXPECT_TRUE(batch_->waited_for());
+  EXPECT_FALSE(batch_->has_live_check());
+}
+
+// After the entries' integers: one event per zone a rule decided, k * 2 +
+// kind, k the key's place in KEYS from 1. Each member of the entry is marked.
+TEST_F(CheckBatchTest, RuleEventsMarkTheZonesTheyName) {
+  PendingCheck* two = add({{"a"}, {"b"}});
+  PendingCheck* merged_first = add({{"c"}});
+  PendingCheck* merged_second = add({{"c"}});
+  ASSERT_EQ(entries(), (std::vector<std::string>{"a+b", "c x 2"}));
+  (void)two, (void)merged_first, (void)merged_second;
+  // a: allowed under an override; b: rejected by a ban; c: nothing.
+  const FakeReply reply({1, 10, 9, 0, 0, 10, 0, 5000, 2, 10, 8, 0, 0,  //
+                         1 * 2 + kRuleOverride, 2 * 2 + kRuleBanned});
+  ASSERT_TRUE(locate_batch_reply(batch_, &reply.array));
+  ZoneVerdict v[2];
+  ASSERT_TRUE(decode_member_reply(*batch_, batch_->checks[0], &reply.array, v));
+  EXPECT_TRUE(v[0].overridden);
+  EXPECT_FALSE(v[0].banned);
+  EXPECT_TRUE(v[1].banned);
+  EXPECT_FALSE(v[1].overridden);
+  for (size_t member : {1, 2}) {
+    ZoneVerdict c;
+    c.banned = c.overridden = true;  // overwritten
+    ASSERT_TRUE(decode_member_reply(*batch_, batch_->checks[member], &reply.array, &c));
+    EXPECT_FALSE(c.banned);
+    EXPECT_FALSE(c.overridden);
+  }
+  const FakeReply merged_banned({1, 10, 9, 0, 0, 10, 0, 5000, 0, 10, 0, 0, 3000, 3 * 2 + kRuleBanned});
+  ASSERT_TRUE(locate_batch_reply(batch_, &merged_banned.array));
+  for (size_t member : {1, 2}) {
+    ZoneVerdict c;
+    ASSERT_TRUE(decode_member_reply(*batch_, batch_->checks[member], &merged_banned.array, &c));
+    EXPECT_TRUE(c.banned);
+    EXPECT_FALSE(c.allowed);
+    EXPECT_EQ(c.reset_ms, 3000u);
+  }
+}
+
+TEST_F(CheckBatchTest, RuleEventsNamingNoKeyAreABadReply) {
+  add({{"a"}});
+  for (long long event : {0LL, 1LL, -3LL, 2 * 2 + 0LL, 2 * 2 + 1LL}) {
+    const FakeReply reply({1, 10, 9, 0, event});
+    EXPECT_FALSE(locate_batch_reply(batch_, &reply.array)) << event;
+  }
+  const FakeReply good({1, 10, 9, 0, 1 * 2 + 0LL});
+  EXPECT_TRUE(locate_batch_reply(batch_, &good.array));
 }
 
 }  // namespace

@@ -55,6 +55,28 @@ class FakeCheckClient : public CheckClient {
   }
   std::vector<HandBack> handed_back;
 
+  struct Charge {
+    std::string key;
+    uint64_t cost;
+    uint32_t tag;
+  };
+  bool charge(const ZoneRequest& zone, uint32_t tag) override {
+    if (down) {
+      return false;
+    }
+    charged.push_back({std::string(zone.key), zone.cost, tag});
+    return true;
+  }
+  void set_charge_lost(ChargeLostCallback callback, void* data) override {
+    lost_callback = callback;
+    lost_data = data;
+  }
+  // What the real client does with a charge Redis did not record.
+  void lose(size_t index) { lost_callback(lost_data, charged.at(index).tag, charged.at(index).cost); }
+  std::vector<Charge> charged;
+  ChargeLostCallback lost_callback = nullptr;
+  void* lost_data = nullptr;
+
   // Answers check `index` as the real client would: never once cancelled.
   void answer(size_t index, const CheckOutcome& outcome) {
     Asked& asked = asked_.at(index);
@@ -212,12 +234,12 @@ TEST_F(LimiterTest, ARejectionIsServedFromTheBlockCacheWithoutAskingTheClient) {
   client_.answer(0, rejected(0, 10, 5000));
 
   LimitCheck& again = request("10.0.0.1");
-  EXPECT_EQ(check(again, 2000), Verdict::rejected);
+  EXPECT_EQ(check(again, 1900), Verdict::rejected);
   EXPECT_EQ(client_.checks(), 1u);
   EXPECT_TRUE(again.from_block_cache);
   EXPECT_EQ(again.decision.limit, 10u);
   EXPECT_EQ(again.decision.remaining, 0u);
-  EXPECT_EQ(again.decision.reset_ms, 4000u);  // counted from when the first check was sent
+  EXPECT_EQ(again.decision.reset_ms, 4100u);  // counted from when the first check was sent
   EXPECT_EQ(metrics_.zone(0).rejected, 2u);
   EXPECT_EQ(metrics_.zone(0).block_cache_hits, 1u);
 }
@@ -323,7 +345,7 @@ TEST_F(LimiterTest, ADryRunRejectionFromTheBlockCacheIsADryRunToo) {
 
   LimitCheck& again = request("10.0.0.1");
   again.dry_run = true;
-  EXPECT_EQ(check(again, 2000), Verdict::rejected_dry_run);
+  EXPECT_EQ(check(again, 1900), Verdict::rejected_dry_run);
   EXPECT_EQ(metrics_.zone(0).rejected_dry_run, 2u);
   EXPECT_EQ(metrics_.zone(0).block_cache_hits, 1u);
 }
