@@ -356,6 +356,79 @@ TEST_F(LimiterTest, ADryRunRejectionFromTheBlockCacheIsADryRunToo) {
 namespace rate_guard {
 namespace {
 
+// ---- count=after and the operator's rules ---------------------------------
+
+// count=after's check before the request asks with cost 0 (counts nothing);
+// its rejection is cached as a cost-1 request's: they ask the same.
+TEST_F(LimiterTest, ACheckOfCostZeroSharesTheBlockCacheWithCostOne) {
+  LimitCheck& before = request("10.0.0.1");
+  const_cast<ZoneRequest*>(before.zones)[0].cost = 0;
+  check(before, 1000);
+  EXPECT_EQ(client_.asked(0).costs, std::vector<uint64_t>{0});
+  client_.answer(0, rejected(0, 10, 800));
+  LimitCheck& plain = request("10.0.0.1");
+  EXPECT_EQ(check(plain, 1100), Verdict::rejected);
+  EXPECT_TRUE(plain.from_block_cache);
+  LimitCheck& again = request("10.0.0.1");
+  const_cast<ZoneRequest*>(again.zones)[0].cost = 0;
+  EXPECT_EQ(check(again, 1200), Verdict::rejected);
+  EXPECT_TRUE(again.from_block_cache);
+  EXPECT_EQ(client_.checks(), 1u);
+}
+
+TEST_F(LimiterTest, AChargeIsSentAndCountedWithItsUnits) {
+  LimitCheck& c = request("10.0.0.1", "key-a");
+  ZoneRequest zone = c.zones[1];
+  zone.cost = 7;
+  limiter_.charge(zone, c.books[1]);
+  ASSERT_EQ(client_.charged.size(), 1u);
+  EXPECT_EQ(client_.charged[0].key, "key-a");
+  EXPECT_EQ(client_.charged[0].cost, 7u);
+  EXPECT_EQ(client_.charged[0].tag, 1u);  // the zone's counters
+  EXPECT_EQ(metrics_.zone(1).after_counts, 1u);
+  EXPECT_EQ(metrics_.zone(1).after_units, 7u);
+  EXPECT_EQ(metrics_.zone(1).after_counts_lost, 0u);
+  EXPECT_EQ(metrics_.zone(0).after_counts, 0u);
+  // Redis never recorded it: the client says so later.
+  client_.lost_callback = [](void* data, uint32_t tag, uint64_t units) {
+    static_cast<Limiter*>(data)->charge_lost(tag, units);
+  };
+  client_.lost_data = &limiter_;
+  client_.lose(0);
+  EXPECT_EQ(metrics_.zone(1).after_counts_lost, 1u);
+}
+
+TEST_F(LimiterTest, AChargeWhileRedisIsDownIsLostAtOnce) {
+  client_.down = true;
+  LimitCheck& c = request("10.0.0.1");
+  limiter_.charge(c.zones[0], c.books[0]);
+  EXPECT_TRUE(client_.charged.empty());
+  EXPECT_EQ(metrics_.zone(0).after_counts, 1u);
+  EXPECT_EQ(metrics_.zone(0).after_counts_lost, 1u);
+  limiter_.charge_invalid(c.books[0]);
+  EXPECT_EQ(metrics_.zone(0).invalid_value, 1u);
+}
+
+TEST_F(LimiterTest, BansAndOverridesAreCountedInTheirZones) {
+  LimitCheck& banned = request("10.0.0.1", "key-a");
+  check(banned, 1000);
+  CheckOutcome outcome = rejected(1, 100, 60000);
+  outcome.banned_zones = 1u << 1;
+  outcome.overridden_zones = 1u << 0;
+  client_.answer(0, outcome);
+  EXPECT_EQ(banned.verdict, Verdict::rejected);
+  EXPECT_EQ(metrics_.zone(1).banned, 1u);
+  EXPECT_EQ(metrics_.zone(0).banned, 0u);
+  EXPECT_EQ(metrics_.zone(0).overridden, 1u);
+  EXPECT_EQ(metrics_.zone(1).overridden, 0u);
+  // The ban's rejection is cached as any other (for a second at most).
+  LimitCheck& again = request("10.0.0.1", "key-a");
+  EXPECT_EQ(check(again, 1500), Verdict::rejected);
+  EXPECT_TRUE(again.from_block_cache);
+  EXPECT_EQ(again.decision.reset_ms, 59500u);
+  EXPECT_EQ(check(request("10.0.0.1", "key-a"), 2000), Verdict::none);  // asks Redis again
+}
+
 CheckOutcome allowed_with_lease(uint64_t limit, uint64_t remaining, uint64_t units, uint64_t lease_ms,
                                 uint64_t mark) {
   CheckOutcome outcome = allowed(0, limit, remaining);
@@ -415,6 +488,18 @@ class LimiterLeaseTest : public LimiterTest {
   LeaseTable leases_;
   Limiter::KnownZone known_[2];
 };
+
+TEST_F(LimiterLeaseTest, ACheckOfCostZeroNeitherSpendsNorAsksForALease) {
+  const size_t asked = until_asked("10.0.0.9", 1000);
+  client_.answer(asked, allowed_with_lease(1000, 800, 50, 100, 3));
+  ASSERT_EQ(spend("10.0.0.9", asked_ms_ + 1, 1), 1u);  // the lease is there
+  for (int i = 0; i < 30; i++) {
+    LimitCheck& c = request("10.0.0.9");
+    const_cast<ZoneRequest*>(c.zones)[0].cost = 0;
+    EXPECT_EQ(check(c, asked_ms_ + 2), Verdict::none) << i;  // to the client, every one
+    EXPECT_EQ(client_.asked(client_.checks() - 1).lease_units, 0u) << i;
+  }
+}
 
 TEST_F(LimiterLeaseTest, AKeyBusyHereAsksForALeaseAndItsRequestsThenPassWithoutTheClient) {
   // Three requests in a lease time are too few to lease.

@@ -36,6 +36,25 @@ TEST(ZoneUse, MissingZoneIsRejected) {
   EXPECT_EQ(use.error(), "missing \"zone=\" option");
 }
 
+TEST(ZoneUse, CountsBeforeByDefault) {
+  Result<ZoneUse> use = parse_zone_use({"zone=api"});
+  ASSERT_TRUE(use.ok());
+  EXPECT_FALSE(use.value().count_after);
+  EXPECT_TRUE(use.value().if_variable.empty());
+}
+
+TEST(ZoneUse, TakesCountAfterWithIfAndAVariableCost) {
+  Result<ZoneUse> use = parse_zone_use({"zone=tokens", "count=after", "cost=$upstream_http_x_tokens_used",
+                                        "if=$counted"});
+  ASSERT_TRUE(use.ok()) << use.error();
+  EXPECT_TRUE(use.value().count_after);
+  EXPECT_EQ(use.value().if_variable, "$counted");
+  EXPECT_EQ(use.value().cost_variable, "$upstream_http_x_tokens_used");
+  use = parse_zone_use({"zone=api", "count=before"});
+  ASSERT_TRUE(use.ok());
+  EXPECT_FALSE(use.value().count_after);
+}
+
 class ZoneUseRejects : public testing::TestWithParam<BadArgs> {};
 
 TEST_P(ZoneUseRejects, WithMessageNamingTheToken) {
@@ -60,7 +79,15 @@ INSTANTIATE_TEST_SUITE_P(
                     BadArgs{{"zone=api", "nodelay"}, "invalid option \"nodelay\""},
                     BadArgs{{"off"}, "invalid option \"off\""},
                     BadArgs{{"zone=a", "zone=b"}, "duplicate option \"zone=\""},
-                    BadArgs{{"zone=a", "cost=1", "cost=1"}, "duplicate option \"cost=\""}));
+                    BadArgs{{"zone=a", "cost=1", "cost=1"}, "duplicate option \"cost=\""},
+                    BadArgs{{"zone=a", "count=sideways"},
+                            "invalid \"count=sideways\", expected \"count=before\" or \"count=after\""},
+                    BadArgs{{"zone=a", "count=after", "count=after"}, "duplicate option \"count=\""},
+                    BadArgs{{"zone=a", "if=$failed"}, "\"if=\" needs \"count=after\""},
+                    BadArgs{{"zone=a", "count=before", "if=$failed"}, "\"if=\" needs \"count=after\""},
+                    BadArgs{{"zone=a", "count=after", "if=yes"},
+                            "invalid \"if=yes\", expected a variable, such as \"if=$login_failed\""},
+                    BadArgs{{"zone=a", "count=after", "if=$a", "if=$b"}, "duplicate option \"if=\""}));
 
 // ---- per-request rates and costs (tiers) ---------------------------------
 
