@@ -892,6 +892,12 @@ void count_after_response(ngx_http_request_t* r, RequestCtx* ctx) {
 }
 
 ngx_int_t log_handler(ngx_http_request_t* r) {
+  // A subrequest logged (log_subrequest on) shares its main request's pool,
+  // where get_ctx() would find the main request's check: only the client's
+  // request is counted, with its own status.
+  if (r != r->main) {
+    return NGX_OK;
+  }
   RequestCtx* ctx = get_ctx(r);
   if (ctx == nullptr) {
     return NGX_OK;

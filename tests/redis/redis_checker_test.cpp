@@ -518,6 +518,138 @@ TEST(DecodeCheckReply, RejectsRepliesOfTheWrongShape) {
   EXPECT_FALSE(decode_check_reply(nullptr, 0, 1, verdicts));
 }
 
+// ---- count=after and the operator's rules ---------------------------------
+
+// What set_charge_lost() reports.
+struct LostCharges {
+  std::vector<std::pair<uint32_t, uint64_t>> lost;
+  static void collect(void* data, uint32_t tag, uint64_t units) {
+    static_cast<LostCharges*>(data)->lost.emplace_back(tag, units);
+  }
+};
+
+class RedisCheckerAfterTest : public RedisCheckerTest {
+ protected:
+  long long zcard(std::string_view key) {
+    std::string redis_key;
+    append_redis_key(redis_key, config_.prefix, zone_, key);
+    redisReply* reply = static_cast<redisReply*>(redisCommand(admin_.get(), "ZCARD %b", redis_key.data(), redis_key.size()));
+    const long long n = reply != nullptr && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    freeReplyObject(reply);
+    return n;
+  }
+
+  void set_rule(std::string_view key, const std::string& value) {
+    std::string rule_key;
+    append_rule_key(rule_key, config_.prefix, zone_.name, key);
+    freeReplyObject(redisCommand(admin_.get(), "SET %b %b", rule_key.data(), rule_key.size(), value.data(),
+                                 value.size()));
+  }
+
+  // Redis's clock, in ms.
+  uint64_t redis_ms() {
+    redisReply* reply = command(admin_.get(), "TIME");
+    const uint64_t ms = std::stoull(reply->element[0]->str) * 1000 + std::stoull(reply->element[1]->str) / 1000;
+    freeReplyObject(reply);
+    return ms;
+  }
+
+  LostCharges lost_;
+};
+
+// count=after's check before the request (cost 0) counts nothing and reports
+// the quota before the request.
+TEST_F(RedisCheckerAfterTest, ACheckOfCostZeroCountsNothing) {
+  auto checker = make_checker();
+  for (int i = 0; i < 3; i++) {
+    send(*checker, "client-p", 0);
+  }
+  wait_for(3);
+  ASSERT_EQ(outcomes_.allowed(), 3u);
+  for (const CheckOutcome& outcome : outcomes_.received) {
+    EXPECT_EQ(outcome.decision.remaining, 10u);
+  }
+  EXPECT_EQ(zcard("client-p"), 0);
+}
+
+// Charges are recorded whether or not they fit: the client then waits.
+TEST_F(RedisCheckerAfterTest, ChargesAreCountedEvenOverTheLimit) {
+  auto checker = make_checker();
+  checker->set_charge_lost(LostCharges::collect, &lost_);
+  const ZoneRequest charge{&zone_, "client-q", 4, {zone_.limit, zone_.window_ms, zone_.burst}};
+  for (int i = 0; i < 3; i++) {
+    ASSERT_TRUE(checker->charge(charge, 7));
+  }
+  EXPECT_EQ(checker->pending_count(), 0u);  // nobody waits for a charge
+  EXPECT_TRUE(loop_.run_until([&] { return zcard("client-q") == 12; }, 2000)) << zcard("client-q");
+  send(*checker, "client-q", 0);
+  wait_for(1);
+  ASSERT_EQ(outcomes_.rejected(), 1u);
+  EXPECT_GT(outcomes_.received[0].decision.reset_ms, 59000u);
+  EXPECT_TRUE(lost_.lost.empty());
+  EXPECT_EQ(loop_.count_logs(LogLevel::error), 0u);
+}
+
+TEST_F(RedisCheckerAfterTest, AChargeWhileRedisIsDownIsRefused) {
+  auto checker = make_checker();
+  server().stop();
+  EXPECT_TRUE(loop_.run_until([&] { return !checker->connected(); }));
+  const ZoneRequest charge{&zone_, "client-r", 1, {zone_.limit, zone_.window_ms, zone_.burst}};
+  EXPECT_FALSE(checker->charge(charge, 0));
+  server().start();
+}
+
+// A charge in a batch whose connection is lost is reported lost, with its tag and units.
+TEST_F(RedisCheckerAfterTest, AChargeLostWithItsConnectionIsReported) {
+  auto checker = make_checker();
+  checker->set_charge_lost(LostCharges::collect, &lost_);
+  send(*checker, "client-s2");
+  wait_for(1);
+  const ZoneRequest charge{&zone_, "client-s2", 3, {zone_.limit, zone_.window_ms, zone_.burst}};
+  ASSERT_TRUE(checker->charge(charge, 5));
+  send(*checker, "client-s2");  // a check of the same batch, to see it fail too
+  redisReply* killed = command(admin_.get(), "CLIENT KILL TYPE normal SKIPME yes");
+  ASSERT_EQ(killed->type, REDIS_REPLY_INTEGER);
+  freeReplyObject(killed);
+  wait_for(2);
+  ASSERT_EQ(outcomes_.errors(CheckError::disconnected), 1u);
+  ASSERT_EQ(lost_.lost.size(), 1u);
+  EXPECT_EQ(lost_.lost[0], (std::pair<uint32_t, uint64_t>{5, 3}));
+  EXPECT_EQ(zcard("client-s2"), 1);  // only the first check
+}
+
+// A ban rejects with its remaining time and is named in the outcome; an
+// override gives the key its own limit.
+TEST_F(RedisCheckerAfterTest, BansAndOverridesAreAppliedAndReported) {
+  auto checker = make_checker();
+  set_rule("client-u", "ban=" + std::to_string(redis_ms() + 30000));
+  send(*checker, "client-u");
+  send(*checker, "client-v");
+  wait_for(2);
+  ASSERT_EQ(outcomes_.received.size(), 2u);
+  const CheckOutcome& banned = outcomes_.received[0];
+  EXPECT_FALSE(banned.decision.allowed);
+  EXPECT_EQ(banned.banned_zones, 1u);
+  EXPECT_GT(banned.decision.reset_ms, 29000u);
+  EXPECT_LE(banned.decision.reset_ms, 30000u);
+  EXPECT_TRUE(outcomes_.received[1].decision.allowed);
+  EXPECT_EQ(outcomes_.received[1].banned_zones, 0u);
+  EXPECT_EQ(zcard("client-u"), 0);  // a rejection counts nothing
+
+  set_rule("client-u", "rate=2/60000");
+  for (int i = 0; i < 3; i++) {
+    send(*checker, "client-u");
+  }
+  wait_for(5);
+  ASSERT_EQ(outcomes_.received.size(), 5u);
+  EXPECT_TRUE(outcomes_.received[2].decision.allowed);
+  EXPECT_EQ(outcomes_.received[2].decision.limit, 2u);
+  EXPECT_EQ(outcomes_.received[2].overridden_zones, 1u);
+  EXPECT_TRUE(outcomes_.received[3].decision.allowed);
+  EXPECT_FALSE(outcomes_.received[4].decision.allowed);  // the key's own limit of 2
+  EXPECT_EQ(outcomes_.received[4].overridden_zones, 1u);
+}
+
 }  // namespace
 }  // namespace checker_test
 }  // namespace rate_guard
