@@ -1,6 +1,7 @@
 # Installing the module where Debian's nginx looks for it, and a .deb built
 # the way Debian's own libnginx-mod-* packages are laid out.
-#   cmake --install build             (module, modules-available snippet, modules-enabled link)
+#   cmake --install build             (module, modules-available snippet, modules-enabled link,
+#                                      the rate-guard-ctl helper)
 #   cmake --build build --target deb  (build/libnginx-mod-http-rate-guard_VERSION_ARCH.deb)
 
 set(RATE_GUARD_MODULES_DIR "/usr/lib/nginx/modules" CACHE PATH "where nginx loads modules from")
@@ -8,11 +9,15 @@ set(RATE_GUARD_MODULES_AVAILABLE_DIR "/usr/share/nginx/modules-available" CACHE 
     "where Debian keeps the load_module snippets of module packages")
 set(RATE_GUARD_MODULES_ENABLED_DIR "/etc/nginx/modules-enabled" CACHE PATH
     "the snippets nginx.conf includes")
+set(RATE_GUARD_BIN_DIR "/usr/bin" CACHE PATH "where the rate-guard-ctl helper goes")
+set(RATE_GUARD_CTL ${CMAKE_SOURCE_DIR}/tools/rate-guard-ctl)
 
 install(FILES ${RATE_GUARD_MODULE} DESTINATION ${RATE_GUARD_MODULES_DIR}
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 install(FILES ${CMAKE_SOURCE_DIR}/packaging/mod-http-rate-guard.conf
         DESTINATION ${RATE_GUARD_MODULES_AVAILABLE_DIR})
+# Bans and per-key overrides (issue 15): a Python 3 script, standard library only.
+install(PROGRAMS ${RATE_GUARD_CTL} DESTINATION ${RATE_GUARD_BIN_DIR})
 install(CODE "
   file(MAKE_DIRECTORY \"\$ENV{DESTDIR}${RATE_GUARD_MODULES_ENABLED_DIR}\")
   file(CREATE_LINK ${RATE_GUARD_MODULES_AVAILABLE_DIR}/mod-http-rate-guard.conf
@@ -31,8 +36,9 @@ execute_process(COMMAND dpkg --print-architecture OUTPUT_VARIABLE deb_arch
 set(RATE_GUARD_DEB ${CMAKE_BINARY_DIR}/libnginx-mod-http-rate-guard_${PROJECT_VERSION}_${deb_arch}.deb)
 set(deb_root ${CMAKE_BINARY_DIR}/deb-root)
 # hiredis is linked in (statically, its symbols local: see config), so the
-# package needs no libhiredis at runtime, only the C and C++ runtimes.
-set(deb_depends "libc6, libstdc++6, libgcc-s1")
+# package needs no libhiredis at runtime, only the C and C++ runtimes; and
+# python3 for rate-guard-ctl.
+set(deb_depends "libc6, libstdc++6, libgcc-s1, python3")
 if(RATE_GUARD_NGINX_ABI)
   string(PREPEND deb_depends "${RATE_GUARD_NGINX_ABI}, ")
 endif()
@@ -43,10 +49,13 @@ add_custom_command(
   COMMAND ${CMAKE_COMMAND} -E rm -rf ${deb_root}
   COMMAND ${CMAKE_COMMAND} -E make_directory ${deb_root}/DEBIAN ${deb_root}${RATE_GUARD_MODULES_DIR}
           ${deb_root}${RATE_GUARD_MODULES_AVAILABLE_DIR} ${deb_root}/usr/share/doc/libnginx-mod-http-rate-guard
+          ${deb_root}${RATE_GUARD_BIN_DIR}
   COMMAND ${CMAKE_COMMAND} -E copy ${RATE_GUARD_MODULE} ${deb_root}${RATE_GUARD_MODULES_DIR}/
   COMMAND strip --strip-unneeded ${deb_root}${RATE_GUARD_MODULES_DIR}/ngx_http_rate_guard_module.so
   COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/packaging/mod-http-rate-guard.conf
           ${deb_root}${RATE_GUARD_MODULES_AVAILABLE_DIR}/
+  COMMAND ${CMAKE_COMMAND} -E copy ${RATE_GUARD_CTL} ${deb_root}${RATE_GUARD_BIN_DIR}/
+  COMMAND chmod 0755 ${deb_root}${RATE_GUARD_BIN_DIR}/rate-guard-ctl
   COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/README.md
           ${deb_root}/usr/share/doc/libnginx-mod-http-rate-guard/
   COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_BINARY_DIR}/deb-control ${deb_root}/DEBIAN/control
@@ -55,7 +64,7 @@ add_custom_command(
           ${deb_root}/DEBIAN/
   COMMAND chmod 0755 ${deb_root}/DEBIAN/postinst ${deb_root}/DEBIAN/prerm ${deb_root}/DEBIAN/postrm
   COMMAND dpkg-deb --root-owner-group --build ${deb_root} ${RATE_GUARD_DEB}
-  DEPENDS ${RATE_GUARD_MODULE} ${CMAKE_BINARY_DIR}/deb-control
+  DEPENDS ${RATE_GUARD_MODULE} ${CMAKE_BINARY_DIR}/deb-control ${RATE_GUARD_CTL}
           ${CMAKE_SOURCE_DIR}/packaging/mod-http-rate-guard.conf ${CMAKE_SOURCE_DIR}/packaging/debian/postinst
           ${CMAKE_SOURCE_DIR}/packaging/debian/prerm ${CMAKE_SOURCE_DIR}/packaging/debian/postrm
   COMMENT "Building ${RATE_GUARD_DEB}")
