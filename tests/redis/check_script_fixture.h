@@ -2,7 +2,9 @@
 // (check_script_*_test.cpp): Specification of the check script (src/lua/), run by a real
 // redis-server. Time is pinned through ARGV[1], in microseconds; every reply
 // is written as Allowed/Rejected(limit, remaining, reset_ms). Most tests send
-// one request per call; the Batch tests send several.
+// one request per call; the Batch tests send several. Every zone's state key
+// (Zone::key) comes with its rule key (rule_key(), empty unless a test sets
+// a rule there).
 #pragma once
 
 #include "lua/check_script.h"
@@ -17,6 +19,7 @@
 #include <memory>
 #include <ostream>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -72,6 +75,11 @@ inline Zone with_cost(Zone zone, uint64_t cost) {
   zone.cost = cost;
   return zone;
 }
+
+// The rule key of a zone (KEYS[Z + k], lua/check_script.h): its state key's
+// name and "!rule" (the module's are "<prefix><zone>!rule:<client key>"), so
+// zones of one state key share it.
+inline std::string rule_key(const Zone& zone) { return zone.key + "!rule"; }
 
 // One request: every zone it is checked in.
 using Request = std::vector<Zone>;
@@ -159,25 +167,45 @@ class CheckScriptTest : public ::testing::Test {
   }
 
   // Loads another script (the previous release's, to run beside this one on
-  // the same keys): its SHA1, for the `sha` argument of the calls below.
-  std::string load(std::string_view script) {
+  // the same keys; a mutant of this one): its SHA1, for the `sha` argument
+  // of the calls below. `rule_keys`: whether it takes a rule key per zone
+  // (this release's does; the previous release's does not).
+  std::string load(std::string_view script, bool rule_keys = true) {
     Reply loaded = command({"SCRIPT", "LOAD", script});
     EXPECT_EQ(loaded->type, REDIS_REPLY_STRING) << std::string_view(loaded->str, loaded->len);
-    return loaded->type == REDIS_REPLY_STRING ? std::string(loaded->str, loaded->len) : "";
+    if (loaded->type != REDIS_REPLY_STRING) {
+      return "";
+    }
+    std::string sha(loaded->str, loaded->len);
+    if (!rule_keys) {
+      without_rule_keys_.insert(sha);
+    }
+    return sha;
   }
 
   // The EVALSHA arguments of one call checking `requests`, in order (the
-  // layout of lua/check_script.h), of this script or of the one `sha` names.
+  // layout of lua/check_script.h), of this script or of the one `sha` names:
+  // every zone's state key, then (unless that script takes none) every
+  // zone's rule key.
   std::vector<std::string> evalsha_args(uint64_t now_us, const std::vector<Request>& requests,
                                         const std::string& sha = "") const {
+    const bool rule_keys = without_rule_keys_.count(sha) == 0;
     size_t keys = 0;
     for (const Request& request : requests) {
       keys += request.size();
     }
-    std::vector<std::string> args = {"EVALSHA", sha.empty() ? sha_ : sha, std::to_string(keys)};
+    std::vector<std::string> args = {"EVALSHA", sha.empty() ? sha_ : sha,
+                                     std::to_string(rule_keys ? 2 * keys : keys)};
     for (const Request& request : requests) {
       for (const Zone& zone : request) {
         args.push_back(zone.key);
+      }
+    }
+    if (rule_keys) {
+      for (const Request& request : requests) {
+        for (const Zone& zone : request) {
+          args.push_back(rule_key(zone));
+        }
       }
     }
     args.push_back(std::to_string(now_us));
@@ -384,6 +412,7 @@ class CheckScriptTest : public ::testing::Test {
 
   std::unique_ptr<redisContext, ContextFree> redis_;
   std::string sha_;
+  std::set<std::string> without_rule_keys_;  // SHA1s of scripts that take no rule key
 };
 
 }  // namespace check_script

@@ -63,10 +63,14 @@ std::ostream& operator<<(std::ostream& out, const Grant& g) {
 
 class Leases : public CheckScriptTest {
  protected:
+  // Every entry's state key, then every entry's rule key (lua/check_script.h).
   std::vector<std::string> args(uint64_t now_us, const std::vector<Entry>& entries, const std::string& sha = "") const {
-    std::vector<std::string> out = {"EVALSHA", sha.empty() ? sha_ : sha, std::to_string(entries.size())};
+    std::vector<std::string> out = {"EVALSHA", sha.empty() ? sha_ : sha, std::to_string(2 * entries.size())};
     for (const Entry& entry : entries) {
       out.push_back(entry.zone.key);
+    }
+    for (const Entry& entry : entries) {
+      out.push_back(rule_key(entry.zone));
     }
     out.push_back(std::to_string(now_us));
     out.push_back(std::to_string(entries.size()));
@@ -414,7 +418,8 @@ TEST_F(Leases, BadLeaseOrHandBackArgumentsAreAnErrorAndNothingIsRecorded) {
   const std::string now = std::to_string(kT0);
   // A plain request, then the entry: `header`, `numbers`, a fixed_window zone.
   auto call = [&](std::string_view header, const std::vector<std::string>& numbers) {
-    std::vector<std::string_view> args = {"EVALSHA", sha_, "2", "other", "client", now, "2",  //
+    std::vector<std::string_view> args = {"EVALSHA", sha_, "4", "other", "client", "other!rule", "client!rule",
+                                          now, "2",  //
                                           "1", "2", "5", "1000", "5", "1", header};
     args.insert(args.end(), numbers.begin(), numbers.end());
     for (const char* arg : {"2", "5", "1000", "5", "1"}) {
@@ -441,11 +446,13 @@ TEST_F(Leases, BadLeaseOrHandBackArgumentsAreAnErrorAndNothingIsRecorded) {
     ASSERT_EQ(reply->type, REDIS_REPLY_ERROR) << numbers[0] << " " << numbers[1] << " " << numbers[2];
     EXPECT_EQ(std::string_view(reply->str, reply->len), "rate_guard: bad hand-back for request 2");
   }
-  // Too few numbers (the zone's then read from the wrong place), another
-  // header below 0.
+  // Too few numbers (the zone's then read from the wrong place), a charge's
+  // header followed by a lease's numbers (too many), another header below 0.
   EXPECT_EQ(call("-1", {"1", "1"})->type, REDIS_REPLY_ERROR);
   EXPECT_EQ(call("-2", {"1", "1"})->type, REDIS_REPLY_ERROR);
   EXPECT_EQ(call("-3", {"1", "1", "1"})->type, REDIS_REPLY_ERROR);
+  EXPECT_EQ(call("-4", {"1", "1", "1"})->type, REDIS_REPLY_ERROR);
+  EXPECT_EQ(call("-4", {})->type, REDIS_REPLY_ERROR);
   EXPECT_EQ(integer({"DBSIZE"}), 0);
   // The largest mark is taken (and finds nothing to take back).
   Reply reply = call("-2", {"1", "1", "9007199254740991"});
