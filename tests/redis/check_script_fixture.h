@@ -81,6 +81,45 @@ inline Zone with_cost(Zone zone, uint64_t cost) {
 // zones of one state key share it.
 inline std::string rule_key(const Zone& zone) { return zone.key + "!rule"; }
 
+// One entry of a call (lua/check_script.h), by its header and the numbers
+// that follow it: a plain request (its header the zone count), a merged
+// entry, a lease entry, a hand-back or a charge, of one zone but a plain
+// request.
+struct Entry {
+  int64_t header;
+  std::vector<uint64_t> numbers;
+  std::vector<Zone> zones;
+};
+inline Entry plain(const Zone& zone) { return {1, {}, {zone}}; }
+inline Entry request(const std::vector<Zone>& zones) { return {static_cast<int64_t>(zones.size()), {}, zones}; }
+inline Entry merged(const Zone& zone, uint64_t n) { return {kCheckMergedHeader, {n}, {zone}}; }
+inline Entry lease(const Zone& zone, uint64_t n, uint64_t units, uint64_t lease_ms) {
+  return {kCheckLeaseHeader, {n, units, lease_ms}, {zone}};
+}
+inline Entry hand_back(const Zone& zone, uint64_t units, uint64_t granted, uint64_t mark) {
+  return {kCheckHandBackHeader, {units, granted, mark}, {zone}};
+}
+// `units` charged to `zone` (its cost).
+inline Entry charge(const Zone& zone, uint64_t units) { return {kCheckChargeHeader, {}, {with_cost(zone, units)}}; }
+
+inline size_t reply_fields(const Entry& entry) {
+  switch (entry.header) {
+    case kCheckMergedHeader: return kCheckReplyFieldsPerMerged;
+    case kCheckLeaseHeader: return kCheckReplyFieldsPerLease;
+    case kCheckHandBackHeader: return kCheckReplyFieldsPerHandBack;
+    case kCheckChargeHeader: return kCheckReplyFieldsPerCharge;
+    default: return kCheckReplyFieldsPerZone * entry.zones.size();
+  }
+}
+
+// A reply split: each entry's integers (reply_fields() of them), then the
+// rule events after them; or the error reply's text.
+struct Answer {
+  std::vector<std::vector<uint64_t>> entries;
+  std::vector<uint64_t> events;
+  std::string error;
+};
+
 // One request: every zone it is checked in.
 using Request = std::vector<Zone>;
 
@@ -220,6 +259,119 @@ class CheckScriptTest : public ::testing::Test {
       }
     }
     return args;
+  }
+
+  // The EVALSHA arguments of one call of `entries` (the layout of
+  // lua/check_script.h): every zone's state key, then every zone's rule key.
+  std::vector<std::string> entry_args(uint64_t now_us, const std::vector<Entry>& entries,
+                                      const std::string& sha = "") const {
+    size_t keys = 0;
+    for (const Entry& entry : entries) {
+      keys += entry.zones.size();
+    }
+    std::vector<std::string> out = {"EVALSHA", sha.empty() ? sha_ : sha, std::to_string(2 * keys)};
+    for (const Entry& entry : entries) {
+      for (const Zone& zone : entry.zones) {
+        out.push_back(zone.key);
+      }
+    }
+    for (const Entry& entry : entries) {
+      for (const Zone& zone : entry.zones) {
+        out.push_back(rule_key(zone));
+      }
+    }
+    out.push_back(std::to_string(now_us));
+    out.push_back(std::to_string(entries.size()));
+    for (const Entry& entry : entries) {
+      out.push_back(std::to_string(entry.header));
+      for (uint64_t number : entry.numbers) {
+        out.push_back(std::to_string(number));
+      }
+      for (const Zone& zone : entry.zones) {
+        for (uint64_t value : {static_cast<uint64_t>(zone.algorithm), zone.limit, zone.window_ms, zone.burst,
+                               zone.cost}) {
+          out.push_back(std::to_string(value));
+        }
+      }
+    }
+    return out;
+  }
+
+  Reply raw(uint64_t now_us, const std::vector<Entry>& entries, const std::string& sha = "") {
+    std::vector<std::string> a = entry_args(now_us, entries, sha);
+    return command(std::vector<std::string_view>(a.begin(), a.end()));
+  }
+
+  static Answer split(const redisReply* reply, const std::vector<Entry>& entries) {
+    Answer answer;
+    if (reply->type == REDIS_REPLY_ERROR) {
+      answer.error.assign(reply->str, reply->len);
+      return answer;
+    }
+    EXPECT_EQ(reply->type, REDIS_REPLY_ARRAY);
+    if (reply->type != REDIS_REPLY_ARRAY) {
+      return answer;
+    }
+    size_t at = 0;
+    for (const Entry& entry : entries) {
+      std::vector<uint64_t> fields;
+      for (size_t i = 0; i < reply_fields(entry) && at < reply->elements; ++i, ++at) {
+        EXPECT_EQ(reply->element[at]->type, REDIS_REPLY_INTEGER);
+        EXPECT_GE(reply->element[at]->integer, 0);
+        fields.push_back(static_cast<uint64_t>(reply->element[at]->integer));
+      }
+      EXPECT_EQ(fields.size(), reply_fields(entry)) << "a reply too short";
+      answer.entries.push_back(fields);
+    }
+    for (; at < reply->elements; ++at) {
+      EXPECT_EQ(reply->element[at]->type, REDIS_REPLY_INTEGER);
+      answer.events.push_back(static_cast<uint64_t>(reply->element[at]->integer));
+    }
+    return answer;
+  }
+
+  // The entries in one call at `now_us`, of this script or of the one `sha`
+  // names: each one's integers, and the events.
+  Answer send(uint64_t now_us, const std::vector<Entry>& entries, const std::string& sha = "") {
+    Reply reply = raw(now_us, entries, sha);
+    return split(reply.get(), entries);
+  }
+
+  // The entries in one call at `now_us`, which must be answered (no error):
+  // each one's integers (as many as reply_fields() says), and the events.
+  Answer answered(uint64_t now_us, const std::vector<Entry>& entries, const std::string& sha = "") {
+    Answer answer = send(now_us, entries, sha);
+    EXPECT_EQ(answer.error, "");
+    if (answer.entries.size() != entries.size()) {
+      ADD_FAILURE() << "no answer";
+      answer.entries.resize(entries.size());
+    }
+    return answer;
+  }
+
+  void set_rule(const Zone& zone, const std::string& value) {
+    EXPECT_EQ(command({"SET", rule_key(zone), value})->type, REDIS_REPLY_STATUS);
+  }
+
+  // A key's value as DUMP serializes it, whatever its type ("(nil)" when
+  // none; no TTL): to tell that a key was left alone.
+  std::string dump(const std::string& key) {
+    Reply reply = command({"DUMP", key});
+    return reply->type == REDIS_REPLY_STRING ? std::string(reply->str, reply->len) : "(nil)";
+  }
+
+  // A copy of this script with `from` (found exactly once) replaced by `to`,
+  // loaded: its SHA1 (empty, and a failure, when `from` is not found once).
+  std::string mutant(const std::string& from, const std::string& to) {
+    std::string text(kCheckScript);
+    const size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << "the script no longer holds: " << from;
+    EXPECT_EQ(text.find(from, at + 1), std::string::npos) << "the script holds more than once: " << from;
+    if (at == std::string::npos || text.find(from, at + 1) != std::string::npos) {
+      return "";
+    }
+    text.replace(at, from.size(), to);
+    return load(text);
   }
 
   static std::vector<Verdict> decode(const redisReply* reply, size_t zones) {
