@@ -50,9 +50,9 @@ for r = 1, requests do
   end
   ARGV[at] = zones
   at = at + 1
-  -- Only a plain request's zones may cost 0 (a peek): one zone more or less
-  -- to record would not be the n requests, the lease, the hand-back or the
-  -- charge asked for.
+  -- Only a plain request's zones may cost 0 (a peek, decided as of cost 1
+  -- and recorded nowhere): merged requests, a lease, a hand-back or a
+  -- charge of nothing is no entry the module sends.
   local peeks = zones >= 1
   if zones < 1 then
     if zones == MERGED then

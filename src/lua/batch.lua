@@ -54,14 +54,15 @@ written = {}
 --
 -- A lease entry is decided as a merged one; the function, given the units
 -- wanted and the lifetime allowed (the one wanted, at most a
--- LEASE_WINDOW_DIVISOR-th of the window), grants some when all n pass, and
--- returns past the rest the units granted, the lifetime in ms and the mark
--- (nothing when it grants nothing); the grant is in the state it returns
--- (sliding_log: entries ending at the mark), recorded with the n. A
--- hand-back is its algorithm's *_hand_back function: the units taken back,
--- and for the string algorithms the new state, of the same window (its TTL
--- kept). Both go their own way below, one zone each: a plain entry costs
--- one comparison more. Lease tests: tests/redis/check_script_lease_test.cpp.
+-- LEASE_WINDOW_DIVISOR-th of the window and MAX_LEASE_LIFETIME_MS), grants
+-- some when all n pass, and returns past the rest the units granted, the
+-- lifetime in ms and the mark (nothing when it grants nothing); the grant is
+-- in the state it returns (sliding_log: entries ending at the mark),
+-- recorded with the n. A hand-back is its algorithm's *_hand_back function:
+-- the units taken back, and for the string algorithms the new state, of the
+-- same window (its TTL kept). Both go their own way below, one zone each: a
+-- plain entry costs one comparison more. Lease tests:
+-- tests/redis/check_script_lease_test.cpp.
 --
 -- A charge goes with them: the algorithm's function with `force`, n = 1,
 -- its cost admitted whether or not it fits (within the algorithm's bound; a

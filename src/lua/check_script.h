@@ -80,7 +80,8 @@ namespace rate_guard {
 //        for a hand-back, 1 integer: the units taken back off the count (0
 //        once the grant's units have left the window, or for token_bucket);
 //        for a charge, kCheckReplyFieldsPerCharge integer: the units
-//        remaining after it, 0 when over. A charge is recorded at the
+//        remaining after it, 0 when over (under rate=unlimited, nothing
+//        recorded, the zone's limit). A charge is recorded at the
 //        call's time whether or not it fits (the response was already
 //        given), so that a client over its limit waits until the debt has
 //        left the window: sliding_window up to 4294967295 in a sub-window,

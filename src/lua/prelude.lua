@@ -37,9 +37,9 @@
 -- a %d format 1.5k to 2.5k, a match 2.4k. So:
 -- - TIME once per call; the state of sliding_window, fixed_window and
 --   token_bucket is one string (sub-window counts packed by struct,
---   "index:count", "tat:rem"), read for the whole batch by one MGET and
---   written by one SET; no TYPE: a key of another type is handled where it
---   shows up.
+--   "index:count", "tat:rem"), read for the whole batch by one MGET (with
+--   every zone's rule) and written by one SET; no TYPE: a key of another
+--   type is handled where it shows up.
 -- - SET ... KEEPTTL when the key already holds this window's state (its TTL,
 --   the end of the window or of the next one, is already right): PX makes
 --   Redis rewrite the command for propagation.
@@ -102,7 +102,8 @@ local LEASE_WINDOW_DIVISOR = 16
 local MAX_LEASE_LIFETIME_MS = 1000
 -- A zone count of CHARGE starts a charge: the zone's arguments, its cost the
 -- units charged, recorded at now whether or not they fit; answered by the
--- units remaining after it, 0 when over (REPLY_FIELDS_PER_CHARGE).
+-- units remaining after it, 0 when over (the zone's limit under
+-- rate=unlimited) (REPLY_FIELDS_PER_CHARGE).
 -- (kCheckChargeHeader, kCheckReplyFieldsPerCharge.)
 local CHARGE = -3
 local REPLY_FIELDS_PER_CHARGE = 1

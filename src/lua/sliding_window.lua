@@ -66,9 +66,10 @@ if with_sliding_window then
   local pack, unpack_state = struct.pack, struct.unpack
 
   -- Adds n requests made at time `at` (at most now) to the ring of sub-window
-  -- `index`, where the estimate still counts them; a slot never holds more
-  -- than `limit` (a count of limit already rejects every request while it is
-  -- counted, so capping it changes no decision, and keeps I4 from wrapping).
+  -- `index`, where the estimate still counts them; a slot gets no more than
+  -- `limit` here (a count of limit already rejects every request while it is
+  -- counted, so capping it changes no decision, and keeps I4 from wrapping;
+  -- a charge's debt past the limit is not carried into another span).
   local function charge(counts, index, span, at, n, limit)
     local x = floor(min(at, now) / span)
     if n > 0 and x > index - SLOTS then
