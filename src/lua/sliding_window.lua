@@ -70,7 +70,7 @@ if with_sliding_window then
   -- `limit` here (a count of limit already rejects every request while it is
   -- counted, so capping it changes no decision, and keeps I4 from wrapping;
   -- a charge's debt past the limit is not carried into another span).
-  local function charge(counts, index, span, at, n, limit)
+  local function add_at(counts, index, span, at, n, limit)
     local x = floor(min(at, now) / span)
     if n > 0 and x > index - SLOTS then
       local slot = x % SLOTS + FIRST
@@ -92,7 +92,7 @@ if with_sliding_window then
       if old[1] == TAG then
         local old_span, newest = old[2], old[3]
         for x = newest - SUB_WINDOWS, newest do
-          charge(counts, index, span, (x + 1) * old_span - 1, old[x % SLOTS + FIRST], limit)
+          add_at(counts, index, span, (x + 1) * old_span - 1, old[x % SLOTS + FIRST], limit)
         end
         return true
       end
