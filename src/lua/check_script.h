@@ -47,7 +47,9 @@ namespace rate_guard {
 //           passes, nothing granted); else rate=N/W decides it with N and W
 //           (the limit answered is N); else rate=unlimited passes it and
 //           records nothing there (remaining the usual limit, reset 0;
-//           merged: all pass; nothing granted). A charge takes rate=N/W,
+//           merged: all pass, each with that remaining, not the fan-out's
+//           remaining + (m - i) * cost below; nothing granted); each of
+//           these zones has its event (below). A charge takes rate=N/W,
 //           records nothing under unlimited, and ignores a ban; a hand-back
 //           takes rate=N/W's window only. A request rejected by a ban is,
 //           as any rejection, recorded in none of its zones.
