@@ -3,7 +3,10 @@
 # no nginx in the way: a private redis-server on a free loopback port, the
 # script loaded from src/lua/ (the files of src/lua/check.files, in order, as
 # the build embeds them), and redis-benchmark sending EVALSHA with
-# ARGV[1] = "0" (Redis's TIME, as the module does) for random keys.
+# ARGV[1] = "0" (Redis's TIME, as the module does) for random keys, each
+# zone's state key and its rule key (none there, unless --rule), as the
+# module sends them; a script of an earlier release (no RULE_OVERRIDE in it)
+# is sent the state keys alone.
 #
 # Usage: bench/script_cost.sh [options]
 #   --lua FILE        one Lua file instead (e.g. a variant being measured)
@@ -22,6 +25,8 @@
 #                     hot key), not random keys
 #   --merged          each call's checks as one merged entry (0, n, the zone:
 #                     what the module sends for n checks of one key); with --hot
+#   --rule TEXT       the hot key's rule key holds TEXT (e.g. "rate=2000/60000",
+#                     "rate=unlimited"): the cost of a rule; with --hot
 #   --runs N          measurements per cell; the median is printed (default 3)
 #   --clients N --pipeline N  redis-benchmark's -c and -P (default 4 and 8)
 #   --callgrind       run redis-server under valgrind's callgrind and count the
@@ -56,6 +61,7 @@ pipeline=8
 callgrind=0
 hot=0
 merged=0
+rule=
 while [ $# -gt 0 ]; do
   case $1 in
     --script) script_file=$2; shift 2 ;;
@@ -73,6 +79,7 @@ while [ $# -gt 0 ]; do
     --callgrind) callgrind=1; shift ;;
     --hot) hot=1; shift ;;
     --merged) merged=1; shift ;;
+    --rule) rule=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -88,6 +95,10 @@ if [ "$old" = 1 ]; then
 fi
 if [ "$merged" = 1 ] && { [ "$hot" = 0 ] || [ "$old" = 1 ]; }; then
   echo "--merged needs --hot (and the current layout)" >&2
+  exit 2
+fi
+if [ -n "$rule" ] && { [ "$hot" = 0 ] || [ "$old" = 1 ]; }; then
+  echo "--rule needs --hot (and the current layout)" >&2
   exit 2
 fi
 
@@ -125,6 +136,16 @@ track "$redis_pid"
 cli() { redis-cli -p "$port" "$@"; }
 for _ in $(seq 600); do cli ping >/dev/null 2>&1 && break; sleep 0.05; done
 sha=$(cli -x script load < "$work/check.lua")
+# Whether the script takes a rule key per zone (KEYS doubled): this release's
+# does, an earlier one's (or --old) does not.
+rule_keys=0
+if [ "$old" = 0 ] && grep -q '^local RULE_OVERRIDE = ' "$work/check.lua"; then
+  rule_keys=1
+fi
+if [ -n "$rule" ] && [ "$rule_keys" = 0 ]; then
+  echo "--rule: the script takes no rule keys" >&2
+  exit 2
+fi
 case $sha in
   [0-9a-f]*) ;;
   *) echo "SCRIPT LOAD failed: $sha" >&2; exit 1 ;;
@@ -157,17 +178,22 @@ measure() {
   local algorithm=$1 batch=$2
   local c
   c=$(code "$algorithm")
-  local key="rg:$algorithm:__rand_int__"
+  local key="rg:$algorithm:__rand_int__" rule_key="rg:$algorithm!rule:__rand_int__"
   if [ "$hot" = 1 ]; then
-    key="rg:$algorithm:hot"
+    key="rg:$algorithm:hot" rule_key="rg:$algorithm!rule:hot"
   fi
   local args=(EVALSHA "$sha")
   local i
   if [ "$merged" = 1 ]; then
-    args+=(1 "$key" 0 1 0 "$batch" "$c" "$limit" "$window_ms" "$limit" 1)
+    args+=($((1 + rule_keys)) "$key")
+    [ "$rule_keys" = 0 ] || args+=("$rule_key")
+    args+=(0 1 0 "$batch" "$c" "$limit" "$window_ms" "$limit" 1)
   else
-    args+=("$batch")
+    args+=($((batch * (1 + rule_keys))))
     for ((i = 0; i < batch; i++)); do args+=("$key"); done
+    if [ "$rule_keys" = 1 ]; then
+      for ((i = 0; i < batch; i++)); do args+=("$rule_key"); done
+    fi
     args+=(0)
   fi
   if [ "$merged" = 1 ]; then
@@ -185,9 +211,12 @@ measure() {
   local reply
   reply=$(cli "${probe[@]}" 2>&1 | head -1)
   case $reply in
-    ERR*|*rror*) echo "the script answered: $reply" >&2; exit 1 ;;
+    ERR*|*rror*|rate_guard:*) echo "the script answered: $reply" >&2; exit 1 ;;
   esac
   cli flushall >/dev/null
+  if [ -n "$rule" ]; then
+    cli set "$rule_key" "$rule" >/dev/null
+  fi
   cli config resetstat >/dev/null
   local cpu0
   cpu0=$(cli info cpu | awk -F: '/^used_cpu_(user|sys):/ { s += $2 } END { printf "%.6f", s }')
@@ -216,12 +245,21 @@ measure() {
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-echo "script: $source_name$([ "$old" = 1 ] && echo ' (old layout)'), sha $sha"
+layout=
+if [ "$old" = 1 ]; then
+  layout=' (old layout)'
+elif [ "$rule_keys" = 0 ]; then
+  layout=' (no rule keys)'
+fi
+echo "script: $source_name$layout, sha $sha"
 keys_text="$keys keys"
 if [ "$merged" = 1 ]; then
   keys_text="one key, each call one merged entry"
 elif [ "$hot" = 1 ]; then
   keys_text="one key"
+fi
+if [ -n "$rule" ]; then
+  keys_text="$keys_text, its rule \"$rule\""
 fi
 echo "redis: $(redis-server --version | awk '{ print $3 }'), $checks checks for $keys_text per cell, limit $limit per $window_ms ms, median of $runs, redis-benchmark -c $clients -P $pipeline"
 echo

@@ -9,7 +9,13 @@
 -- compares pointers) are checked once. Sets `now` (0: Redis's TIME, read by
 -- batch.lua), `requests` (the entries: a merged one counts once), which
 -- algorithms the batch has a zone of, and whether it has a hand-back.
+-- KEYS: the state key of every zone of every entry (zone_keys of them), then
+-- the rule key of each, in the same order.
 local key_count, arg_count = #KEYS, #ARGV
+if key_count % 2 ~= 0 then
+  return redis.error_reply('rate_guard: ' .. key_count .. ' keys: not a state key and a rule key per zone')
+end
+local zone_keys = key_count / 2
 now = ARGV[1]
 if now == '0' then
   now = 0
@@ -25,7 +31,7 @@ if requests == '1' then
 else
   requests = requests + 0
 end
-if requests % 1 ~= 0 or requests < 0 or requests > key_count then
+if requests % 1 ~= 0 or requests < 0 or requests > zone_keys then
   return redis.error_reply('rate_guard: bad request count ' .. ARGV[2])
 end
 
@@ -44,6 +50,10 @@ for r = 1, requests do
   end
   ARGV[at] = zones
   at = at + 1
+  -- Only a plain request's zones may cost 0 (a peek, decided as of cost 1
+  -- and recorded nowhere): merged requests, a lease, a hand-back or a
+  -- charge of nothing is no entry the module sends.
+  local peeks = zones >= 1
   if zones < 1 then
     if zones == MERGED then
       -- a merged entry: its request count, then one zone
@@ -79,9 +89,12 @@ for r = 1, requests do
       at = at + 3
       zones = 1
       with_hand_back = true
+    elseif zones == CHARGE then
+      -- a charge: one zone, its cost the units charged
+      zones = 1
     end
   end
-  if zones % 1 ~= 0 or zones < 1 or zones > key_count - keys then
+  if zones % 1 ~= 0 or zones < 1 or zones > zone_keys - keys then
     return redis.error_reply('rate_guard: bad zone count for request ' .. r)
   end
   for z = 1, zones do
@@ -92,7 +105,7 @@ for r = 1, requests do
               and limit % 1 == 0 and limit >= 1 and limit <= MAX_COUNT
               and window_ms % 1 == 0 and window_ms >= 1 and window_ms <= MAX_WINDOW_MS
               and burst % 1 == 0 and burst >= 0 and burst <= MAX_COUNT
-              and cost % 1 == 0 and cost >= 1 and cost <= MAX_COUNT) then
+              and cost % 1 == 0 and cost >= 0 and cost <= MAX_COUNT) then
         return redis.error_reply('rate_guard: bad arguments for zone ' .. z .. ' of request ' .. r)
       end
       a_text, l_text, w_text, b_text, c_text = a, l, w, b, c
@@ -110,9 +123,12 @@ for r = 1, requests do
       algorithm, limit, window_ms, burst, cost
     at = at + ARGS_PER_ZONE
   end
+  if cost == 0 and not peeks then
+    return redis.error_reply('rate_guard: cost 0 outside a plain request, in request ' .. r)
+  end
   keys = keys + zones
 end
-if keys ~= key_count or at - 1 ~= arg_count then
+if keys ~= zone_keys or at - 1 ~= arg_count then
   return redis.error_reply('rate_guard: ' .. key_count .. ' keys and ' .. arg_count ..
                            ' arguments for ' .. requests .. ' requests')
 end

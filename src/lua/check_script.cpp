@@ -75,11 +75,23 @@ static_assert(declares(kCheckScriptLua, "REPLY_FIELDS_PER_HAND_BACK", kCheckRepl
               "src/lua/prelude.lua: REPLY_FIELDS_PER_HAND_BACK must be kCheckReplyFieldsPerHandBack");
 static_assert(declares(kCheckScriptLua, "LEASE_SHARE", kLeaseShare),
               "src/lua/prelude.lua: LEASE_SHARE must be kLeaseShare");
+static_assert(declares(kCheckScriptLua, "MAX_LEASE_LIFETIME_MS", kMaxLeaseLifetimeMs),
+              "src/lua/prelude.lua: MAX_LEASE_LIFETIME_MS must be kMaxLeaseLifetimeMs");
+static_assert(declares(kCheckScriptLua, "CHARGE", kCheckChargeHeader),
+              "src/lua/prelude.lua: CHARGE must be kCheckChargeHeader");
+static_assert(declares(kCheckScriptLua, "REPLY_FIELDS_PER_CHARGE", kCheckReplyFieldsPerCharge),
+              "src/lua/prelude.lua: REPLY_FIELDS_PER_CHARGE must be kCheckReplyFieldsPerCharge");
+static_assert(declares(kCheckScriptLua, "RULE_BANNED", kRuleBanned),
+              "src/lua/prelude.lua: RULE_BANNED must be kRuleBanned");
+static_assert(declares(kCheckScriptLua, "RULE_OVERRIDE", kRuleOverride),
+              "src/lua/prelude.lua: RULE_OVERRIDE must be kRuleOverride");
 // arguments.lua tells the entries apart by these headers: a plain request's
 // zone count is 1 or more.
-static_assert(kCheckHandBackHeader < kCheckLeaseHeader && kCheckLeaseHeader < kCheckMergedHeader &&
-                  kCheckMergedHeader < 1,
+static_assert(kCheckChargeHeader < kCheckHandBackHeader && kCheckHandBackHeader < kCheckLeaseHeader &&
+                  kCheckLeaseHeader < kCheckMergedHeader && kCheckMergedHeader < 1,
               "the entry headers must lie below a plain request's zone count");
+// An event is k * 2 + its kind.
+static_assert(kRuleBanned == 0 && kRuleOverride == 1, "a rule event's kind must be 0 or 1");
 
 }  // namespace
 

@@ -9,14 +9,19 @@
 -- is spent in the window that counts it. Its mark is the window's index; a
 -- hand-back takes units off that window's count while it lasts.
 --
--- fixed_window(state, limit, window_ms, cost, n, units, lifetime): one zone,
--- n requests of it, and for a lease entry the units wanted and the lifetime
--- allowed in µs (see batch.lua), made only when the batch has a zone of it.
+-- A charge (force) adds its units to the count whatever it holds: past the
+-- limit, every request waits for the window's end (a count stays a whole
+-- number well below 2^53: 2^23 charges of the largest cost in one window).
+--
+-- fixed_window(state, limit, window_ms, cost, n, units, lifetime, force): one
+-- zone, n requests of it, and for a lease entry the units wanted and the
+-- lifetime allowed in µs, for a charge force (see batch.lua), made only when
+-- the batch has a zone of it.
 -- fixed_window_hand_back(state, window_ms, units, mark), made only when the
 -- batch has a hand-back.
 local fixed_window, fixed_window_hand_back
 if with_fixed_window then
-  fixed_window = function(state, limit, window_ms, cost, n, units, lifetime)
+  fixed_window = function(state, limit, window_ms, cost, n, units, lifetime, force)
     local window = window_ms * 1000
     local index = floor(now / window)
     local count, same = 0, false
@@ -29,16 +34,17 @@ if with_fixed_window then
     -- The count matters until its window ends.
     local to_end_ms = ceil(((index + 1) * window - now) / 1000)
 
-    if cost > limit then
+    if cost > limit and not force then
       return 0, limit, max(0, limit - count), 0, window_ms
     end
-    -- The n requests in turn: the first `admitted` fit, each seeing the ones before it.
-    local admitted = min(n, floor((limit - count) / cost))
+    -- The n requests in turn: the first `admitted` fit, each seeing the ones
+    -- before it (a charge: all, whether or not they fit).
+    local admitted = force and n or min(n, floor((limit - count) / cost))
     if admitted <= 0 then
       return 0, limit, max(0, limit - count), 0, to_end_ms
     end
     count = count + admitted * cost
-    local remaining = limit - count
+    local remaining = limit - count  -- (below 0 after a charge over the limit)
     if units and admitted == n then
       local lifetime_ms = floor(min(lifetime, (index + 1) * window - 1 - now) / 1000)
       -- the units wanted for the lifetime wanted, fewer for a shorter one

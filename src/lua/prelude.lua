@@ -12,6 +12,13 @@
 -- whichever moment of the lifetime counts them longest, so that no way of
 -- spending them lets the zone over its limit. A hand-back takes units never
 -- spent off the count again, where the algorithm can tell them apart.
+-- A charge records units after the fact (a response already given): at now,
+-- whether or not they fit, so that a client over its limit waits until its
+-- debt has left the window; a peek (cost 0) decides a zone as a request of
+-- cost 1 and records nothing there.
+-- A zone's key may have a rule (a key of its own beside the state, read with
+-- the states): a ban rejects it, rate=N/W takes the place of the zone's limit
+-- and window, rate=unlimited passes it uncounted (see read_rule below).
 --
 -- Redis receives one script: the files of check.files, concatenated in that
 -- order. This one holds what they share; arguments.lua checks the arguments;
@@ -30,9 +37,9 @@
 -- a %d format 1.5k to 2.5k, a match 2.4k. So:
 -- - TIME once per call; the state of sliding_window, fixed_window and
 --   token_bucket is one string (sub-window counts packed by struct,
---   "index:count", "tat:rem"), read for the whole batch by one MGET and
---   written by one SET; no TYPE: a key of another type is handled where it
---   shows up.
+--   "index:count", "tat:rem"), read for the whole batch by one MGET (with
+--   every zone's rule) and written by one SET; no TYPE: a key of another
+--   type is handled where it shows up.
 -- - SET ... KEEPTTL when the key already holds this window's state (its TTL,
 --   the end of the window or of the next one, is already right): PX makes
 --   Redis rewrite the command for propagation.
@@ -90,6 +97,22 @@ local HAND_BACK = -2
 local REPLY_FIELDS_PER_HAND_BACK = 1
 local LEASE_SHARE = 4
 local LEASE_WINDOW_DIVISOR = 16
+-- A lease lives at most MAX_LEASE_LIFETIME_MS besides: a ban, an unban or an
+-- override reaches the keys held in leases within that (kMaxLeaseLifetimeMs).
+local MAX_LEASE_LIFETIME_MS = 1000
+-- A zone count of CHARGE starts a charge: the zone's arguments, its cost the
+-- units charged, recorded at now whether or not they fit; answered by the
+-- units remaining after it, 0 when over (the zone's limit under
+-- rate=unlimited) (REPLY_FIELDS_PER_CHARGE).
+-- (kCheckChargeHeader, kCheckReplyFieldsPerCharge.)
+local CHARGE = -3
+local REPLY_FIELDS_PER_CHARGE = 1
+-- After every entry's integers, one for each zone of a request, merged or
+-- lease entry that its key's rule decided: k * 2 + RULE_BANNED (rejected by
+-- a ban) or + RULE_OVERRIDE (decided under rate=N/W or rate=unlimited), k
+-- the zone's index in KEYS (kRuleBanned, kRuleOverride).
+local RULE_BANNED = 0
+local RULE_OVERRIDE = 1
 
 -- The bounds of the zone arguments (counts up to 2^30, windows up to 2^40
 -- ms, past the parser's 1e9 and one year) keep every time below 2^53
@@ -118,8 +141,9 @@ local MAX_UNPACK = 1000
 -- =========================================================== the batch's state
 
 -- Set by the main chunk (arguments.lua, batch.lua): the time, the string
--- states of the batch's keys as MGET read them, and what the batch recorded
--- since (see batch.lua).
+-- states of the batch's keys and the rules of its zones as MGET read them
+-- (zone k's state at stored[k], its rule at stored[zone_keys + k]), and what
+-- the batch recorded since (see batch.lua).
 local now, stored, written
 
 -- ============================================== exact arithmetic, past 2^51
@@ -200,4 +224,44 @@ local function exact_arithmetic()
   end
 end
 
+-- ================================================================ the rules
 
+-- A rule, the value of a zone's rule key (`<prefix><zone>!rule:<client key>`,
+-- KEYS[zone_keys + k]) when it is a string: fields separated by single
+-- spaces, in any order; an unknown or malformed one is ignored (a later
+-- release may add some). Returns the end of a ban in µs (`ban=<ms>`, Unix
+-- time in ms on Redis's clock; at most 2^53, the year 2255, so that the
+-- wait it announces stays exact), or false; the limit and the window in ms
+-- of `rate=<N>/<W>`, or false when there is none or N or W is past the zone
+-- arguments' bounds (MAX_COUNT, MAX_WINDOW_MS); and whether `rate=unlimited`
+-- is given. Of a field given twice, the first of its form counts. Which
+-- applies is the caller's: a ban still on (now < its end), else the rate,
+-- else unlimited.
+-- Called only for a zone whose key has a rule: a zone without one costs one
+-- table index and one test. But, as every function, it is made anew by each
+-- call: with no upvalue (each costs 0.3k instructions more a call, 2.1k with
+-- the five it would take), it costs 0.5k. So: string methods, not `match`,
+-- and the bounds written out (tests/redis/check_script_rules_test.cpp holds
+-- them to the constants' values).
+local function read_rule(text)
+  text = ' ' .. text .. ' '
+  local ban = text:match(' ban=(%d+) ')
+  if ban then
+    ban = ban * 1000
+    if ban > 9007199254740992 then
+      ban = 9007199254740992
+    end
+  else
+    ban = false
+  end
+  local limit, window_ms = text:match(' rate=(%d+)/(%d+) ')
+  if limit then
+    limit, window_ms = limit + 0, window_ms + 0
+    if not (limit >= 1 and limit <= 1073741824 and window_ms >= 1 and window_ms <= 1099511627776) then
+      limit = false
+    end
+  else
+    limit = false
+  end
+  return ban, limit, window_ms, text:match(' rate=unlimited ') ~= nil
+end

@@ -4,12 +4,18 @@
 -- A sorted set of request times, exact. Every entry has its own score,
 -- strictly increasing, so the member can simply be the score.
 --
--- sliding_log(key, limit, window_ms, cost, n, units, lifetime): one zone, n
--- requests of it, and for a lease entry the units wanted and the lifetime
--- allowed in µs (see batch.lua), made only when the batch has a zone of it.
--- Some passing, it returns then the first new entry's time, the TTL in ms as
--- text, `gone` as text, and whether the key must be replaced; for a lease,
--- then the units granted, the lifetime in ms, and the mark.
+-- A charge (force) adds its entries whatever the window holds, at most
+-- `limit` of them (batch.lua caps its cost: a window's worth is all that any
+-- request can wait for); past the limit, a request waits until the oldest
+-- entries have left for it to fit again.
+--
+-- sliding_log(key, limit, window_ms, cost, n, units, lifetime, force): one
+-- zone, n requests of it, and for a lease entry the units wanted and the
+-- lifetime allowed in µs, for a charge force (see batch.lua), made only when
+-- the batch has a zone of it. Some passing, it returns then the first new
+-- entry's time, the TTL in ms as text, `gone` as text, and whether the key
+-- must be replaced; for a lease, then the units granted, the lifetime in ms,
+-- and the mark.
 --
 -- A lease's units are entries of their own, after the n's, scored from the
 -- end of its lifetime on (or later, scores staying strictly increasing): a
@@ -33,7 +39,7 @@ if with_sliding_log then
     return ceil((time + window - now) / 1000)
   end
 
-  sliding_log = function(key, limit, window_ms, cost, n, units, lifetime)
+  sliding_log = function(key, limit, window_ms, cost, n, units, lifetime, force)
     local window = window_ms * 1000
     -- ZCOUNT comes first: a key of another type (the zone's algorithm changed
     -- in a reload) answers WRONGTYPE there, reads as empty, and is replaced
@@ -51,18 +57,21 @@ if with_sliding_log then
       start = max(now, call('ZRANGE', key, '-1', '-1', 'WITHSCORES')[2] + 1)
     end
 
-    if cost > limit then
+    if cost > limit and not force then
       return 0, limit, max(0, limit - count), 0, window_ms
     end
     -- The n requests in turn: the first `admitted` fit, each seeing the ones
-    -- before it, whose entries follow one another from `start` on.
-    local admitted = max(0, min(n, floor((limit - count) / cost)))
+    -- before it (a charge: all, whether or not they fit), whose entries
+    -- follow one another from `start` on.
+    local admitted = force and n or max(0, min(n, floor((limit - count) / cost)))
     local total = admitted * cost
-    local remaining = limit - count - total
+    local remaining = limit - count - total  -- (below 0 after a charge over the limit)
     -- Once the admitted are recorded, the window holds the set's last `count`
     -- entries, then the `total` new ones. The last admitted: when nothing
-    -- remains, the next request of cost 1 fits once the oldest has left. The
-    -- rejected: once the (count + total + cost - limit) oldest have left.
+    -- remains, the next request of cost 1 fits once the oldest has left (a
+    -- charge, whose reply has no wait, skips the ZRANGE). The rejected: once
+    -- the (count + total + cost - limit) oldest have left (also past the
+    -- limit, after a charge: count > limit).
     local retry_ms = 0
     if admitted < n then
       retry_ms = leaves(key, count + total + cost - limit, count, start, window)
@@ -71,7 +80,7 @@ if with_sliding_log then
       return 0, limit, max(0, remaining), 0, retry_ms
     end
     local reset_ms = 0
-    if remaining == 0 then
+    if remaining == 0 and not force then
       reset_ms = leaves(key, 1, count, start, window)
     end
     if units and admitted == n then

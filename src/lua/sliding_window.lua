@@ -39,11 +39,17 @@
 -- in the ring: units never spent, so what the count still holds covers the
 -- ones spent.
 --
--- sliding_window(state, limit, window_ms, cost, n, units, lifetime): one
--- zone, n requests of it, and for a lease entry the units wanted and the
--- lifetime allowed in µs, as the other algorithms' (see batch.lua), made
--- only when the batch has a zone of it. sliding_window_hand_back(state,
--- window_ms, units, mark), made only when the batch has a hand-back.
+-- A charge (force) adds its units to the current sub-window whatever the
+-- estimate: the count may then pass the limit, until 4294967295 (MAX_SLOT,
+-- what an I4 holds) in a sub-window, and every request waits until enough
+-- of the oldest sub-windows have left for it to fit again.
+--
+-- sliding_window(state, limit, window_ms, cost, n, units, lifetime, force):
+-- one zone, n requests of it, and for a lease entry the units wanted and the
+-- lifetime allowed in µs, for a charge force, as the other algorithms' (see
+-- batch.lua), made only when the batch has a zone of it.
+-- sliding_window_hand_back(state, window_ms, units, mark), made only when
+-- the batch has a hand-back.
 local sliding_window, sliding_window_hand_back
 if with_sliding_window then
   local SUB_WINDOWS = 16
@@ -56,13 +62,15 @@ if with_sliding_window then
   local TAG = 'W'
   local FORMAT = '<c1ddI4I4I4I4I4I4I4I4I4I4I4I4I4I4I4I4I4'
   local SIZE = 85
+  local MAX_SLOT = 4294967295
   local pack, unpack_state = struct.pack, struct.unpack
 
   -- Adds n requests made at time `at` (at most now) to the ring of sub-window
-  -- `index`, where the estimate still counts them; a slot never holds more
-  -- than `limit` (a count of limit already rejects every request while it is
-  -- counted, so capping it changes no decision, and keeps I4 from wrapping).
-  local function charge(counts, index, span, at, n, limit)
+  -- `index`, where the estimate still counts them; a slot gets no more than
+  -- `limit` here (a count of limit already rejects every request while it is
+  -- counted, so capping it changes no decision, and keeps I4 from wrapping;
+  -- a charge's debt past the limit is not carried into another span).
+  local function add_at(counts, index, span, at, n, limit)
     local x = floor(min(at, now) / span)
     if n > 0 and x > index - SLOTS then
       local slot = x % SLOTS + FIRST
@@ -84,7 +92,7 @@ if with_sliding_window then
       if old[1] == TAG then
         local old_span, newest = old[2], old[3]
         for x = newest - SUB_WINDOWS, newest do
-          charge(counts, index, span, (x + 1) * old_span - 1, old[x % SLOTS + FIRST], limit)
+          add_at(counts, index, span, (x + 1) * old_span - 1, old[x % SLOTS + FIRST], limit)
         end
         return true
       end
@@ -93,7 +101,8 @@ if with_sliding_window then
   end
 
   -- reset_ms when the oldest counts must leave before `excess` more fits:
-  -- sub-window x leaves the estimate at (x + SLOTS) * span.
+  -- sub-window x leaves the estimate at (x + SLOTS) * span (all of them, the
+  -- newest last, when the estimate is over the limit by more than it holds).
   local function wait(counts, index, span, excess)
     local gone, x = 0, index - SUB_WINDOWS
     while true do
@@ -106,7 +115,7 @@ if with_sliding_window then
     return ceil(((x + SLOTS) * span - now) / 1000)
   end
 
-  sliding_window = function(state, limit, window_ms, cost, n, units, lifetime)
+  sliding_window = function(state, limit, window_ms, cost, n, units, lifetime, force)
     local window = window_ms * 1000
     local span = ceil(window / SUB_WINDOWS)
     local index = floor(now / span)
@@ -142,11 +151,12 @@ if with_sliding_window then
     for slot = FIRST, LAST do
       estimate = estimate + counts[slot]
     end
-    if cost > limit then
+    if cost > limit and not force then
       return 0, limit, max(0, limit - estimate), 0, window_ms
     end
-    -- The n requests in turn: the first `admitted` fit, each seeing the ones before it.
-    local admitted = min(n, floor((limit - estimate) / cost))
+    -- The n requests in turn: the first `admitted` fit, each seeing the ones
+    -- before it (a charge: all, whether or not they fit).
+    local admitted = force and n or min(n, floor((limit - estimate) / cost))
     if admitted <= 0 then
       local retry_ms = wait(counts, index, span, estimate + cost - limit)
       if converted then
@@ -157,13 +167,18 @@ if with_sliding_window then
       return 0, limit, max(0, limit - estimate), 0, retry_ms
     end
     local slot = index % SLOTS + FIRST
-    counts[slot] = counts[slot] + admitted * cost
+    local count = counts[slot] + admitted * cost
+    if count > MAX_SLOT then
+      count = MAX_SLOT  -- (a charge's, long past the limit)
+    end
+    counts[slot] = count
+    -- (below 0 after a charge over the limit: what the next request waits for)
     local remaining = limit - estimate - admitted * cost
     local retry_ms = 0
     if admitted < n then
       retry_ms = wait(counts, index, span, cost - remaining)
     end
-    local reset_ms = remaining > 0 and 0 or wait(counts, index, span, 1)
+    local reset_ms = remaining > 0 and 0 or wait(counts, index, span, 1 - remaining)
     if units and admitted == n then
       -- A lease: charged to this sub-window (see above), so it ends by
       -- (index + SLOTS) * span - window.

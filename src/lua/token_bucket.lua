@@ -19,10 +19,14 @@
 -- filled, the TAT no longer tells which units it holds, and moving it back
 -- could admit units over the rate.
 --
--- token_bucket(state, limit, window_ms, burst, cost, n, units, lifetime):
--- one zone, n requests of it, and for a lease entry the units wanted and the
--- lifetime allowed in µs (see batch.lua), made only when the batch has a
--- zone of it.
+-- A charge (force) moves the TAT on whatever it says, from max(TAT, now),
+-- by at most tokens + burst units: at most a full bucket of debt (the TAT
+-- burst*T past the tolerance), which a client then waits out.
+--
+-- token_bucket(state, limit, window_ms, burst, cost, n, units, lifetime,
+-- force): one zone, n requests of it, and for a lease entry the units wanted
+-- and the lifetime allowed in µs, for a charge force (see batch.lua), made
+-- only when the batch has a zone of it.
 local token_bucket
 if with_token_bucket then
   -- Whether a request of cost c passes at time t >= now, nothing else being
@@ -54,7 +58,7 @@ if with_token_bucket then
     return ms
   end
 
-  token_bucket = function(state, limit, window_ms, burst, cost, n, units, lifetime)
+  token_bucket = function(state, limit, window_ms, burst, cost, n, units, lifetime, force)
     local window = window_ms * 1000
     local tat, rem = now, 0
     if state then
@@ -86,20 +90,24 @@ if with_token_bucket then
     end
     local tokens = max(0, burst - spent)
 
-    if cost > burst then
+    if cost > burst and not force then
       return 0, burst, tokens, 0, window_ms
     end
     -- A request fits, passes(now, ...), iff (TAT - now) + cost*T <= burst*T,
     -- that is (burst - cost being whole) iff cost <= tokens; and each one
     -- passed takes cost*T, exactly cost tokens, from the next. So the n
-    -- requests in turn: the first `admitted` fit.
-    local admitted = min(n, floor(tokens / cost))
+    -- requests in turn: the first `admitted` fit (a charge: all).
+    local admitted = force and n or min(n, floor(tokens / cost))
     if admitted <= 0 then
       return 0, burst, tokens, 0, wait(tat, rem, cost, limit, window, burst, big)
     end
     -- The TAT once they are recorded: total*T = whole + part/limit us
-    -- (total <= burst: no product past the bound of `big`).
+    -- (total <= burst, a charge's <= 2 * burst: products below 2 * EXACT,
+    -- still exact, unless `big`).
     local total = admitted * cost
+    if force and total > tokens + burst then
+      total = tokens + burst
+    end
     local whole, part
     if big then
       whole = first(total * window / limit - 1, function(k)
@@ -115,7 +123,7 @@ if with_token_bucket then
     if new_rem >= limit then
       new_tat, new_rem = new_tat + 1, new_rem - limit
     end
-    local remaining = tokens - total
+    local remaining = tokens - total  -- (below 0 after a charge past the tokens)
     local reset_ms, retry_ms = 0, 0
     if remaining <= 0 then
       reset_ms = wait(new_tat, new_rem, 1, limit, window, burst, big)

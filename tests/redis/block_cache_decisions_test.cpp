@@ -38,11 +38,13 @@ class BlockCacheDecisions : public ::testing::TestWithParam<Algorithm> {
 
   // One check of `zone` for `key`, with Redis's clock pinned at `now_us`.
   Decision check(const ZoneConfig& zone, const std::string& key, uint64_t cost, uint64_t now_us) {
-    std::string redis_key;
+    std::string redis_key, rule_key;
     append_redis_key(redis_key, "decisions:", zone, key);
-    // A batch of one request (R = 1) of one zone (n = 1): see lua/check_script.h.
+    append_redis_key(rule_key, "decisions:", zone.name, "!rule", key);
+    // A batch of one request (R = 1) of one zone (n = 1), its state key and
+    // its rule key (none there): see lua/check_script.h.
     const std::vector<std::string> args = {
-        "EVALSHA", sha_, "1", redis_key, std::to_string(now_us), "1", "1",
+        "EVALSHA", sha_, "2", redis_key, rule_key, std::to_string(now_us), "1", "1",
         std::to_string(static_cast<int>(zone.algorithm)), std::to_string(zone.limit),
         std::to_string(zone.window_ms), std::to_string(zone.burst), std::to_string(cost)};
     std::vector<const char*> argv;

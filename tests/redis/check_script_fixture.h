@@ -2,7 +2,9 @@
 // (check_script_*_test.cpp): Specification of the check script (src/lua/), run by a real
 // redis-server. Time is pinned through ARGV[1], in microseconds; every reply
 // is written as Allowed/Rejected(limit, remaining, reset_ms). Most tests send
-// one request per call; the Batch tests send several.
+// one request per call; the Batch tests send several. Every zone's state key
+// (Zone::key) comes with its rule key (rule_key(), empty unless a test sets
+// a rule there).
 #pragma once
 
 #include "lua/check_script.h"
@@ -17,6 +19,7 @@
 #include <memory>
 #include <ostream>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -72,6 +75,50 @@ inline Zone with_cost(Zone zone, uint64_t cost) {
   zone.cost = cost;
   return zone;
 }
+
+// The rule key of a zone (KEYS[Z + k], lua/check_script.h): its state key's
+// name and "!rule" (the module's are "<prefix><zone>!rule:<client key>"), so
+// zones of one state key share it.
+inline std::string rule_key(const Zone& zone) { return zone.key + "!rule"; }
+
+// One entry of a call (lua/check_script.h), by its header and the numbers
+// that follow it: a plain request (its header the zone count), a merged
+// entry, a lease entry, a hand-back or a charge, of one zone but a plain
+// request.
+struct Entry {
+  int64_t header;
+  std::vector<uint64_t> numbers;
+  std::vector<Zone> zones;
+};
+inline Entry plain(const Zone& zone) { return {1, {}, {zone}}; }
+inline Entry request(const std::vector<Zone>& zones) { return {static_cast<int64_t>(zones.size()), {}, zones}; }
+inline Entry merged(const Zone& zone, uint64_t n) { return {kCheckMergedHeader, {n}, {zone}}; }
+inline Entry lease(const Zone& zone, uint64_t n, uint64_t units, uint64_t lease_ms) {
+  return {kCheckLeaseHeader, {n, units, lease_ms}, {zone}};
+}
+inline Entry hand_back(const Zone& zone, uint64_t units, uint64_t granted, uint64_t mark) {
+  return {kCheckHandBackHeader, {units, granted, mark}, {zone}};
+}
+// `units` charged to `zone` (its cost).
+inline Entry charge(const Zone& zone, uint64_t units) { return {kCheckChargeHeader, {}, {with_cost(zone, units)}}; }
+
+inline size_t reply_fields(const Entry& entry) {
+  switch (entry.header) {
+    case kCheckMergedHeader: return kCheckReplyFieldsPerMerged;
+    case kCheckLeaseHeader: return kCheckReplyFieldsPerLease;
+    case kCheckHandBackHeader: return kCheckReplyFieldsPerHandBack;
+    case kCheckChargeHeader: return kCheckReplyFieldsPerCharge;
+    default: return kCheckReplyFieldsPerZone * entry.zones.size();
+  }
+}
+
+// A reply split: each entry's integers (reply_fields() of them), then the
+// rule events after them; or the error reply's text.
+struct Answer {
+  std::vector<std::vector<uint64_t>> entries;
+  std::vector<uint64_t> events;
+  std::string error;
+};
 
 // One request: every zone it is checked in.
 using Request = std::vector<Zone>;
@@ -159,25 +206,45 @@ class CheckScriptTest : public ::testing::Test {
   }
 
   // Loads another script (the previous release's, to run beside this one on
-  // the same keys): its SHA1, for the `sha` argument of the calls below.
-  std::string load(std::string_view script) {
+  // the same keys; a mutant of this one): its SHA1, for the `sha` argument
+  // of the calls below. `rule_keys`: whether it takes a rule key per zone
+  // (this release's does; the previous release's does not).
+  std::string load(std::string_view script, bool rule_keys = true) {
     Reply loaded = command({"SCRIPT", "LOAD", script});
     EXPECT_EQ(loaded->type, REDIS_REPLY_STRING) << std::string_view(loaded->str, loaded->len);
-    return loaded->type == REDIS_REPLY_STRING ? std::string(loaded->str, loaded->len) : "";
+    if (loaded->type != REDIS_REPLY_STRING) {
+      return "";
+    }
+    std::string sha(loaded->str, loaded->len);
+    if (!rule_keys) {
+      without_rule_keys_.insert(sha);
+    }
+    return sha;
   }
 
   // The EVALSHA arguments of one call checking `requests`, in order (the
-  // layout of lua/check_script.h), of this script or of the one `sha` names.
+  // layout of lua/check_script.h), of this script or of the one `sha` names:
+  // every zone's state key, then (unless that script takes none) every
+  // zone's rule key.
   std::vector<std::string> evalsha_args(uint64_t now_us, const std::vector<Request>& requests,
                                         const std::string& sha = "") const {
+    const bool rule_keys = without_rule_keys_.count(sha) == 0;
     size_t keys = 0;
     for (const Request& request : requests) {
       keys += request.size();
     }
-    std::vector<std::string> args = {"EVALSHA", sha.empty() ? sha_ : sha, std::to_string(keys)};
+    std::vector<std::string> args = {"EVALSHA", sha.empty() ? sha_ : sha,
+                                     std::to_string(rule_keys ? 2 * keys : keys)};
     for (const Request& request : requests) {
       for (const Zone& zone : request) {
         args.push_back(zone.key);
+      }
+    }
+    if (rule_keys) {
+      for (const Request& request : requests) {
+        for (const Zone& zone : request) {
+          args.push_back(rule_key(zone));
+        }
       }
     }
     args.push_back(std::to_string(now_us));
@@ -192,6 +259,119 @@ class CheckScriptTest : public ::testing::Test {
       }
     }
     return args;
+  }
+
+  // The EVALSHA arguments of one call of `entries` (the layout of
+  // lua/check_script.h): every zone's state key, then every zone's rule key.
+  std::vector<std::string> entry_args(uint64_t now_us, const std::vector<Entry>& entries,
+                                      const std::string& sha = "") const {
+    size_t keys = 0;
+    for (const Entry& entry : entries) {
+      keys += entry.zones.size();
+    }
+    std::vector<std::string> out = {"EVALSHA", sha.empty() ? sha_ : sha, std::to_string(2 * keys)};
+    for (const Entry& entry : entries) {
+      for (const Zone& zone : entry.zones) {
+        out.push_back(zone.key);
+      }
+    }
+    for (const Entry& entry : entries) {
+      for (const Zone& zone : entry.zones) {
+        out.push_back(rule_key(zone));
+      }
+    }
+    out.push_back(std::to_string(now_us));
+    out.push_back(std::to_string(entries.size()));
+    for (const Entry& entry : entries) {
+      out.push_back(std::to_string(entry.header));
+      for (uint64_t number : entry.numbers) {
+        out.push_back(std::to_string(number));
+      }
+      for (const Zone& zone : entry.zones) {
+        for (uint64_t value : {static_cast<uint64_t>(zone.algorithm), zone.limit, zone.window_ms, zone.burst,
+                               zone.cost}) {
+          out.push_back(std::to_string(value));
+        }
+      }
+    }
+    return out;
+  }
+
+  Reply raw(uint64_t now_us, const std::vector<Entry>& entries, const std::string& sha = "") {
+    std::vector<std::string> a = entry_args(now_us, entries, sha);
+    return command(std::vector<std::string_view>(a.begin(), a.end()));
+  }
+
+  static Answer split(const redisReply* reply, const std::vector<Entry>& entries) {
+    Answer answer;
+    if (reply->type == REDIS_REPLY_ERROR) {
+      answer.error.assign(reply->str, reply->len);
+      return answer;
+    }
+    EXPECT_EQ(reply->type, REDIS_REPLY_ARRAY);
+    if (reply->type != REDIS_REPLY_ARRAY) {
+      return answer;
+    }
+    size_t at = 0;
+    for (const Entry& entry : entries) {
+      std::vector<uint64_t> fields;
+      for (size_t i = 0; i < reply_fields(entry) && at < reply->elements; ++i, ++at) {
+        EXPECT_EQ(reply->element[at]->type, REDIS_REPLY_INTEGER);
+        EXPECT_GE(reply->element[at]->integer, 0);
+        fields.push_back(static_cast<uint64_t>(reply->element[at]->integer));
+      }
+      EXPECT_EQ(fields.size(), reply_fields(entry)) << "a reply too short";
+      answer.entries.push_back(fields);
+    }
+    for (; at < reply->elements; ++at) {
+      EXPECT_EQ(reply->element[at]->type, REDIS_REPLY_INTEGER);
+      answer.events.push_back(static_cast<uint64_t>(reply->element[at]->integer));
+    }
+    return answer;
+  }
+
+  // The entries in one call at `now_us`, of this script or of the one `sha`
+  // names: each one's integers, and the events.
+  Answer send(uint64_t now_us, const std::vector<Entry>& entries, const std::string& sha = "") {
+    Reply reply = raw(now_us, entries, sha);
+    return split(reply.get(), entries);
+  }
+
+  // The entries in one call at `now_us`, which must be answered (no error):
+  // each one's integers (as many as reply_fields() says), and the events.
+  Answer answered(uint64_t now_us, const std::vector<Entry>& entries, const std::string& sha = "") {
+    Answer answer = send(now_us, entries, sha);
+    EXPECT_EQ(answer.error, "");
+    if (answer.entries.size() != entries.size()) {
+      ADD_FAILURE() << "no answer";
+      answer.entries.resize(entries.size());
+    }
+    return answer;
+  }
+
+  void set_rule(const Zone& zone, const std::string& value) {
+    EXPECT_EQ(command({"SET", rule_key(zone), value})->type, REDIS_REPLY_STATUS);
+  }
+
+  // A key's value as DUMP serializes it, whatever its type ("(nil)" when
+  // none; no TTL): to tell that a key was left alone.
+  std::string dump(const std::string& key) {
+    Reply reply = command({"DUMP", key});
+    return reply->type == REDIS_REPLY_STRING ? std::string(reply->str, reply->len) : "(nil)";
+  }
+
+  // A copy of this script with `from` (found exactly once) replaced by `to`,
+  // loaded: its SHA1 (empty, and a failure, when `from` is not found once).
+  std::string mutant(const std::string& from, const std::string& to) {
+    std::string text(kCheckScript);
+    const size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << "the script no longer holds: " << from;
+    EXPECT_EQ(text.find(from, at + 1), std::string::npos) << "the script holds more than once: " << from;
+    if (at == std::string::npos || text.find(from, at + 1) != std::string::npos) {
+      return "";
+    }
+    text.replace(at, from.size(), to);
+    return load(text);
   }
 
   static std::vector<Verdict> decode(const redisReply* reply, size_t zones) {
@@ -384,6 +564,7 @@ class CheckScriptTest : public ::testing::Test {
 
   std::unique_ptr<redisContext, ContextFree> redis_;
   std::string sha_;
+  std::set<std::string> without_rule_keys_;  // SHA1s of scripts that take no rule key
 };
 
 }  // namespace check_script

@@ -19,32 +19,6 @@ namespace {
 
 using namespace check_script;  // NOLINT(google-build-using-namespace)
 
-// One entry of a call (lua/check_script.h): a plain request of one zone, a
-// merged entry, a lease entry or a hand-back, by its header and the numbers
-// that follow it.
-struct Entry {
-  int64_t header;
-  std::vector<uint64_t> numbers;
-  Zone zone;
-};
-Entry plain(const Zone& zone) { return {1, {}, zone}; }
-Entry merged(const Zone& zone, uint64_t n) { return {kCheckMergedHeader, {n}, zone}; }
-Entry lease(const Zone& zone, uint64_t n, uint64_t units, uint64_t lease_ms) {
-  return {kCheckLeaseHeader, {n, units, lease_ms}, zone};
-}
-Entry hand_back(const Zone& zone, uint64_t units, uint64_t granted, uint64_t mark) {
-  return {kCheckHandBackHeader, {units, granted, mark}, zone};
-}
-
-size_t reply_fields(const Entry& entry) {
-  switch (entry.header) {
-    case kCheckMergedHeader: return kCheckReplyFieldsPerMerged;
-    case kCheckLeaseHeader: return kCheckReplyFieldsPerLease;
-    case kCheckHandBackHeader: return kCheckReplyFieldsPerHandBack;
-    default: return kCheckReplyFieldsPerZone;
-  }
-}
-
 // A lease entry's answer.
 struct Grant {
   uint64_t passed = 0, limit = 0, remaining = 0, reset_ms = 0, retry_ms = 0;
@@ -63,40 +37,14 @@ std::ostream& operator<<(std::ostream& out, const Grant& g) {
 
 class Leases : public CheckScriptTest {
  protected:
-  std::vector<std::string> args(uint64_t now_us, const std::vector<Entry>& entries, const std::string& sha = "") const {
-    std::vector<std::string> out = {"EVALSHA", sha.empty() ? sha_ : sha, std::to_string(entries.size())};
-    for (const Entry& entry : entries) {
-      out.push_back(entry.zone.key);
-    }
-    out.push_back(std::to_string(now_us));
-    out.push_back(std::to_string(entries.size()));
-    for (const Entry& entry : entries) {
-      out.push_back(std::to_string(entry.header));
-      for (uint64_t number : entry.numbers) {
-        out.push_back(std::to_string(number));
-      }
-      const Zone& zone = entry.zone;
-      for (uint64_t value : {static_cast<uint64_t>(zone.algorithm), zone.limit, zone.window_ms, zone.burst,
-                             zone.cost}) {
-        out.push_back(std::to_string(value));
-      }
-    }
-    return out;
-  }
-
-  Reply raw(uint64_t now_us, const std::vector<Entry>& entries) {
-    std::vector<std::string> a = args(now_us, entries);
-    return command(std::vector<std::string_view>(a.begin(), a.end()));
-  }
-
   // The entries in one call at `now_us`, then their keys persisted, in one
   // transaction (a key's TTL runs in real time; the pinned time tells stale
   // state anyway): each entry's integers.
   std::vector<std::vector<uint64_t>> run(uint64_t now_us, const std::vector<Entry>& entries,
                                          const std::string& sha = "") {
-    std::vector<std::vector<std::string>> commands = {args(now_us, entries, sha)};
+    std::vector<std::vector<std::string>> commands = {entry_args(now_us, entries, sha)};
     for (const Entry& entry : entries) {
-      commands.push_back({"PERSIST", entry.zone.key});
+      commands.push_back({"PERSIST", entry.zones[0].key});
     }
     Reply exec = transaction(commands);
     std::vector<std::vector<uint64_t>> answers;
@@ -152,20 +100,6 @@ class Leases : public CheckScriptTest {
     std::vector<std::vector<uint64_t>> answers = run(now_us, {merged(zone, units)});
     ASSERT_EQ(answers.size(), 1u);
     ASSERT_EQ(answers[0].at(0), units);
-  }
-
-  // A copy of this script with `from` (found exactly once) replaced by `to`,
-  // loaded: its SHA1.
-  std::string mutant(const std::string& from, const std::string& to) {
-    std::string text(kCheckScript);
-    const size_t at = text.find(from);
-    EXPECT_NE(at, std::string::npos) << "the script no longer holds: " << from;
-    EXPECT_EQ(text.find(from, at + 1), std::string::npos) << "the script holds more than once: " << from;
-    if (at == std::string::npos) {
-      return "";
-    }
-    text.replace(at, from.size(), to);
-    return load(text);
   }
 };
 
@@ -414,7 +348,8 @@ TEST_F(Leases, BadLeaseOrHandBackArgumentsAreAnErrorAndNothingIsRecorded) {
   const std::string now = std::to_string(kT0);
   // A plain request, then the entry: `header`, `numbers`, a fixed_window zone.
   auto call = [&](std::string_view header, const std::vector<std::string>& numbers) {
-    std::vector<std::string_view> args = {"EVALSHA", sha_, "2", "other", "client", now, "2",  //
+    std::vector<std::string_view> args = {"EVALSHA", sha_, "4", "other", "client", "other!rule", "client!rule",
+                                          now, "2",  //
                                           "1", "2", "5", "1000", "5", "1", header};
     args.insert(args.end(), numbers.begin(), numbers.end());
     for (const char* arg : {"2", "5", "1000", "5", "1"}) {
@@ -441,11 +376,13 @@ TEST_F(Leases, BadLeaseOrHandBackArgumentsAreAnErrorAndNothingIsRecorded) {
     ASSERT_EQ(reply->type, REDIS_REPLY_ERROR) << numbers[0] << " " << numbers[1] << " " << numbers[2];
     EXPECT_EQ(std::string_view(reply->str, reply->len), "rate_guard: bad hand-back for request 2");
   }
-  // Too few numbers (the zone's then read from the wrong place), another
-  // header below 0.
+  // Too few numbers (the zone's then read from the wrong place), a charge's
+  // header followed by a lease's numbers (too many), another header below 0.
   EXPECT_EQ(call("-1", {"1", "1"})->type, REDIS_REPLY_ERROR);
   EXPECT_EQ(call("-2", {"1", "1"})->type, REDIS_REPLY_ERROR);
   EXPECT_EQ(call("-3", {"1", "1", "1"})->type, REDIS_REPLY_ERROR);
+  EXPECT_EQ(call("-4", {"1", "1", "1"})->type, REDIS_REPLY_ERROR);
+  EXPECT_EQ(call("-4", {})->type, REDIS_REPLY_ERROR);
   EXPECT_EQ(integer({"DBSIZE"}), 0);
   // The largest mark is taken (and finds nothing to take back).
   Reply reply = call("-2", {"1", "1", "9007199254740991"});

@@ -19,7 +19,7 @@ class MixedVersions : public CheckScriptTest {
  protected:
   void SetUp() override {
     CheckScriptTest::SetUp();
-    previous_ = load(kPreviousCheckScriptLua);
+    previous_ = load(kPreviousCheckScriptLua, /*rule_keys=*/false);
   }
   bool old_layout(const std::string& value) {
     return std::regex_match(value, std::regex("[0-9]+:[0-9]+:[0-9]+"));

@@ -42,7 +42,7 @@ class SlidingWindowBound : public CheckScriptTest {
  protected:
   void SetUp() override {
     CheckScriptTest::SetUp();
-    previous_ = load(kPreviousCheckScriptLua);
+    previous_ = load(kPreviousCheckScriptLua, /*rule_keys=*/false);
   }
 
   // One request at `now_us`, and then its keys persisted, in one transaction:
