@@ -124,6 +124,9 @@ for _ = 1, requests do
     -- decided here, a charge unlimited records nothing.
     local banned, unlimited = false, false
     local rule = stored[zone_keys + k]
+    if rule and KEYS[zone_keys + k] == key then
+      rule = false  -- sent without its rule key (see below)
+    end
     if rule then
       local ban, rate_limit, rate_window_ms
       ban, rate_limit, rate_window_ms, unlimited = read_rule(rule)
@@ -275,8 +278,15 @@ for _ = 1, requests do
         zone_cost = 1
       end
       -- The key's rule: a ban or unlimited decides the zone here (no
-      -- algorithm then: zone_algorithm false).
+      -- algorithm then: zone_algorithm false). A rule key that is the
+      -- state key itself stands for none: while its slot migrates a zone
+      -- goes alone, its state key twice (Redis Cluster's ASKING takes a
+      -- command of several keys only where all of them exist, and a rule
+      -- key seldom does), its rule ignored for those moments.
       local rule = stored[zone_keys + k]
+      if rule and KEYS[zone_keys + k] == KEYS[k] then
+        rule = false
+      end
       if rule then
         local ban, rate_limit, rate_window_ms, unlimited = read_rule(rule)
         local event = RULE_OVERRIDE

@@ -86,7 +86,9 @@ bool decode_merged_reply(const redisReply* reply, size_t first_field, size_t cou
   verdict->remaining = static_cast<uint64_t>(fields[2]->integer);
   verdict->allowed = rank < passed;
   if (verdict->allowed) {
-    verdict->remaining += (passed - 1 - rank) * cost;
+    // (never past the limit: a key under rate=unlimited reports the limit
+    // left for all n, counting nothing)
+    verdict->remaining = std::min(verdict->limit, verdict->remaining + (passed - 1 - rank) * cost);
     verdict->reset_ms = rank + 1 == passed ? static_cast<uint64_t>(fields[3]->integer) : 0;
   } else {
     verdict->reset_ms = static_cast<uint64_t>(fields[4]->integer);
@@ -464,7 +466,11 @@ void split_into_zones(CheckPool& pool, CheckBatch* batch, const std::function<vo
       part->retried = batch->retried;
       part->keys.assign(key_of(*batch, key));
       part->key_ends.push_back(part->keys.size());
-      part->rule_keys.assign(rule_key_of(*batch, key));
+      // Its state key twice: Redis Cluster's ASKING takes a command of
+      // several keys only where all of them exist, and a rule key seldom
+      // does; the script reads a rule key equal to the state key as none
+      // (the rule is ignored while the slot migrates).
+      part->rule_keys.assign(key_of(*batch, key));
       part->rule_key_ends.push_back(part->rule_keys.size());
       part->zone_index.push_back(batch->zone_index[member.zone_at + i]);
       part->args = "1";

@@ -232,7 +232,9 @@ bool decode_member_reply(const CheckBatch& batch, const CheckBatch::Member& memb
 // While a slot migrates: `batch` cut into batches of one zone each, for the
 // zones of its checks still live (each a part its check now waits for,
 // instead of the batch), each given to `send`; `batch` is released. A lease
-// asked goes on as a plain request (nothing granted), and hand-backs and
+// asked goes on as a plain request (nothing granted), a zone goes without
+// its rule (its state key sent in the rule key's place: one key, which the
+// script reads as no rule), and hand-backs and
 // charges are dropped (the caller reports the charges lost first; a
 // hand-back's units stay counted until they leave the window: bounded).
 void split_into_zones(CheckPool& pool, CheckBatch* batch, const std::function<void(CheckBatch* part)>& send);

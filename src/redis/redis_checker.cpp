@@ -613,8 +613,9 @@ bool RedisChecker::follow_redirect(CheckBatch* batch, const redisReply* reply) {
   }
   batch->redirects++;
   bump(counters_->redirects);
-  if (!moved && batch->zones > 1) {
-    // Keys half migrated: each zone on its own, asked of the importing master.
+  if (!moved) {
+    // Keys half migrated: each zone on its own (its one key), asked of the
+    // importing master.
     lose_charges(*batch);
     split_into_zones(pool_, batch, [this, connection](CheckBatch* part) {
       if (!formatter_.format(part, shared_.script_sha) || !send_batch(part, connection, true)) {
