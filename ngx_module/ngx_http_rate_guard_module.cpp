@@ -441,7 +441,7 @@ ngx_command_t commands[] = {
     {ngx_string("rate_guard_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE, guarded<rate_guard_zone>,
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("rate_guard"),
-     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12,
+     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1234,
      guarded<rate_guard_apply_zone>,
      NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("rate_guard_status"),
