@@ -307,6 +307,21 @@ TEST_P(RulesEveryAlgorithm, ALeaseLivesAtMostASecondSoThatARuleReachesItsKeyWith
 
 // ================================================================ arguments
 
+// While a slot migrates the module sends a zone's state key in its rule
+// key's place (check_batch.h, split_into_zones): that reads as no rule, even
+// when the state would read as one.
+TEST_F(Rules, ARuleKeyThatIsTheStateKeyIsNoRule) {
+  const Zone zone = fixed_window(5, 60000, "migrating");
+  command({"SET", zone.key, "ban=99999999999999 rate=1/60000"});
+  const std::string now = std::to_string(kT0);
+  Reply reply = command({"EVALSHA", sha_, "2", zone.key, zone.key, now, "1", "1", "2", "5", "60000", "5", "1"});
+  ASSERT_EQ(reply->type, REDIS_REPLY_ARRAY);
+  ASSERT_EQ(reply->elements, 4u);  // no event
+  EXPECT_EQ(reply->element[0]->integer, 1);  // allowed: the state, unreadable as fixed_window's, is empty
+  EXPECT_EQ(reply->element[1]->integer, 5);
+  EXPECT_EQ(reply->element[2]->integer, 4);
+}
+
 TEST_F(Rules, AnOddNumberOfKeysIsAnErrorAndNothingIsRecorded) {
   const std::string now = std::to_string(kT0);
   const std::vector<std::vector<std::string_view>> calls = {
