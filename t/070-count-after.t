@@ -414,3 +414,163 @@ X-RateLimit-Remaining: 4
 ["", "X-RateLimit-Remaining: 4"]
 --- response_body_like eval
 ["\\A(?=(?:.|\n)*rate_guard_after_counts_lost_total\\{zone=\"t070_paused\"\\} 1\n)(?=(?:.|\n)*rate_guard_after_counts_total\\{zone=\"t070_paused\"\\} 2\n)", "GIF89a"]
+
+
+
+=== TEST 16: if= decides per request: empty or "0" counts nothing, any other value counts
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $http_x_user zone=t070_if rate=5r/m algorithm=sliding_log;
+--- config
+    location = /t {
+        rate_guard zone=t070_if count=after if=$arg_count;
+        empty_gif;
+    }
+--- request eval
+["GET /t", "GET /t?count=0", "GET /t?count=", "GET /t?count=yes", "GET /t?count=1", "GET /t"]
+--- more_headers
+X-User: iffy
+--- response_headers eval
+["X-RateLimit-Remaining: 5", "X-RateLimit-Remaining: 5", "X-RateLimit-Remaining: 5",
+ "X-RateLimit-Remaining: 5", "X-RateLimit-Remaining: 4", "X-RateLimit-Remaining: 3"]
+
+
+
+=== TEST 17: a cost from the upstream that is no number is logged and not counted
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $http_x_api_key zone=t070_bad_cost rate=100 window=60s;
+--- config
+    location = /chat {
+        rate_guard zone=t070_bad_cost count=after cost=$upstream_http_x_tokens_used;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/model;
+    }
+    location = /model {
+        add_header X-Tokens-Used lots;
+        return 200 "answer\n";
+    }
+    location = /metrics {
+        rate_guard_metrics;
+    }
+--- request
+GET /chat
+--- more_headers
+X-Api-Key: team-c
+--- response_headers
+X-RateLimit-Remaining: 100
+--- response_body
+answer
+--- error_log
+rate_guard: invalid cost "lots" (a number from 1 to 1000000): not counted while logging request
+
+
+
+=== TEST 17b: (the nginx of TEST 17) nothing was counted; the invalid value is counted as such
+--- request eval
+["GET /chat", "GET /metrics"]
+--- more_headers eval
+["X-Api-Key: team-c", ""]
+--- response_headers eval
+["X-RateLimit-Remaining: 100", ""]
+--- response_body_like eval
+["^answer\n\$",
+ "\\A(?=(?:.|\n)*rate_guard_requests_invalid_value_total\\{zone=\"t070_bad_cost\"\\} 2\n)(?=(?:.|\n)*rate_guard_after_counts_total\\{zone=\"t070_bad_cost\"\\} 0\n)"]
+
+
+
+=== TEST 18: Redis down and rate_guard_fail closed: 503, and nothing to count
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_CLOSED_PORT;
+    rate_guard_zone $http_x_user zone=t070_down_closed rate=5r/m;
+--- config
+    location = /t {
+        rate_guard zone=t070_down_closed count=after;
+        rate_guard_fail closed;
+        empty_gif;
+    }
+    location = /metrics {
+        rate_guard_metrics;
+    }
+--- request eval
+["GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+["X-User: down", "X-User: down", ""]
+--- error_code eval
+[503, 503, 200]
+--- response_body_like eval
+["503", "503",
+ "\\A(?=(?:.|\n)*rate_guard_after_counts_total\\{zone=\"t070_down_closed\"\\} 0\n)(?=(?:.|\n)*rate_guard_after_counts_lost_total\\{zone=\"t070_down_closed\"\\} 0\n)"]
+
+
+
+=== TEST 19: a count=after zone is never leased, however busy its key: every count reaches Redis
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $http_x_user zone=t070_busy rate=1000 window=1h lease=on lease_time=500ms;
+--- config
+    location = /t {
+        rate_guard zone=t070_busy count=after;
+        empty_gif;
+    }
+    location = /metrics {
+        rate_guard_metrics;
+    }
+--- request eval
+[("GET /t") x 40, "GET /metrics", "GET /t"]
+--- more_headers eval
+[("X-User: busy") x 40, "", "X-User: busy"]
+--- response_headers eval
+[("") x 40, "", "X-RateLimit-Remaining: 960"]
+--- response_body_like eval
+[("GIF89a") x 40,
+ "\\A(?=(?:.|\n)*rate_guard_lease_grants_total\\{zone=\"t070_busy\"\\} 0\n)(?=(?:.|\n)*rate_guard_after_counts_total\\{zone=\"t070_busy\"\\} 40\n)",
+ "GIF89a"]
+
+
+
+=== TEST 20: on one keep-alive connection each request's count is made before the next request is checked
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $http_x_user zone=t070_keepalive rate=2r/m algorithm=sliding_log;
+--- config
+    location = /t {
+        rate_guard zone=t070_keepalive count=after;
+        empty_gif;
+    }
+--- pipelined_requests eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers
+X-User: keepalive
+--- error_code eval
+[200, 200, 429, 429]
+--- response_headers eval
+["X-RateLimit-Remaining: 2", "X-RateLimit-Remaining: 1", "X-RateLimit-Remaining: 0", "X-RateLimit-Remaining: 0"]
+
+
+
+=== TEST 21: a dry run's would-be rejection goes on but is not counted
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $http_x_user zone=t070_dry rate=2r/m algorithm=sliding_log;
+--- config
+    location = /t {
+        rate_guard zone=t070_dry count=after;
+        rate_guard_dry_run on;
+        add_header X-Status $rate_guard_status always;
+        empty_gif;
+    }
+    location = /metrics {
+        rate_guard_metrics;
+    }
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /metrics"]
+--- more_headers eval
+[("X-User: dry") x 4, ""]
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_headers eval
+["X-Status: PASSED\nX-RateLimit-Remaining: 2", "X-Status: PASSED\nX-RateLimit-Remaining: 1",
+ "X-Status: REJECTED_DRY_RUN", "X-Status: REJECTED_DRY_RUN", ""]
+--- response_body_like eval
+[("GIF89a") x 4,
+ "\\A(?=(?:.|\n)*rate_guard_after_counts_total\\{zone=\"t070_dry\"\\} 2\n)(?=(?:.|\n)*rate_guard_requests_rejected_dry_run_total\\{zone=\"t070_dry\"\\} 2\n)"]

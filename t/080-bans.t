@@ -278,8 +278,7 @@ X-User: hank
 === TEST 15: (the nginx of TEST 14) leases were granted and used
 --- request
 GET /metrics
---- response_body_like
-rate_guard_lease_requests_total\{zone="t080_leased"\} [1-9][0-9]*\n
+--- response_body_like: rate_guard_lease_requests_total\{zone="t080_leased"\} [1-9][0-9]*\n
 
 
 
@@ -327,3 +326,85 @@ limit t080_metrics leo unlimited
 --- response_body_like eval
 ["429", "429", "GIF89a", "GIF89a", "GIF89a", "GIF89a", "GIF89a",
  "\\A(?=(?:.|\n)*rate_guard_banned_total\\{zone=\"t080_metrics\"\\} 2\n)(?=(?:.|\n)*rate_guard_overridden_total\\{zone=\"t080_metrics\"\\} 4\n)(?=(?:.|\n)*rate_guard_requests_rejected_total\\{zone=\"t080_metrics\"\\} 2\n)(?=(?:.|\n)*rate_guard_requests_passed_total\\{zone=\"t080_metrics\"\\} 5\n)"]
+
+
+
+=== TEST 18: rules apply to count=after zones: a ban rejects the check before the request; an override is the limit of the check and of the count
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $http_x_user zone=t080_after rate=3r/m algorithm=sliding_log;
+--- config
+    location = /t {
+        rate_guard zone=t080_after count=after;
+        empty_gif;
+    }
+--- rate_guard_ctl
+ban t080_after mia 1h
+limit t080_after noah 1r/m
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t"]
+--- more_headers eval
+["X-User: mia", "X-User: noah", "X-User: noah", "X-User: pia"]
+--- error_code eval
+[429, 200, 429, 200]
+--- response_headers eval
+["X-RateLimit-Limit: 3\nX-RateLimit-Remaining: 0",
+ "X-RateLimit-Limit: 1\nX-RateLimit-Remaining: 1",
+ "X-RateLimit-Limit: 1\nX-RateLimit-Remaining: 0",
+ "X-RateLimit-Limit: 3\nX-RateLimit-Remaining: 3"]
+--- response_headers_like eval
+["Retry-After: (3599|3600)", "", "Retry-After: (59|60)", ""]
+
+
+
+=== TEST 19: a ban in one zone of a request rejects it and records nothing in the other zone
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $http_x_user zone=t080_two_a rate=5r/m algorithm=sliding_log;
+    rate_guard_zone $http_x_user zone=t080_two_b rate=5r/m algorithm=sliding_log;
+--- config
+    location = /both {
+        rate_guard zone=t080_two_a;
+        rate_guard zone=t080_two_b;
+        add_header X-Zone $rate_guard_zone always;
+        empty_gif;
+    }
+    location = /a {
+        rate_guard zone=t080_two_a;
+        empty_gif;
+    }
+--- rate_guard_ctl
+ban t080_two_b olga 1h
+--- request eval
+["GET /both", "GET /both", "GET /a"]
+--- more_headers
+X-User: olga
+--- error_code eval
+[429, 429, 200]
+--- response_headers eval
+["X-Zone: t080_two_b\nX-RateLimit-Limit: 5\nX-RateLimit-Remaining: 0", "X-Zone: t080_two_b", "X-RateLimit-Remaining: 4"]
+--- response_headers_like eval
+["Retry-After: (3599|3600)", "Retry-After: (3599|3600)", ""]
+
+
+
+=== TEST 20: an override of a token_bucket key is its burst too
+--- http_config
+    rate_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_guard_zone $http_x_user zone=t080_bucket rate=2r/m algorithm=token_bucket;
+--- config
+    location = /t {
+        rate_guard zone=t080_bucket;
+        empty_gif;
+    }
+--- rate_guard_ctl
+limit t080_bucket pat 5r/m
+--- request eval
+[("GET /t") x 6]
+--- more_headers
+X-User: pat
+--- error_code eval
+[200, 200, 200, 200, 200, 429]
+--- response_headers eval
+["X-RateLimit-Limit: 5\nX-RateLimit-Remaining: 4", "X-RateLimit-Remaining: 3", "X-RateLimit-Remaining: 2",
+ "X-RateLimit-Remaining: 1", "X-RateLimit-Remaining: 0", "X-RateLimit-Limit: 5\nX-RateLimit-Remaining: 0"]
